@@ -1,0 +1,162 @@
+"""What pitr shows: JSON on stdout with ``--json``, rich tables and progress bars only on a TTY,
+plain timestamped log lines on stderr otherwise. ``rich`` is imported only when it is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("pitr")
+
+
+class _UtcFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
+
+
+class _Redact(logging.Filter):
+    """Replaces every configured secret in log messages, whatever logged it."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            for secret in self.secrets:
+                text = text.replace(secret, "***")
+            record.msg, record.args = text, None
+        return True
+
+
+_handler: logging.Handler | None = None
+
+
+def configure_logging(*, debug: bool, quiet: bool) -> None:
+    """Log lines go to stderr: ``2026-11-25T13:00:00.123Z INFO message``."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)s %(message)s"))
+    root.addHandler(_handler)
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    root.setLevel(logging.WARNING)  # third-party libraries stay quiet unless --debug
+    logging.getLogger("pitr").setLevel(level)
+    if debug:
+        root.setLevel(logging.DEBUG)
+
+
+def redact_secrets(secrets: Sequence[str]) -> None:
+    """Install the redaction filter on the handler once the configuration is known."""
+    if _handler is not None:
+        _handler.addFilter(_Redact(secrets))
+
+
+@dataclass
+class Output:
+    """Per-command output mode, chosen from ``--json`` / ``--quiet`` and whether stdout is a TTY."""
+
+    json_mode: bool = False
+    quiet: bool = False
+    tty: bool = field(default_factory=sys.stdout.isatty)
+
+    def emit(self, payload: dict[str, Any], text: str | None = None) -> None:
+        """The command's result: ``payload`` as JSON, or ``text`` for people."""
+        if self.json_mode:
+            sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+        elif text is not None and not self.quiet:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+
+    def table(
+        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
+    ) -> None:
+        """A table: rich on a TTY, aligned plain text otherwise (never in JSON mode)."""
+        if self.json_mode or self.quiet:
+            return
+        if self.tty:
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(title=title)
+            for col in columns:
+                table.add_column(col)
+            for row in rows:
+                table.add_row(*("" if v is None else str(v) for v in row))
+            Console().print(table)
+            return
+        sys.stdout.write(render_plain_table(columns, rows, title))
+        sys.stdout.flush()
+
+    @contextmanager
+    def progress(self, total: int, label: str) -> Iterator[Progress]:
+        """A progress bar on a TTY; elsewhere, a log line every few seconds."""
+        if self.tty and not self.json_mode and not self.quiet:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            with RichProgress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            ) as bar:
+                task = bar.add_task(label, total=total)
+                yield Progress(lambda n: bar.advance(task, n), total, label)
+        else:
+            yield Progress(None, total, label)
+
+
+class Progress:
+    """Advances a rich bar, or logs ``label: N% (done/total)`` at most every 5 seconds."""
+
+    def __init__(self, advance: Any, total: int, label: str) -> None:
+        self._advance = advance
+        self.total = total
+        self.label = label
+        self.done = 0
+        self._last = time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self._advance is not None:
+            self._advance(n)
+            return
+        now = time.monotonic()
+        if now - self._last >= 5.0 and self.total:
+            self._last = now
+            log.info("%s: %d%% (%d/%d)", self.label, self.done * 100 // self.total,
+                     self.done, self.total)
+
+
+def render_plain_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
+) -> str:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [len(c) for c in columns]
+    for row in cells:
+        widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
+    lines = [title] if title else []
+    lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    lines.extend(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,161 @@
+"""``file://`` repositories: objects are files under a root directory.
+
+A write goes to a hidden temporary name in the destination directory, is fsync'ed, then renamed
+(or hard-linked, for create-if-absent) into place, and the directory is fsync'ed: a reader never
+sees a partial object, and a writer killed mid-way leaves only a temporary file that listings
+ignore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from pitr.errors import ObjectExists, ObjectNotFound, RepositoryError, StorageUnavailable
+from pitr.storage.base import MiB, ObjectInfo, PutResult, Readable, Storage, validate_key
+
+TMP_MARK = ".pitr-tmp-"
+CHUNK = 4 * MiB
+
+
+class LocalStorage(Storage):
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+
+    def describe(self) -> str:
+        return f"file://{self.root}"
+
+    def _path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    def put(self, key: str, source: Readable, *, if_absent: bool = False) -> PutResult:
+        path = self._path(key)
+        if path.name.startswith(".") and TMP_MARK in path.name:
+            raise RepositoryError(f"invalid object key {key!r}: reserved name")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, path) from None
+        tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "xb", buffering=0) as out:
+                while chunk := source.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                os.fsync(out.fileno())
+                if os.fstat(out.fileno()).st_size != size:
+                    raise StorageUnavailable(f"{path}: short write")
+            if if_absent:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise ObjectExists(key) from None
+                finally:
+                    tmp.unlink(missing_ok=True)
+            else:
+                os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise _os_error(exc, path) from None
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        return PutResult(key, size, digest.hexdigest())
+
+    def open(self, key: str) -> io.RawIOBase:
+        path = self._path(key)
+        try:
+            return open(path, "rb", buffering=0)
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        except IsADirectoryError:
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            raise _os_error(exc, path) from None
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            raise _os_error(exc, path) from None
+        if not _is_regular(st.st_mode):
+            raise ObjectNotFound(key)
+        return ObjectInfo(key, st.st_size)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        # Start at the deepest directory the prefix names, then filter by the prefix string.
+        head, _, _ = prefix.rpartition("/")
+        start = self.root / head if head else self.root
+        base = f"{head}/" if head else ""
+        yield from (info for info in self._walk(start, base) if info.key.startswith(prefix))
+
+    def _walk(self, directory: Path, base: str) -> Iterator[ObjectInfo]:
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise _os_error(exc, directory) from None
+        # Sort as full keys sort: a directory "a" sorts as "a/" so that "a-b" < "a/c".
+        entries.sort(key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), f"{base}{entry.name}/")
+            elif entry.is_file(follow_symlinks=False) and TMP_MARK not in entry.name:
+                yield ObjectInfo(base + entry.name, entry.stat(follow_symlinks=False).st_size)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _os_error(exc, path) from None
+        self._prune(path.parent)
+
+    def _prune(self, directory: Path) -> None:
+        """Remove directories left empty by deletes, up to the root."""
+        while directory != self.root and self.root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+
+def _is_regular(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(mode)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _os_error(exc: OSError, path: Path) -> Exception:
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageUnavailable(
+            f"{path}: permission denied",
+            hint="the repository directory must be writable by the OS user running pitr",
+        )
+    if exc.errno == errno.ENOSPC:
+        return StorageUnavailable(f"{path}: no space left on device")
+    return RepositoryError(f"{path}: {exc.strerror or exc}")
