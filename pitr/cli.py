@@ -66,18 +66,29 @@ def _set_output_mode(ctx: click.Context, param: click.Parameter, value: bool) ->
 def output_options(f: F) -> F:
     """``--json`` and ``--quiet``, accepted by every command."""
     f = click.option(
-        "--quiet", "-q", is_flag=True, expose_value=False, callback=_set_output_mode,
+        "--quiet",
+        "-q",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_output_mode,
         help="Only warnings and errors on stderr; no text result.",
     )(f)
     return click.option(
-        "--json", "json_mode", is_flag=True, expose_value=False, callback=_set_output_mode,
+        "--json",
+        "json_mode",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_output_mode,
         help="Machine-readable result on stdout (nothing else is written there).",
     )(f)
 
 
 def instance_option(f: F) -> F:
     return click.option(
-        "--instance", "-i", envvar="PITR_INSTANCE", metavar="NAME",
+        "--instance",
+        "-i",
+        envvar="PITR_INSTANCE",
+        metavar="NAME",
         help="Instance from the config (optional when only one is configured).",
     )(f)
 

@@ -216,9 +216,7 @@ def _from_document(source: str, doc: dict[str, Any], env: Mapping[str, str]) -> 
     return settings
 
 
-def _instances(
-    source: str, raw: object, env: Mapping[str, str]
-) -> dict[str, InstanceSettings]:
+def _instances(source: str, raw: object, env: Mapping[str, str]) -> dict[str, InstanceSettings]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: [instances] must contain [instances.NAME] tables")
     selected = env.get("PITR_INSTANCE")
@@ -291,9 +289,7 @@ def _coerce(value: Any, hint: Any, source: str, where: str, key: str) -> Any:
     if typing.get_origin(target) is Literal:
         choices = typing.get_args(target)
         if value not in choices:
-            raise ConfigError(
-                f"{label}: {value!r} is not one of {', '.join(map(str, choices))}"
-            )
+            raise ConfigError(f"{label}: {value!r} is not one of {', '.join(map(str, choices))}")
         return value
     if target is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -314,9 +310,12 @@ def _from_env_text(text: str, target: Any, label: str) -> Any:
 
 
 def _type_name(t: Any) -> str:
-    return cast(str, {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}.get(
-        t, getattr(t, "__name__", str(t))
-    ))
+    return cast(
+        str,
+        {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}.get(
+            t, getattr(t, "__name__", str(t))
+        ),
+    )
 
 
 def _validate(settings: Settings) -> None:

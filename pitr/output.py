@@ -143,8 +143,9 @@ class Progress:
         now = time.monotonic()
         if now - self._last >= 5.0 and self.total:
             self._last = now
-            log.info("%s: %d%% (%d/%d)", self.label, self.done * 100 // self.total,
-                     self.done, self.total)
+            log.info(
+                "%s: %d%% (%d/%d)", self.label, self.done * 100 // self.total, self.done, self.total
+            )
 
 
 def render_plain_table(

@@ -7,7 +7,6 @@ paths; listing is by plain string prefix and returns keys in byte order. A missi
 
 from __future__ import annotations
 
-import hashlib
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -78,24 +77,6 @@ def validate_key(key: str) -> str:
     ):
         raise RepositoryError(f"invalid object key {key!r}")
     return key
-
-
-class HashingReader:
-    """Wraps a ``Readable``, counting and sha256-hashing what passes through."""
-
-    def __init__(self, source: Readable) -> None:
-        self._source = source
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def read(self, n: int = -1, /) -> bytes:
-        data = self._source.read(n)
-        self._hash.update(data)
-        self.size += len(data)
-        return data
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
 
 
 class ChunkReader(io.RawIOBase):

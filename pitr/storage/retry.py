@@ -40,7 +40,8 @@ def with_retries(
         Retrying,
         retry_if_exception_type,
         stop_after_delay,
-        wait_exponential_jitter,
+        wait_exponential,
+        wait_random,
     )
 
     def attempt() -> T:
@@ -60,7 +61,8 @@ def with_retries(
 
     retrying = Retrying(
         stop=stop_after_delay(budget),
-        wait=wait_exponential_jitter(initial=0.1, max=min(5.0, max(budget / 4, 0.1))),
+        wait=wait_exponential(multiplier=0.1, max=min(5.0, max(budget / 4, 0.1)))
+        + wait_random(0, 0.1),
         retry=retry_if_exception_type(Transient),
         before_sleep=before_sleep,
         reraise=True,

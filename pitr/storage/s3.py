@@ -158,8 +158,9 @@ class S3Storage(Storage):
         first = read_full(source, part_size(0))
         digest.update(first)
         if len(first) < part_size(0):
+            # The server checked the Content-MD5 and we checked the ETag: size and content
+            # are confirmed without another request.
             self._put_single(key, full, first, if_absent)
-            self._confirm_size(key, full, len(first))
             return PutResult(key, len(first), digest.hexdigest())
         return self._put_multipart(key, full, first, source, digest, if_absent)
 
@@ -293,9 +294,7 @@ class S3Storage(Storage):
         strip = len(self.prefix)
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
         while True:
-            page = self._call(
-                f"list {prefix or '/'}", lambda: self.client.list_objects_v2(**args)
-            )
+            page = self._call(f"list {prefix or '/'}", lambda: self.client.list_objects_v2(**args))
             for item in page.get("Contents", []):
                 yield ObjectInfo(item["Key"][strip:], int(item["Size"]))
             if not page.get("IsTruncated"):

@@ -83,6 +83,10 @@ def connection_options(settings: RepositorySettings, env: Mapping[str, str]) -> 
 
 
 class SwiftStorage(Storage):
+    #: Swift honours ``If-None-Match: *`` against an existing object, but two concurrent
+    #: writers can both succeed (eventual consistency): not an atomic create-if-absent.
+    supports_create_if_absent = False
+
     def __init__(self, settings: RepositorySettings) -> None:
         loc = settings.location
         self.container = loc.container
@@ -175,11 +179,11 @@ class SwiftStorage(Storage):
         digest.update(first)
         headers = {"If-None-Match": "*"} if if_absent else {}
         if len(first) < part_size(0):
+            # Swift checks the ETag we send (422 on mismatch) and we compare the one it returns.
             md5 = hashlib.md5(first, usedforsecurity=False).hexdigest()
             self._put_object(key, self.container, name, first, md5, headers)
-            size = len(first)
-        else:
-            size = self._put_large(key, name, first, source, digest, headers)
+            return PutResult(key, len(first), digest.hexdigest())
+        size = self._put_large(key, name, first, source, digest, headers)
         stored = self.stat(key).size
         if stored != size:
             raise VerificationFailed(f"{self.describe()}: {key}: stored {stored} bytes of {size}")
@@ -196,8 +200,17 @@ class SwiftStorage(Storage):
         query: str | None = None,
     ) -> None:
         def put(conn: Any) -> str:
-            return str(conn.put_object(container, name, data, content_length=len(data),
-                                       etag=md5, headers=headers, query_string=query))
+            return str(
+                conn.put_object(
+                    container,
+                    name,
+                    data,
+                    content_length=len(data),
+                    etag=md5,
+                    headers=headers,
+                    query_string=query,
+                )
+            )
 
         try:
             etag = self._call(f"put {key}", put, key)
@@ -239,9 +252,7 @@ class SwiftStorage(Storage):
                         {"path": f"/{self.segments}/{path}", "etag": md5, "size_bytes": len(data)}
                     )
                     slots.acquire()
-                    fut = pool.submit(
-                        self._put_object, key, self.segments, path, data, md5, {}
-                    )
+                    fut = pool.submit(self._put_object, key, self.segments, path, data, md5, {})
                     fut.add_done_callback(settled)
                     futures.append(fut)
                     index += 1
@@ -284,6 +295,7 @@ class SwiftStorage(Storage):
         marker = ""
         strip = len(self.prefix)
         while True:
+
             def page_after(c: Any, marker: str = marker) -> Any:
                 return c.get_container(
                     self.container, marker=marker, limit=LIST_PAGE, prefix=self.prefix + prefix
@@ -302,11 +314,14 @@ class SwiftStorage(Storage):
     def delete(self, key: str) -> None:
         name = self.prefix + validate_key(key)
         try:
+            headers = self._call(f"stat {key}", lambda c: c.head_object(self.container, name), key)
+            # A large object's manifest delete also removes its segments; on a plain object
+            # that query is answered 200 without deleting anything.
+            slo = headers.get("x-static-large-object", "").lower() == "true"
+            query = "multipart-manifest=delete" if slo else None
             self._call(
                 f"delete {key}",
-                lambda c: c.delete_object(
-                    self.container, name, query_string="multipart-manifest=delete"
-                ),
+                lambda c: c.delete_object(self.container, name, query_string=query),
                 key,
             )
         except ObjectNotFound:
