@@ -15,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pitr.errors import ObjectNotFound, PitrError, StorageUnavailable, VerificationFailed
+from pitr.errors import (
+    ObjectNotFound,
+    PitrError,
+    StorageUnavailable,
+    VerificationFailed,
+    error_dict,
+)
 from pitr.storage.base import Storage
 
 PROBE_PREFIX = ".pitr-check/"
@@ -59,7 +65,10 @@ class CheckReport:
         return True
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [i.to_dict() for i in self.items]}
+        doc: dict[str, Any] = {"ok": self.ok, "checks": [i.to_dict() for i in self.items]}
+        if self.error is not None:
+            doc["error"] = error_dict(self.error)
+        return doc
 
 
 def check_repository(storage: Storage, report: CheckReport) -> None:

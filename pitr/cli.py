@@ -33,6 +33,7 @@ class Run:
         self.json_mode = False
         self.quiet = False
         self._settings: Settings | None = None
+        self._output: Output | None = None
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -45,9 +46,11 @@ class Run:
 
     @property
     def output(self) -> Output:
-        from pitr.output import Output
+        if self._output is None:
+            from pitr.output import Output
 
-        return Output(json_mode=self.json_mode, quiet=self.quiet)
+            self._output = Output(json_mode=self.json_mode, quiet=self.quiet)
+        return self._output
 
 
 _run: Run | None = None  # the current invocation, for error reporting in main()
@@ -142,7 +145,8 @@ def check(run: Run, instance: str | None) -> None:
 
 def _report(exc: BaseException, code: int, message: str, hint: str | None) -> int:
     run = _run
-    if run is not None and run.json_mode:
+    # A command that already printed its JSON result carries the error in it.
+    if run is not None and run.json_mode and not (run._output and run._output.emitted):
         import json
 
         error = {"message": message, "exit_code": code, "hint": hint}

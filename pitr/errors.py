@@ -18,6 +18,11 @@ class PitrError(Exception):
         self.hint = hint
 
 
+def error_dict(exc: PitrError) -> dict[str, object]:
+    """The ``"error"`` object of ``--json`` output."""
+    return {"message": exc.message, "exit_code": exc.exit_code, "hint": exc.hint}
+
+
 class UsageError(PitrError):
     """Bad input: options, targets, configuration (click's own exit code)."""
 

@@ -70,9 +70,11 @@ class Output:
     json_mode: bool = False
     quiet: bool = False
     tty: bool = field(default_factory=sys.stdout.isatty)
+    emitted: bool = False
 
     def emit(self, payload: dict[str, Any], text: str | None = None) -> None:
         """The command's result: ``payload`` as JSON, or ``text`` for people."""
+        self.emitted = True
         if self.json_mode:
             sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
         elif text is not None and not self.quiet:

@@ -175,7 +175,6 @@ def test_writer_killed_mid_upload_leaves_no_visible_object(
         [sys.executable, str(Path(__file__).with_name("slow_writer.py")), "killed/object"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     assert child.stdin is not None and child.stdout is not None
     child.stdin.write(json.dumps(dataclasses.asdict(repo_settings)).encode())

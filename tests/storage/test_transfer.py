@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -88,7 +87,6 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     peak_mb = int(done.stdout.strip()) / 1024
     assert peak_mb < 300, f"peak RSS {peak_mb:.0f} MB"

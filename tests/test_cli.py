@@ -1,0 +1,209 @@
+"""The command line as scripts and cron see it: exit codes, one-line errors, JSON, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from servers import MotoServer, SwiftServer
+from servers.common import free_port
+
+import pitr
+
+SECRET = "S3cr3t-Do-Not-Leak-4711"
+
+
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``pitr ARGS`` in a subprocess with a clean PITR_* / AWS_* / ST_* environment."""
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PITR_", "AWS_", "ST_", "OS_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pitr", *args],
+        cwd=cwd,
+        env={**base, "HOME": str(cwd), **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def write_config(directory: Path, repository: str, instances: str = "") -> Path:
+    path = directory / "pitr.toml"
+    path.write_text(f"[repository]\n{repository}\n{instances}")
+    return path
+
+
+def test_version(tmp_path: Path) -> None:
+    done = run("--version", cwd=tmp_path)
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"pitr {pitr.__version__}"
+
+
+def test_start_up_imports_no_heavy_sdk(tmp_path: Path) -> None:
+    heavy = ["boto3", "botocore", "swiftclient", "psycopg", "pymysql", "rich", "zstandard"]
+    for argv in (["--version"], ["--help"], ["check", "--help"]):
+        code = (
+            "import sys\nfrom pitr.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+        )
+        assert done.stderr.strip().splitlines()[-1] == "[]", (argv, done.stderr)
+
+
+def test_no_configuration_is_a_usage_error(tmp_path: Path) -> None:
+    done = run("check", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: no configuration file found")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "code", "fragment"),
+    [
+        ('url = "file:///tmp/x"\nbogus = 1', 2, "[repository] unknown key(s): bogus"),
+        ('url = "gopher://x"', 2, "unknown scheme 'gopher'"),
+        ('url = "s3:///nobucket"', 2, "bucket name is empty"),
+    ],
+)
+def test_bad_config_one_line_and_exit_code(
+    tmp_path: Path, config: str, code: int, fragment: str
+) -> None:
+    write_config(tmp_path, config)
+    done = run("check", cwd=tmp_path)
+    assert done.returncode == code
+    lines = done.stderr.strip().splitlines()
+    assert fragment in lines[0]
+    assert all(line.startswith(("error:", "HINT:")) for line in lines)
+    assert done.stdout == ""
+
+
+def test_unknown_option_is_one_line(tmp_path: Path) -> None:
+    done = run("check", "--frobnicate", cwd=tmp_path)
+    assert done.returncode == 2
+    first = done.stderr.splitlines()[0]
+    assert first.startswith("error: No such option") and "--frobnicate" in first
+
+
+def test_check_file_repository_json(tmp_path: Path) -> None:
+    write_config(tmp_path, f'url = "file://{tmp_path}/repo"', '[instances.main]\nengine="mariadb"')
+    done = run("check", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # nothing but JSON on stdout
+    assert report["ok"] is True
+    names = [c["name"] for c in report["checks"]]
+    assert names[:2] == ["config", "instance main"]
+    assert [n for n in names if n.startswith("repository")] == [
+        "repository open",
+        "repository write",
+        "repository list",
+        "repository read",
+        "repository delete",
+    ]
+    assert all(c["ms"] is not None for c in report["checks"] if c["name"].startswith("repo"))
+    assert not list((tmp_path / "repo").rglob("*probe*"))
+    assert [p for p in (tmp_path / "repo").rglob("*") if p.is_file()] == []
+
+
+def test_check_text_output_is_a_table(tmp_path: Path) -> None:
+    write_config(tmp_path, f'url = "file://{tmp_path}/repo"')
+    done = run("check", cwd=tmp_path)
+    assert done.returncode == 0
+    assert done.stdout.splitlines()[0].split() == ["check", "result", "ms", "detail"]
+    assert "repository read" in done.stdout
+
+
+def test_check_s3(tmp_path: Path, moto_server: MotoServer) -> None:
+    moto_server.create_bucket("pitr-cli-check")
+    write_config(
+        tmp_path,
+        f'url = "s3://pitr-cli-check/prod"\nendpoint_url = "{moto_server.endpoint_url}"\n'
+        'addressing = "path"\nregion = "us-east-1"',
+    )
+    done = run("check", "--json", cwd=tmp_path, env=moto_server.env())
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ok"] is True
+
+
+def test_check_swift_from_st_environment(tmp_path: Path, swift_server: SwiftServer) -> None:
+    write_config(tmp_path, 'url = "swift://pitr-cli-check/prod"')
+    done = run("check", "--json", cwd=tmp_path, env=swift_server.env())
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ok"] is True
+
+
+def test_check_dead_endpoint_exits_5_within_budget(tmp_path: Path) -> None:
+    write_config(
+        tmp_path,
+        f'url = "s3://pitr-dead/x"\nendpoint_url = "http://127.0.0.1:{free_port()}"\ntimeout = 2',
+    )
+    started = time.monotonic()
+    done = run(
+        "check",
+        "--json",
+        cwd=tmp_path,
+        env={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
+    )
+    assert time.monotonic() - started < 15
+    assert done.returncode == 5
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "gave up after 2 s" in errors[0]
+    payload = json.loads(done.stdout)
+    assert payload["error"]["exit_code"] == 5
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    write_config(tmp_path, 'url = "file:///proc/pitr-cannot-write-here"')
+    plain = run("check", cwd=tmp_path)
+    debug = run("--debug", "check", cwd=tmp_path)
+    assert plain.returncode == debug.returncode != 0
+    assert "Traceback" not in plain.stderr
+    assert "Traceback" in debug.stderr
+
+
+def test_secret_never_in_logs_or_process_arguments(
+    tmp_path: Path, swift_server: SwiftServer
+) -> None:
+    """A Swift key in the config: absent from output, debug logs and every `ps` line."""
+    write_config(
+        tmp_path,
+        f'url = "swift://pitr-secret/x"\nauth_url = "{swift_server.auth_url}"\n'
+        f'user = "{swift_server.user}"\nkey = "{SECRET}"\ntimeout = 3',
+    )
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def sample_ps() -> None:
+        while not stop.is_set():
+            seen.append(
+                subprocess.run(
+                    ["ps", "-eo", "args"], capture_output=True, text=True, check=True
+                ).stdout
+            )
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample_ps)
+    sampler.start()
+    try:
+        done = run("--debug", "check", "--json", cwd=tmp_path)
+    finally:
+        stop.set()
+        sampler.join()
+    assert done.returncode == 5  # the key is wrong: access denied
+    assert "access denied" in done.stderr
+    assert len(seen) > 3
+    for text in [done.stdout, done.stderr, *seen]:
+        assert SECRET not in text
