@@ -135,8 +135,14 @@ class Storage(ABC):
         """Size of ``key``; ``ObjectNotFound`` if missing."""
 
     @abstractmethod
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object whose key starts with ``prefix``, in key order, fetched page by page."""
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix`` (and sorts after ``start_after``, when
+        given), in key order, fetched page by page."""
+
+    @abstractmethod
+    def list_prefixes(self, prefix: str) -> tuple[str, ...]:
+        """The distinct ``prefix + NAME + "/"`` "directories" one level below ``prefix``
+        (which must be empty or end with ``/``), sorted."""
 
     @abstractmethod
     def delete(self, key: str) -> None:

@@ -94,14 +94,17 @@ class LocalStorage(Storage):
             raise ObjectNotFound(key)
         return ObjectInfo(key, st.st_size)
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
         # Start at the deepest directory the prefix names, then filter by the prefix string.
         head, _, _ = prefix.rpartition("/")
         start = self.root / head if head else self.root
         base = f"{head}/" if head else ""
-        yield from (info for info in self._walk(start, base) if info.key.startswith(prefix))
+        after = start_after or ""
+        for info in self._walk(start, base, after):
+            if info.key.startswith(prefix) and info.key > after:
+                yield info
 
-    def _walk(self, directory: Path, base: str) -> Iterator[ObjectInfo]:
+    def _walk(self, directory: Path, base: str, after: str) -> Iterator[ObjectInfo]:
         try:
             entries = list(os.scandir(directory))
         except (FileNotFoundError, NotADirectoryError):
@@ -112,9 +115,24 @@ class LocalStorage(Storage):
         entries.sort(key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
-                yield from self._walk(Path(entry.path), f"{base}{entry.name}/")
+                sub = f"{base}{entry.name}/"
+                if sub < after and not after.startswith(sub):
+                    continue  # every key below sorts before start_after
+                yield from self._walk(Path(entry.path), sub, after)
             elif entry.is_file(follow_symlinks=False) and TMP_MARK not in entry.name:
                 yield ObjectInfo(base + entry.name, entry.stat(follow_symlinks=False).st_size)
+
+    def list_prefixes(self, prefix: str) -> tuple[str, ...]:
+        directory = self.root / prefix if prefix else self.root
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return ()
+        except OSError as exc:
+            raise _os_error(exc, directory) from None
+        return tuple(
+            sorted(f"{prefix}{e.name}/" for e in entries if e.is_dir(follow_symlinks=False))
+        )
 
     def delete(self, key: str) -> None:
         path = self._path(key)

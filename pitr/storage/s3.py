@@ -289,16 +289,33 @@ class S3Storage(Storage):
         )
         return ObjectInfo(key, int(response["ContentLength"]))
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
         # Page by page with the continuation token, each page retried on its own.
         strip = len(self.prefix)
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
+        if start_after:
+            args["StartAfter"] = self.prefix + start_after
         while True:
             page = self._call(f"list {prefix or '/'}", lambda: self.client.list_objects_v2(**args))
             for item in page.get("Contents", []):
                 yield ObjectInfo(item["Key"][strip:], int(item["Size"]))
             if not page.get("IsTruncated"):
                 return
+            args["ContinuationToken"] = page["NextContinuationToken"]
+
+    def list_prefixes(self, prefix: str) -> tuple[str, ...]:
+        strip = len(self.prefix)
+        found: list[str] = []
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self.prefix + prefix,
+            "Delimiter": "/",
+        }
+        while True:
+            page = self._call(f"list {prefix or '/'}", lambda: self.client.list_objects_v2(**args))
+            found.extend(p["Prefix"][strip:] for p in page.get("CommonPrefixes", []))
+            if not page.get("IsTruncated"):
+                return tuple(sorted(found))
             args["ContinuationToken"] = page["NextContinuationToken"]
 
     def delete(self, key: str) -> None:

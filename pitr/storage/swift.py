@@ -291,8 +291,8 @@ class SwiftStorage(Storage):
         headers = self._call(f"stat {key}", lambda c: c.head_object(self.container, name), key)
         return ObjectInfo(key, int(headers["content-length"]))
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        marker = ""
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        marker = self.prefix + start_after if start_after else ""
         strip = len(self.prefix)
         while True:
 
@@ -310,6 +310,31 @@ class SwiftStorage(Storage):
             if len(page) < LIST_PAGE:
                 return
             marker = page[-1]["name"]
+
+    def list_prefixes(self, prefix: str) -> tuple[str, ...]:
+        marker = ""
+        strip = len(self.prefix)
+        found: list[str] = []
+        while True:
+
+            def page_after(c: Any, marker: str = marker) -> Any:
+                return c.get_container(
+                    self.container,
+                    marker=marker,
+                    limit=LIST_PAGE,
+                    prefix=self.prefix + prefix,
+                    delimiter="/",
+                )
+
+            try:
+                _, page = self._call(f"list {prefix or '/'}", page_after)
+            except ObjectNotFound:
+                return ()
+            found.extend(item["subdir"][strip:] for item in page if "subdir" in item)
+            if len(page) < LIST_PAGE:
+                return tuple(sorted(found))
+            last = page[-1]
+            marker = last.get("subdir") or last["name"]
 
     def delete(self, key: str) -> None:
         name = self.prefix + validate_key(key)

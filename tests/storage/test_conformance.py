@@ -204,3 +204,29 @@ def test_stream_put_with_short_reads(storage: Storage) -> None:
     data = os.urandom(10_000)
     assert storage.put("trickle", Trickle(data)).sha256 == sha(data)
     assert storage.get_bytes("trickle") == data
+
+
+def test_listing_starts_after_a_key(storage: Storage) -> None:
+    keys = ["logs/1/a", "logs/1/b", "logs/1/c/d", "logs/1/e", "logs/2/a", "other"]
+    for key in keys:
+        storage.put_bytes(key, b"x")
+    assert [i.key for i in storage.list("logs/", start_after="logs/1/b")] == [
+        "logs/1/c/d",
+        "logs/1/e",
+        "logs/2/a",
+    ]
+    assert [i.key for i in storage.list("logs/1/", start_after="logs/1/c")] == [
+        "logs/1/c/d",
+        "logs/1/e",
+    ]
+    assert [i.key for i in storage.list("", start_after="logs/2/a")] == ["other"]
+    assert list(storage.list("logs/", start_after="zzz")) == []
+
+
+def test_list_prefixes_one_level_down(storage: Storage) -> None:
+    for key in ["logs/00000001/a", "logs/00000001/b", "logs/00000002/x/y", "logs/file", "z/q"]:
+        storage.put_bytes(key, b"x")
+    assert storage.list_prefixes("logs/") == ("logs/00000001/", "logs/00000002/")
+    assert storage.list_prefixes("") == ("logs/", "z/")
+    assert storage.list_prefixes("logs/00000002/") == ("logs/00000002/x/",)
+    assert storage.list_prefixes("nothing/") == ()
