@@ -1,0 +1,39 @@
+"""``build_plan(catalog, target) -> Plan``: pure planning, no I/O, no clock.
+
+Planning happens in up to three calls, the caller doing the reading in between:
+
+1. ``documents_needed(catalog, target)``: the log segments whose transaction lists are needed
+   to place the target exactly (a PostgreSQL xid, a binlog stop position); the caller fetches
+   their index documents.
+2. ``build_plan(catalog, target, located=...)``: the plan, or why there is none.
+3. After the caller has listed the repository for ``plan.required_objects()``,
+   ``build_plan(..., missing=...)`` again if anything was not there: the plan then names it.
+"""
+
+from __future__ import annotations
+
+from pitr.catalog import Catalog
+from pitr.plan import Plan
+from pitr.planner import binlog, wal
+from pitr.planner.common import Located
+from pitr.targets import Target
+
+__all__ = ["Located", "build_plan", "documents_needed"]
+
+
+def documents_needed(catalog: Catalog, target: Target) -> list[str]:
+    if catalog.engine == "postgresql":
+        return wal.documents_needed(catalog, target)
+    return binlog.documents_needed(catalog, target)
+
+
+def build_plan(
+    catalog: Catalog,
+    target: Target,
+    *,
+    located: Located | None = None,
+    missing: frozenset[str] = frozenset(),
+) -> Plan:
+    if catalog.engine == "postgresql":
+        return wal.plan_wal(catalog, target, located or {}, missing)
+    return binlog.plan_binlog(catalog, target, located or {}, missing)

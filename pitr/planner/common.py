@@ -1,0 +1,135 @@
+"""What every engine's planner shares: choosing backups, assembling steps and problems."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from pitr.catalog import Catalog
+from pitr.catalog.model import Backup, LogSegment, Transaction
+from pitr.plan import Plan, Step, Stop, Window
+from pitr.targets import Target
+
+#: transactions of the segments the caller fetched, by segment name (see ``documents_needed``)
+Located = Mapping[str, Sequence[Transaction]]
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A full backup and, optionally, the differential restored on top of it."""
+
+    full: Backup
+    diff: Backup | None
+
+    @property
+    def last(self) -> Backup:
+        """The backup whose consistent point replay starts from."""
+        return self.diff or self.full
+
+
+def fulls(catalog: Catalog, system: str | None = None) -> list[Backup]:
+    """Full backups, oldest first (by consistent point, then id)."""
+    found = [b for b in catalog.backups if b.type == "full"]
+    if system is not None:
+        found = [b for b in found if b.system == system]
+    return sorted(found, key=lambda b: (b.end_time, b.id))
+
+
+def differentials_of(catalog: Catalog, full: Backup) -> list[Backup]:
+    return sorted(
+        (b for b in catalog.backups if b.type == "diff" and b.parent == full.id),
+        key=lambda b: (b.end_time, b.id),
+    )
+
+
+def choose_chain(
+    catalog: Catalog, usable: Callable[[Backup], bool], system: str | None = None
+) -> Chain | None:
+    """The newest full for which ``usable`` holds, then its newest usable differential."""
+    for full in reversed(fulls(catalog, system)):
+        if usable(full):
+            diffs = [d for d in differentials_of(catalog, full) if usable(d)]
+            return Chain(full, diffs[-1] if diffs else None)
+    return None
+
+
+def backup_objects(backup: Backup, missing: frozenset[str]) -> list[str]:
+    return [o.key for o in backup.objects if o.key in missing]
+
+
+def chain_problems(chain: Chain, missing: frozenset[str]) -> list[str]:
+    problems = []
+    for backup in (chain.full, chain.diff):
+        if backup is not None:
+            problems += [
+                f"backup {backup.id}: object {key} is missing from the repository"
+                for key in backup_objects(backup, missing)
+            ]
+    return problems
+
+
+def refuse(
+    catalog: Catalog,
+    target: Target,
+    problems: Iterable[str],
+    window: Window,
+    timeline: int | None = None,
+) -> Plan:
+    return Plan(
+        instance=catalog.instance,
+        datastore=catalog.engine,
+        target=target,
+        recoverable=False,
+        window=window,
+        problems=tuple(problems),
+        timeline=timeline,
+    )
+
+
+def assemble(
+    catalog: Catalog,
+    target: Target,
+    chain: Chain,
+    segments: Sequence[LogSegment],
+    window: Window,
+    stop: Stop,
+    *,
+    start: str,
+    stop_text: str,
+    timeline: int | None = None,
+    notes: Iterable[str] = (),
+) -> Plan:
+    steps = [Step("restore_full", chain.full.objects, backup=chain.full)]
+    if chain.diff is not None:
+        steps.append(Step("apply_diff", chain.diff.objects, backup=chain.diff))
+    steps.append(
+        Step(
+            "replay_logs",
+            tuple(s.object for s in segments),
+            segments=tuple(segments),
+            start=start,
+            stop=stop_text,
+        )
+    )
+    return Plan(
+        instance=catalog.instance,
+        datastore=catalog.engine,
+        target=target,
+        recoverable=True,
+        steps=tuple(steps),
+        window=window,
+        timeline=timeline,
+        stop=stop,
+        notes=tuple(notes),
+    )
+
+
+def last_at_or_before(
+    transactions: Sequence[Transaction], accept: Callable[[Transaction], bool]
+) -> Transaction | None:
+    """The last transaction (in log order) for which ``accept`` holds."""
+    found = None
+    for tx in transactions:
+        if accept(tx):
+            found = tx
+    return found
