@@ -86,6 +86,17 @@ def output_options(f: F) -> F:
     )(f)
 
 
+def lock_wait_option(f: F) -> F:
+    return click.option(
+        "--lock-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        show_default=True,
+        help="Wait this long for another run holding the instance lock.",
+    )(f)
+
+
 def instance_option(f: F) -> F:
     return click.option(
         "--instance",
@@ -141,6 +152,206 @@ def check(run: Run, instance: str | None) -> None:
     )
     if report.error is not None:
         raise report.error
+
+
+def target_options(f: F) -> F:
+    """The recovery target options shared by ``plan``, ``recover`` and ``restore``."""
+    options = [
+        click.option("--at", metavar="TIME", help="State as of TIME (ISO 8601 with offset)."),
+        click.option("--xid", metavar="XID", help="PostgreSQL: up to this transaction id."),
+        click.option("--lsn", metavar="LSN", help="PostgreSQL: up to this WAL location."),
+        click.option("--restore-point", metavar="NAME", help="PostgreSQL: a restore point."),
+        click.option("--gtid", metavar="GTID", help="MariaDB/MySQL: up to this transaction."),
+        click.option("--position", metavar="FILE:POS", help="MariaDB/MySQL: binlog position."),
+        click.option("--latest", is_flag=True, help="Everything in the repository."),
+        click.option("--exclusive", is_flag=True, help="Stop just before the target."),
+        click.option(
+            "--timeline", metavar="N|current|latest", help="PostgreSQL: the timeline to follow."
+        ),
+        click.option("--timezone", metavar="ZONE", help="Zone of a TIME given without offset."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _target(run: Run, engine: str, options: dict[str, Any]) -> Any:
+    from pitr.targets import parse_target
+    from pitr.timeutil import utcnow
+
+    zone = options.pop("timezone", None) or run.settings().timezone
+    return parse_target(engine, timezone=zone, now=utcnow(), **options)
+
+
+def _catalog_store(run: Run, instance: str | None) -> Any:
+    from pitr.planning import open_catalog
+
+    settings = run.settings()
+    return open_catalog(settings, settings.instance(instance))
+
+
+@cli.command(name="list")
+@instance_option
+@output_options
+@click.pass_obj
+def list_(run: Run, instance: str | None) -> None:
+    """Backups, log coverage and the recoverable window."""
+    from pitr.inventory import describe
+    from pitr.views import backups_rows, logs_rows
+
+    listing = describe(_catalog_store(run, instance).load())
+    out = run.output
+    out.emit(listing)
+    out.table(["backup", "type", "parent", "start", "end", "size"], backups_rows(listing))
+    out.table(
+        ["stream", "first log", "last log", "logs", "size", "last commit"], logs_rows(listing)
+    )
+    window = listing["window"]
+    out.say(f"Recoverable window: {window['earliest']} to {window['latest']}")
+
+
+@cli.command()
+@instance_option
+@target_options
+@output_options
+@click.pass_obj
+def plan(run: Run, /, instance: str | None, **options: Any) -> None:
+    """The restore plan for the target, proven against the repository; touches nothing."""
+    from pitr.errors import NotRecoverable
+    from pitr.planning import make_plan
+    from pitr.views import plan_text
+
+    store = _catalog_store(run, instance)
+    target = _target(run, store.engine, options)
+    result = make_plan(store, target).plan
+    run.output.emit(result.to_dict(), text=plan_text(result))
+    if not result.recoverable:
+        raise NotRecoverable(
+            f"not recoverable: {result.problems[0]}",
+            hint=f"recoverable window: {result.window.describe()}",
+        )
+
+
+@cli.command()
+@instance_option
+@click.option("--backup", "backup_id", metavar="ID", help="Only this backup's chain and logs.")
+@output_options
+@click.pass_obj
+def verify(run: Run, instance: str | None, backup_id: str | None) -> None:
+    """Read back every object of the chain(s) and the logs; check sizes and checksums."""
+    from pitr.errors import VerificationFailed
+    from pitr.verify import objects_to_verify, verify_all
+
+    store = _catalog_store(run, instance)
+    objects = objects_to_verify(store.load(), backup_id)
+    total = sum(o.size for o in objects)
+    out = run.output
+    with out.progress(total, "verify") as progress:
+        failures = verify_all(
+            store, objects, workers=run.settings().repository.concurrency, progress=progress
+        )
+    result = {
+        "verified": len(objects) - len(failures),
+        "objects": len(objects),
+        "bytes": total,
+        "failed": [{"key": f.key, "problem": f.problem} for f in failures],
+    }
+    lines = [f"FAILED {f.problem}" for f in failures]
+    lines.append(f"{len(objects) - len(failures)} of {len(objects)} objects verified intact")
+    out.emit(result, text="\n".join(lines))
+    if failures:
+        raise VerificationFailed(
+            f"{len(failures)} object(s) failed verification, first: {failures[0].problem}"
+        )
+
+
+@cli.command()
+@instance_option
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@lock_wait_option
+@output_options
+@click.pass_obj
+def expire(run: Run, instance: str | None, dry_run: bool, lock_wait: float) -> None:
+    """Apply the retention policy; never removes what the recoverable window needs."""
+    from pitr.locks import InstanceLock
+    from pitr.retention import apply_expiry, plan_expiry
+    from pitr.timeutil import utcnow
+    from pitr.views import human_bytes
+
+    settings = run.settings()
+    store = _catalog_store(run, instance)
+    with InstanceLock(store.storage, store.instance, settings.lock_dir, "expire", wait=lock_wait):
+        expiry = plan_expiry(
+            store.load(), settings.retention, utcnow(), store.list_backups().orphans
+        )
+        if not dry_run:
+            apply_expiry(store, expiry)
+    verb = "would delete" if dry_run else "deleted"
+    result = {
+        "dry_run": dry_run,
+        "kept": [b.id for b in expiry.keep],
+        "expired_backups": [b.id for b in expiry.backups],
+        "expired_logs": [s.name for s in expiry.segments],
+        "unfinished_backups": sorted(expiry.orphans),
+        "bytes": expiry.bytes,
+    }
+    text = (
+        f"{verb} {len(expiry.backups)} backup(s), {len(expiry.segments)} log(s) "
+        f"({human_bytes(expiry.bytes)}) and {len(expiry.orphans)} unfinished backup(s); "
+        f"kept {len(expiry.keep)} backup(s)"
+    )
+    run.output.emit(result, text=text)
+
+
+@cli.command()
+@instance_option
+@output_options
+@click.pass_obj
+def status(run: Run, instance: str | None) -> int:
+    """Health for monitoring: exit 0 OK, 1 WARN, 2 CRIT."""
+    from pitr.inventory import STATES, health, worst
+    from pitr.planner import window
+    from pitr.timeutil import utcnow
+
+    settings = run.settings()
+    catalog = _catalog_store(run, instance).load()
+    checks = health(catalog, settings.status, utcnow())
+    state = worst(checks)
+    result = {
+        "status": state,
+        "checks": [
+            {"name": c.name, "status": c.state, "detail": c.detail, "age_seconds": c.age_seconds}
+            for c in checks
+        ],
+        "window": window(catalog).to_dict(),
+    }
+    summary = "; ".join(f"{c.name} {c.state}: {c.detail}" for c in checks)
+    run.output.emit(result, text=f"PITR {state} - {summary}")
+    return STATES.index(state)
+
+
+@cli.group()
+def catalog() -> None:
+    """Maintain the catalog summary."""
+
+
+@catalog.command()
+@instance_option
+@lock_wait_option
+@output_options
+@click.pass_obj
+def rebuild(run: Run, instance: str | None, lock_wait: float) -> None:
+    """Recompute the catalog summary from the per-object documents."""
+    from pitr.catalog.rebuild import rebuild_catalog
+    from pitr.locks import InstanceLock
+
+    settings = run.settings()
+    store = _catalog_store(run, instance)
+    with InstanceLock(
+        store.storage, store.instance, settings.lock_dir, "catalog rebuild", wait=lock_wait
+    ):
+        counts = rebuild_catalog(store)
+    run.output.emit(counts, text=f"rebuilt: {counts['backups']} backup(s), {counts['logs']} log(s)")
 
 
 def _report(exc: BaseException, code: int, message: str, hint: str | None) -> int:

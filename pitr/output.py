@@ -81,6 +81,12 @@ class Output:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()
 
+    def say(self, text: str) -> None:
+        """A line for people only: nothing in JSON mode or with --quiet."""
+        if not self.json_mode and not self.quiet:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
     def table(
         self, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
     ) -> None:

@@ -105,6 +105,11 @@ class LogSegment:
     kind: str = "wal"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def ref(self) -> str:
+        """Stream-qualified name: log names repeat across streams."""
+        return f"{self.stream}/{self.name}"
+
     def summary_row(self) -> dict[str, Any]:
         """What the catalog summary keeps: everything but per-transaction detail."""
         return self.to_dict(with_format=False)

@@ -20,7 +20,7 @@ COLUMNS = (
     "name", "system", "log_kind", "start", "end", "start_key", "end_key", "commits", "last_key",
     "first_commit", "last_commit", "min_commit", "max_commit", "xid_min", "xid_max",
     "gtids_before", "gtids_after", "restore_points", "object_key", "object_size",
-    "object_sha256", "object_raw_size", "compression", "extra",
+    "object_sha256", "object_raw_size", "compression", "object_raw_sha256", "extra",
 )  # fmt: skip
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _START_KEY = COLUMNS.index("start_key")
@@ -43,14 +43,14 @@ def to_row(seg: LogSegment) -> list[Any]:
         seg.name, seg.system, seg.kind, seg.start, seg.end, seg.start_key, seg.end_key,
         seg.commits, seg.last_key, _us(seg.first_commit), _us(seg.last_commit), _us(seg.min_commit),
         _us(seg.max_commit), seg.xid_min, seg.xid_max, seg.gtids_before, seg.gtids_after,
-        points, obj.key, obj.size, obj.sha256, obj.raw_size, obj.compression,
+        points, obj.key, obj.size, obj.sha256, obj.raw_size, obj.compression, obj.raw_sha256,
         dict(seg.extra) or None,
     ]  # fmt: skip
 
 
 def from_row(stream: str, row: Sequence[Any]) -> LogSegment:
     (name, system, kind, start, end, start_key, end_key, commits, last_key, first, last, lo, hi,
-     xid_min, xid_max, before, after, points, key, size, sha, raw_size, compression,
+     xid_min, xid_max, before, after, points, key, size, sha, raw_size, compression, raw_sha,
      extra) = row  # fmt: skip
     return LogSegment(
         name=name,
@@ -61,7 +61,7 @@ def from_row(stream: str, row: Sequence[Any]) -> LogSegment:
         end=end,
         start_key=int(start_key),
         end_key=int(end_key),
-        object=StoredObject(key, int(size), sha, int(raw_size), compression),
+        object=StoredObject(key, int(size), sha, int(raw_size), compression, raw_sha),
         commits=int(commits),
         last_key=last_key,
         first_commit=_dt(first),

@@ -13,15 +13,16 @@ Planning happens in up to three calls, the caller doing the reading in between:
 from __future__ import annotations
 
 from pitr.catalog import Catalog
-from pitr.plan import Plan
+from pitr.catalog.model import LogSegment
+from pitr.plan import Plan, Window
 from pitr.planner import binlog, wal
 from pitr.planner.common import Located
 from pitr.targets import Target
 
-__all__ = ["Located", "build_plan", "documents_needed"]
+__all__ = ["Located", "build_plan", "documents_needed", "window"]
 
 
-def documents_needed(catalog: Catalog, target: Target) -> list[str]:
+def documents_needed(catalog: Catalog, target: Target) -> list[LogSegment]:
     if catalog.engine == "postgresql":
         return wal.documents_needed(catalog, target)
     return binlog.documents_needed(catalog, target)
@@ -37,3 +38,15 @@ def build_plan(
     if catalog.engine == "postgresql":
         return wal.plan_wal(catalog, target, located or {}, missing)
     return binlog.plan_binlog(catalog, target, located or {}, missing)
+
+
+def window(catalog: Catalog) -> Window:
+    """The recoverable window on the newest timeline (PostgreSQL) or over every binlog chain."""
+    if catalog.engine == "postgresql":
+        known = wal.timelines(catalog)
+        path = wal.timeline_path(catalog, known[-1]) if known else None
+        if path is None:
+            return Window(None, None)
+        walker = wal.Walker(catalog, path, wal.segment_size_of(catalog))
+        return wal.window_on(catalog, walker, None, frozenset())
+    return binlog.window_of(catalog, binlog.Gtids(catalog.engine, Target("latest")), frozenset())

@@ -21,7 +21,13 @@ from pitr.catalog.model import Backup, LogSegment, Transaction
 from pitr.catalog.segments import SegmentRun
 from pitr.gtid import MariaGtidPosition, MysqlGtid, MysqlGtidSet
 from pitr.plan import Plan, Stop, Window
-from pitr.planner.common import Located, assemble, chain_problems, choose_chain, refuse
+from pitr.planner.common import (
+    Located,
+    assemble,
+    chain_problems,
+    choose_chain,
+    refuse,
+)
 from pitr.targets import Target
 
 FILE_SHIFT = 40
@@ -158,25 +164,26 @@ def _continuation(
     return None
 
 
-def documents_needed(catalog: Catalog, target: Target) -> list[str]:
+def documents_needed(catalog: Catalog, target: Target) -> list[LogSegment]:
     """Segments whose transactions are needed to place the stop exactly."""
-    names: list[str] = []
+    found: list[LogSegment] = []
     gtids = Gtids(catalog.engine, target)
     for run in catalog.streams.values():
         if target.kind == "gtid":
             befores, afters = run.column("gtids_before"), run.column("gtids_after")
-            names += [
-                run[i].name
+            found += [
+                run[i]
                 for i in range(len(run))
                 if gtids.reached(afters[i]) and not gtids.reached(befores[i])
             ]
         elif target.kind == "time" and target.time is not None:
             i = run.first_after(target.time, inclusive=target.inclusive)
             if i is not None:
-                names.append(run[i].name)
+                found.append(run[i])
         elif target.kind == "position" and target.position is not None:
-            names += [n for n in run.column("name") if n == target.position[0]]
-    return names
+            names = run.column("name")
+            found += [run[i] for i, n in enumerate(names) if n == target.position[0]]
+    return found
 
 
 def window_of(catalog: Catalog, gtids: Gtids, missing: frozenset[str]) -> Window:
@@ -315,7 +322,7 @@ def _stop_in(
 ) -> Stop | str:
     """Stop at the first transaction of ``seg`` for which ``is_target`` holds: after it when
     ``inclusive``, before it otherwise."""
-    transactions = located.get(seg.name)
+    transactions = located.get(seg.ref)
     if transactions is None:
         return f"the index of binlog {seg.name} was not read"
     for n, tx in enumerate(transactions):
@@ -328,7 +335,7 @@ def _stop_in(
 
 
 def _stop_at_position(seg: LogSegment, offset: int, located: Located) -> Stop | str:
-    transactions = located.get(seg.name, ())
+    transactions = located.get(seg.ref, ())
     boundaries = {offset_of(seg.start_key), offset_of(seg.end_key)}
     last = None
     for tx in transactions:

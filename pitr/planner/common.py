@@ -10,7 +10,8 @@ from pitr.catalog.model import Backup, LogSegment, Transaction
 from pitr.plan import Plan, Step, Stop, Window
 from pitr.targets import Target
 
-#: transactions of the segments the caller fetched, by segment name (see ``documents_needed``)
+#: transactions of the segments the caller fetched (see ``documents_needed``), by
+#: ``segment.ref``: log names repeat across streams
 Located = Mapping[str, Sequence[Transaction]]
 
 

@@ -18,7 +18,14 @@ from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, Transaction
 from pitr.catalog.segments import SegmentRun
 from pitr.plan import Plan, Stop, Window
-from pitr.planner.common import Chain, Located, assemble, chain_problems, choose_chain, refuse
+from pitr.planner.common import (
+    Chain,
+    Located,
+    assemble,
+    chain_problems,
+    choose_chain,
+    refuse,
+)
 from pitr.targets import Target, format_lsn
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
@@ -219,17 +226,17 @@ def window_on(
     return Window(earliest, latest)
 
 
-def documents_needed(catalog: Catalog, target: Target) -> list[str]:
+def documents_needed(catalog: Catalog, target: Target) -> list[LogSegment]:
     """Index documents to fetch before planning: segments whose xid range holds the xid."""
     if target.kind != "xid" or target.xid is None:
         return []
-    keys = []
+    found = []
     for run in catalog.streams.values():
         lows, highs = run.column("xid_min"), run.column("xid_max")
         for i, (low, high) in enumerate(zip(lows, highs, strict=True)):
             if low is not None and low <= target.xid <= high:
-                keys.append(run[i].name)
-    return keys
+                found.append(run[i])
+    return found
 
 
 @dataclass(frozen=True)
@@ -263,9 +270,7 @@ def _locate_point(catalog: Catalog, target: Target, located: Located) -> list[_P
                         points.append(_Point(tli, rp.key))
         elif target.kind == "xid":
             for seg in run:
-                if seg.name not in located:
-                    continue
-                for tx in located[seg.name]:
+                for tx in located.get(seg.ref, ()):
                     if tx.xid == target.xid and tx.key >= begin:
                         points.append(_Point(tli, tx.key, tx))
     if target.kind == "lsn" and target.lsn is not None and not points:

@@ -132,9 +132,9 @@ def test_lsn_before_the_backup_is_refused() -> None:
 def test_xid_target_is_located_through_index_documents() -> None:
     xid_target = target(xid="705", exclusive=True)
     needed = documents_needed(FULL_ONLY, xid_target)
-    assert needed == [seg_name(7)]
-    segment = next(s for s in FULL_ONLY.streams["00000001"] if s.name == seg_name(7))
-    plan = build_plan(FULL_ONLY, xid_target, located={seg_name(7): transactions(segment)})
+    assert [s.name for s in needed] == [seg_name(7)]
+    located = {needed[0].ref: transactions(needed[0])}
+    plan = build_plan(FULL_ONLY, xid_target, located=located)
     assert plan.recoverable, plan.problems
     assert names(plan)[-1] == seg_name(7)
     assert plan.stop is not None and plan.stop.transaction is not None
@@ -259,7 +259,7 @@ def test_missing_history_is_named() -> None:
 def test_xid_on_the_old_timeline_only() -> None:
     catalog = two_timelines()
     seg7 = next(s for s in catalog.streams["00000001"] if s.name == seg_name(7))  # type: ignore[attr-defined]
-    located = {seg7.name: transactions(seg7)}
+    located = {seg7.ref: transactions(seg7)}
     plan = build_plan(catalog, target(xid="703"), located=located)  # type: ignore[arg-type]
     assert plan.recoverable, plan.problems
     assert plan.timeline == 1

@@ -1,0 +1,115 @@
+"""``pitr expire``: apply the retention policy, never shrinking the window below it.
+
+Which backups to keep is a pure decision (``plan_expiry``): the newest ``full`` fulls, and for
+``days`` every full consistent within that many days plus the newest one before them (it is
+what makes a target exactly ``days`` ago recoverable). A differential goes with its full. Logs
+go only when no kept backup can need them: WAL before the oldest kept backup's start
+(positions are comparable across timelines), binlogs before the file a kept backup starts in,
+and binlog streams whose every commit predates every kept backup. Then the deletions:
+manifests first (the backup disappears at once), data objects after, index documents before
+log data, and the summaries are rewritten without what went.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pitr.catalog import Catalog
+from pitr.catalog.model import Backup, LogSegment
+from pitr.catalog.store import CatalogStore
+from pitr.catalog.summary import page_refs, read_page, write_pages
+from pitr.config import RetentionSettings
+from pitr.errors import UsageError
+from pitr.planner.binlog import FILE_SHIFT
+from pitr.planner.common import fulls
+
+
+@dataclass(frozen=True)
+class Expiry:
+    keep: tuple[Backup, ...]
+    backups: tuple[Backup, ...]  # to delete
+    segments: tuple[LogSegment, ...]  # to delete
+    orphans: dict[str, list[str]] = field(default_factory=dict)  # unfinished backups' objects
+
+    @property
+    def bytes(self) -> int:
+        return sum(b.bytes for b in self.backups) + sum(s.object.size for s in self.segments)
+
+
+def kept_fulls(catalog: Catalog, policy: RetentionSettings, now: datetime) -> list[Backup]:
+    if policy.full is None and policy.days is None:
+        raise UsageError(
+            "no retention policy is configured: nothing would ever expire",
+            hint="set [retention] full = N and/or days = D in pitr.toml",
+        )
+    all_fulls = fulls(catalog)
+    keep: set[str] = set()
+    if policy.full is not None:
+        keep |= {b.id for b in all_fulls[-policy.full :]}
+    if policy.days is not None:
+        cutoff = now - timedelta(days=policy.days)
+        recent = [b for b in all_fulls if b.end_time >= cutoff]
+        older = [b for b in all_fulls if b.end_time < cutoff]
+        keep |= {b.id for b in recent} | ({older[-1].id} if older else set())
+    return [b for b in all_fulls if b.id in keep]
+
+
+def plan_expiry(
+    catalog: Catalog,
+    policy: RetentionSettings,
+    now: datetime,
+    orphans: dict[str, list[str]] | None = None,
+) -> Expiry:
+    kept_full = kept_fulls(catalog, policy, now)
+    kept_ids = {b.id for b in kept_full}
+    keep = tuple(b for b in catalog.backups if b.id in kept_ids or b.parent in kept_ids)
+    gone = tuple(b for b in catalog.backups if b not in keep)
+    segments = _expired_logs(catalog, keep) if keep else ()
+    return Expiry(keep, gone, segments, dict(orphans or {}))
+
+
+def _expired_logs(catalog: Catalog, keep: Sequence[Backup]) -> tuple[LogSegment, ...]:
+    expired: list[LogSegment] = []
+    if catalog.engine == "postgresql":
+        oldest = min(b.start_key for b in keep)
+        for run in catalog.streams.values():
+            expired += [run[i] for i, end in enumerate(run.end_keys) if end <= oldest]
+        return tuple(expired)
+    first_needed: dict[str, int] = {}
+    for b in keep:  # replay starts in the file holding the backup's position
+        start = (b.end_key >> FILE_SHIFT) << FILE_SHIFT
+        first_needed[b.stream] = min(first_needed.get(b.stream, start), start)
+    oldest_time = min(b.start_time for b in keep)
+    for stream, run in catalog.streams.items():
+        if stream in first_needed:
+            limit = first_needed[stream]
+            expired += [run[i] for i, end in enumerate(run.end_keys) if end <= limit]
+        elif all(s.max_commit is not None and s.max_commit < oldest_time for s in run):
+            expired += list(run)
+    return tuple(expired)
+
+
+def apply_expiry(store: CatalogStore, expiry: Expiry) -> None:
+    storage, layout = store.storage, store.layout
+    for backup in expiry.backups:
+        storage.delete(layout.manifest(backup.id))
+    store.write_backups_summary(expiry.keep)
+    for backup in expiry.backups:
+        for obj in backup.objects:
+            storage.delete(obj.key)
+    for keys in expiry.orphans.values():
+        for key in keys:
+            storage.delete(key)
+    by_stream: dict[str, set[str]] = defaultdict(set)
+    for seg in expiry.segments:
+        storage.delete(layout.log_index(seg.stream, seg.name))
+        storage.delete(seg.object.key)
+        by_stream[seg.stream].add(seg.name)
+    refs = page_refs(storage, layout)
+    for stream, names in by_stream.items():
+        pages = refs.get(stream, [])
+        rows = [row for ref in pages for row in read_page(storage, ref) if row[0] not in names]
+        write_pages(storage, layout, stream, rows, replace=pages)

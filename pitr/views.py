@@ -1,0 +1,61 @@
+"""Text for people: plans, listings, health. JSON output comes from each object's to_dict()."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pitr.plan import Plan
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def plan_text(plan: Plan) -> str:
+    verdict = "recoverable" if plan.recoverable else "NOT RECOVERABLE"
+    lines = [
+        f"Plan for {plan.instance} ({plan.datastore}), target {plan.target.describe()}: {verdict}"
+    ]
+    for n, step in enumerate(plan.steps, 1):
+        if step.action == "restore_full" and step.backup is not None:
+            lines.append(f"  {n}. restore full backup {step.backup.id} ({human_bytes(step.bytes)})")
+        elif step.action == "apply_diff" and step.backup is not None:
+            lines.append(f"  {n}. apply differential {step.backup.id} ({human_bytes(step.bytes)})")
+        else:
+            logs = step.segments
+            span = f"{logs[0].name} to {logs[-1].name}" if len(logs) > 1 else logs[0].name
+            timeline = f" on timeline {plan.timeline}" if plan.timeline else ""
+            lines.append(
+                f"  {n}. replay {len(logs)} log(s) {span} ({human_bytes(step.bytes)}), "
+                f"from {step.start} to {step.stop}{timeline}"
+            )
+    lines += [f"  problem: {p}" for p in plan.problems]
+    lines += [f"  note: {n}" for n in plan.notes]
+    lines.append(f"Recoverable window: {plan.window.describe()}")
+    return "\n".join(lines)
+
+
+def backups_rows(listing: dict[str, Any]) -> list[list[Any]]:
+    return [
+        [b["id"], b["type"], b["parent"] or "", b["start"], b["end"], human_bytes(b["bytes"])]
+        for b in listing["backups"]
+    ]
+
+
+def logs_rows(listing: dict[str, Any]) -> list[list[Any]]:
+    return [
+        [
+            log["stream"],
+            log["first"],
+            log["last"],
+            log["logs"],
+            human_bytes(log["bytes"]),
+            log["last_commit"] or "",
+        ]
+        for log in listing["logs"]
+    ]
