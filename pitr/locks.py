@@ -29,10 +29,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 
 from pitr.catalog.layout import Layout
-from pitr.errors import FormatError, LockHeld, ObjectExists, ObjectNotFound, PitrError
+from pitr.errors import (
+    FormatError,
+    LockHeld,
+    ObjectExists,
+    ObjectNotFound,
+    PitrError,
+    PreconditionFailed,
+)
 from pitr.storage.base import Storage
 from pitr.timeutil import format_time, from_document, utcnow
 
@@ -40,6 +46,7 @@ log = logging.getLogger("pitr.locks")
 
 POLL_INTERVAL = 0.5  # seconds between attempts while waiting (--lock-wait)
 WAIT_HINT = "wait for it to finish, or pass --lock-wait SECONDS"
+NOT_A_LOCK = (ValueError, KeyError, TypeError)
 
 
 @dataclass(frozen=True)
@@ -50,11 +57,20 @@ class Holder:
     pid: int
     command: str
     since: datetime | None
-    token: str = ""
+    token: str
 
     def describe(self) -> str:
         since = format_time(self.since) or "an unknown time"
         return f"'{self.command}' (pid {self.pid} on {self.host}) since {since}"
+
+
+def _parse(raw: bytes) -> Holder:
+    """A lock document; raises one of ``NOT_A_LOCK`` if it is not one."""
+    doc = json.loads(raw)
+    if doc["kind"] != "lock" or not isinstance(doc["pid"], int) or doc["pid"] <= 0:
+        raise ValueError("not a lock document")
+    since = from_document(doc["acquired"])
+    return Holder(str(doc["host"]), doc["pid"], str(doc["command"]), since, str(doc["token"]))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -115,12 +131,7 @@ class InstanceLock:
                     raise
                 time.sleep(min(POLL_INTERVAL, remaining))
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, _type: object, exc: object, _traceback: object) -> None:
         try:
             self._release_object()
         except PitrError as error:
@@ -134,8 +145,14 @@ class InstanceLock:
 
     # the local layer
     def _acquire(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise PreconditionFailed(
+                f"cannot open the lock file {self.path}: {exc.strerror}",
+                hint="lock_dir (configuration) must be a directory writable by this user",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -144,11 +161,12 @@ class InstanceLock:
             raise self._held(holder) from None
         self._fd = fd
         try:
-            record: dict[str, object] = {"host": self.host, "pid": self.pid}
-            record.update(command=self.command, started=format_time(self.clock()))
+            doc = {"format": "1.0", "kind": "lock", "host": self.host, "pid": self.pid}
+            doc |= {"command": self.command, "acquired": format_time(self.clock())}
+            data = json.dumps(doc | {"token": self.token}).encode()
             os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
-            self._acquire_object()
+            os.pwrite(fd, data + b"\n", 0)  # the same document, for humans and LockHeld
+            self._acquire_object(data)
         except BaseException:
             self._unlock_local()
             raise
@@ -156,9 +174,8 @@ class InstanceLock:
     def _local_holder(self, fd: int) -> Holder | None:
         """The holder recorded in the local file; None if it has not written it yet."""
         try:
-            doc = json.loads(os.pread(fd, 4096, 0))
-            return Holder(doc["host"], doc["pid"], doc["command"], from_document(doc["started"]))
-        except (ValueError, KeyError, TypeError):
+            return _parse(os.pread(fd, 4096, 0))
+        except NOT_A_LOCK:
             return None
 
     def _unlock_local(self) -> None:
@@ -168,21 +185,14 @@ class InstanceLock:
             os.close(fd)  # the file stays: unlinking a flock'ed file races with new openers
 
     # the repository layer
-    def _acquire_object(self) -> None:
-        body: dict[str, object] = {"format": "1.0", "kind": "lock", "host": self.host}
-        body.update(pid=self.pid, command=self.command, acquired=format_time(self.clock()))
-        data = json.dumps(body | {"token": self.token}).encode()
+    def _acquire_object(self, data: bytes) -> None:
         try:
             self.storage.put_bytes(self.key, data, if_absent=True)
         except ObjectExists:
             holder = self._read_object()
             if holder is None or holder.host != self.host or _pid_alive(holder.pid):
                 raise self._held(holder) from None
-            log.warning(
-                "taking over the lock object %s left by %s, which is no longer running",
-                self.key,
-                holder.describe(),
-            )
+            log.warning("taking over %s from %s: not running any more", self.key, holder.describe())
             self.storage.delete(self.key)
             try:
                 self.storage.put_bytes(self.key, data, if_absent=True)
@@ -204,14 +214,8 @@ class InstanceLock:
         except ObjectNotFound:
             return None
         try:
-            doc = json.loads(raw)
-            if doc["kind"] != "lock" or not isinstance(doc["pid"], int) or doc["pid"] <= 0:
-                raise ValueError("not a lock object")
-            since = from_document(doc["acquired"])
-            return Holder(
-                str(doc["host"]), doc["pid"], str(doc["command"]), since, str(doc["token"])
-            )
-        except (ValueError, KeyError, TypeError):
+            return _parse(raw)
+        except NOT_A_LOCK:
             raise FormatError(
                 f"the lock object {self.key} in {self.storage.describe()} is corrupt",
                 hint=f"make sure no pitr run uses instance {self.instance!r}, then delete it",
