@@ -141,6 +141,14 @@ def check(run: Run, instance: str | None) -> None:
     report.step("repository open", lambda: open_storage(settings.repository).describe())
     if report.error is None:
         check_repository(open_storage(settings.repository), report)
+    if report.error is None:
+        from pitr.engines.base import engine_for
+        from pitr.planning import open_catalog
+
+        for name in names:
+            inst = settings.instances[name]
+            if inst.engine == "postgresql" and report.error is None:
+                engine_for(settings, inst).check(open_catalog(settings, inst), report)
     out = run.output
     out.emit(report.to_dict(), text=None)
     out.table(
@@ -352,6 +360,247 @@ def rebuild(run: Run, instance: str | None, lock_wait: float) -> None:
     ):
         counts = rebuild_catalog(store)
     run.output.emit(counts, text=f"rebuilt: {counts['backups']} backup(s), {counts['logs']} log(s)")
+
+
+def _engine(run: Run, instance: str | None) -> tuple[Any, Any]:
+    """The instance's engine and catalog store."""
+    from pitr.engines.base import engine_for
+
+    settings = run.settings()
+    inst = settings.instance(instance)
+    return engine_for(settings, inst), _catalog_store(run, instance)
+
+
+def _postgres(run: Run, instance: str | None, command: str) -> tuple[Any, Any]:
+    from dataclasses import replace
+
+    from pitr.catalog.store import CatalogStore
+    from pitr.engines.postgresql import PostgresEngine
+    from pitr.errors import UsageError
+    from pitr.storage import open_storage
+
+    settings = run.settings()
+    inst = settings.instance(instance)
+    if inst.engine != "postgresql":
+        raise UsageError(f"{command} is for PostgreSQL instances; {inst.name} is {inst.engine}")
+    # archive_command and restore_command keep retrying for at least a minute (SPEC).
+    repo = replace(settings.repository, timeout=max(settings.repository.timeout, 60.0))
+    store = CatalogStore(open_storage(repo), inst.name, inst.engine)
+    return PostgresEngine(settings, inst), store
+
+
+@cli.command()
+@instance_option
+@click.option("--type", "kind", type=click.Choice(["full", "diff"]), help="Default: full when "
+              "there is no full backup yet, else diff.")  # fmt: skip
+@lock_wait_option
+@output_options
+@click.pass_obj
+def backup(run: Run, instance: str | None, kind: str | None, lock_wait: float) -> None:
+    """Take a backup and publish it to the repository."""
+    from pitr.catalog.summary import compact
+    from pitr.locks import InstanceLock
+    from pitr.views import human_bytes
+
+    engine, store = _engine(run, instance)
+    with InstanceLock(
+        store.storage, store.instance, run.settings().lock_dir, "backup", wait=lock_wait
+    ):
+        result = engine.backup(store, kind)
+        for stream in store.storage.list_prefixes(store.layout.logs):  # keep planning fast
+            compact(store.storage, store.layout, stream.removeprefix(store.layout.logs)[:-1])
+    doc = {
+        "backup": {
+            "id": result.id,
+            "type": result.type,
+            "parent": result.parent,
+            "start": result.start,
+            "end": result.end,
+            "bytes": result.bytes,
+            "raw_bytes": result.raw_bytes,
+        }
+    }
+    run.output.emit(
+        doc,
+        text=f"backup {result.id} ({result.type}) published: {human_bytes(result.raw_bytes)} "
+        f"stored as {human_bytes(result.bytes)}, consistent at {result.end}",
+    )
+
+
+@cli.command(name="wal-push")
+@instance_option
+@click.argument("path", type=click.Path(dir_okay=False))
+@output_options
+@click.pass_obj
+def wal_push(run: Run, instance: str | None, path: str) -> None:
+    """PostgreSQL archive_command: 'pitr wal-push %p'."""
+    from pathlib import Path
+
+    engine, store = _postgres(run, instance, "wal-push")
+    pushed = engine.wal_push(store, Path(path))
+    name = Path(path).name
+    run.output.emit(
+        {"file": name, "archived": pushed},
+        text=f"{name} {'archived' if pushed else 'was already archived'}",
+    )
+
+
+@cli.command(name="wal-fetch")
+@instance_option
+@click.option("--spool", metavar="DIR", help="Prefetched WAL from a running recovery.")
+@click.argument("name")
+@click.argument("dest", type=click.Path(dir_okay=False))
+@output_options
+@click.pass_obj
+def wal_fetch(run: Run, instance: str | None, spool: str | None, name: str, dest: str) -> int:
+    """PostgreSQL restore_command: 'pitr wal-fetch %f %p'; exit 1 when not archived."""
+    import logging
+    from pathlib import Path
+
+    engine, store = _postgres(run, instance, "wal-fetch")
+    found = engine.wal_fetch(store, name, Path(dest), Path(spool) if spool else None)
+    if not found:
+        logging.getLogger("pitr").info("%s is not in the repository", name)
+    run.output.emit({"file": name, "found": found})
+    return 0 if found else 1
+
+
+@cli.command()
+@instance_option
+@click.option("--follow", is_flag=True, help="Keep streaming (MariaDB/MySQL binlogs).")
+@lock_wait_option
+@output_options
+@click.pass_obj
+def archive(run: Run, instance: str | None, follow: bool, lock_wait: float) -> None:
+    """Ship the transaction logs not yet in the repository; safe to run every minute."""
+    from pitr.locks import InstanceLock
+
+    engine, store = _engine(run, instance)
+    with InstanceLock(
+        store.storage, store.instance, run.settings().lock_dir, "archive", wait=lock_wait
+    ):
+        result = engine.archive(store, follow=follow)
+    run.output.emit(
+        result, text=", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items())
+    )
+
+
+@cli.command()
+@instance_option
+@target_options
+@click.option("--to", "dest", required=True, metavar="DIR", help="New or empty directory.")
+@click.option("--port", type=int, metavar="N", help="Start the restored server on this port.")
+@output_options
+@click.pass_obj
+def restore(run: Run, /, instance: str | None, dest: str, port: int | None, **options: Any) -> None:
+    """Restore into a new directory beside the instance (and start it with --port)."""
+    from pathlib import Path
+
+    engine, store = _engine(run, instance)
+    target = _target(run, store.engine, options)
+    result = engine.restore(store, target, Path(dest).absolute(), port)
+    run.output.emit(result, text=_recovery_text(result))
+
+
+@cli.command()
+@instance_option
+@target_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
+@lock_wait_option
+@output_options
+@click.pass_obj
+def recover(
+    run: Run, /, instance: str | None, yes: bool, dry_run: bool, lock_wait: float, **options: Any
+) -> None:
+    """Recover the instance in place; its data directory is kept aside, never deleted."""
+    import sys as _sys
+
+    from pitr.errors import NotRecoverable, UsageError
+    from pitr.locks import InstanceLock
+    from pitr.planning import make_plan
+    from pitr.views import plan_text
+
+    engine, store = _engine(run, instance)
+    target = _target(run, store.engine, options)
+    if dry_run:
+        plan = make_plan(store, target).plan
+        run.output.emit(plan.to_dict(), text=plan_text(plan))
+        if not plan.recoverable:
+            raise NotRecoverable(f"not recoverable: {plan.problems[0]}")
+        return
+    if not yes:
+        if not _sys.stdin.isatty():
+            raise UsageError(
+                "recover replaces the instance's data: confirm with --yes (no TTY to ask on)"
+            )
+        click.confirm(
+            f"Recover instance {store.instance} in place to {target.describe()}? Its data "
+            "directory will be stopped and set aside",
+            abort=True,
+        )
+    with InstanceLock(
+        store.storage, store.instance, run.settings().lock_dir, "recover", wait=lock_wait
+    ):
+        result = engine.recover(store, target)
+    run.output.emit(result, text=_recovery_text(result))
+
+
+def _recovery_text(result: dict[str, Any]) -> str:
+    r = result["recovery"]
+    lines = [f"{r['instance']}: {r['status']} in {r['datadir']}"]
+    if r.get("port"):
+        lines.append(f"  running on port {r['port']}, out of recovery")
+    diff = f" + differential {r['differential']}" if r.get("differential") else ""
+    lines.append(f"  from backup {r['recovered_from_backup']}{diff}")
+    if r.get("point_in_time"):
+        lines.append(f"  last transaction applied at {r['point_in_time']}")
+    if r.get("previous_datadir"):
+        lines.append(f"  previous data directory kept at {r['previous_datadir']}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@instance_option
+@click.option("--from", "start", metavar="TIME", help="Only transactions at or after TIME.")
+@click.option("--to", "end", metavar="TIME", help="Only transactions at or before TIME.")
+@click.option("--grep", metavar="REGEX", help="Only transactions whose line matches.")
+@click.option("--rows", is_flag=True, help="PostgreSQL: add row counts (reads the WAL).")
+@click.option("--timezone", metavar="ZONE", help="Zone of a TIME given without offset.")
+@output_options
+@click.pass_obj
+def events(
+    run: Run,
+    instance: str | None,
+    start: str | None,
+    end: str | None,
+    grep: str | None,
+    rows: bool,
+    timezone: str | None,
+) -> None:
+    """The transactions in the archived logs, to find the bad one."""
+    import re
+
+    from pitr.errors import UsageError
+    from pitr.timeutil import parse_time
+
+    zone = timezone or run.settings().timezone
+    since = parse_time(start, timezone=zone) if start else None
+    until = parse_time(end, timezone=zone) if end else None
+    try:
+        pattern = re.compile(grep) if grep else None
+    except re.error as exc:
+        raise UsageError(f"--grep: not a regular expression: {exc}") from None
+    engine, store = _engine(run, instance)
+    found = engine.events(store, store.load(), since, until, rows=rows)
+    if pattern is not None:
+        found = [e for e in found if pattern.search(" ".join(str(v) for v in e.values()))]
+    out = run.output
+    out.emit({"events": found})
+    out.table(
+        ["time", "xid/gtid", "position", "log", "summary"],
+        [[e["time"], e["xid"] or e["gtid"], e["position"], e["log"], e["summary"]] for e in found],
+    )
 
 
 def _report(exc: BaseException, code: int, message: str, hint: str | None) -> int:

@@ -143,6 +143,76 @@ def upload(
     )
 
 
+class VerifiedReader:
+    """Reads ``obj`` decompressed, in bounded memory; ``finish()`` (called by the context
+    manager on a clean exit) drains the rest and raises ``VerificationFailed`` unless the
+    stored size, stored sha256, zstd frame checksum and raw size all match. Nothing read may be
+    trusted before ``finish()`` returns."""
+
+    def __init__(
+        self, storage: Storage, obj: StoredObject, progress: Callable[[int], None] | None = None
+    ) -> None:
+        self.obj = obj
+        self.raw = 0
+        self._finished = False
+        self._corrupt: type[Exception] = _NeverRaised
+        try:
+            self._stream = storage.open(obj.key)
+        except ObjectNotFound:
+            raise VerificationFailed(f"{obj.key}: missing from the repository") from None
+        self._stored = _CountingReader(self._stream, hash_raw=True, progress=progress)
+        self._reader: Readable = self._stored
+        if obj.compression == "zstd":
+            import zstandard
+
+            self._corrupt = zstandard.ZstdError
+            pulled: Any = self._stored  # zstandard's stubs want IO[bytes]; read() is enough
+            self._reader = zstandard.ZstdDecompressor().stream_reader(
+                pulled, read_size=READ_SIZE, closefd=False
+            )
+
+    def read(self, n: int = -1, /) -> bytes:
+        try:
+            data = self._reader.read(n if n > 0 else READ_SIZE)
+        except self._corrupt as exc:
+            raise VerificationFailed(f"{self.obj.key}: does not decompress: {exc}") from None
+        self.raw += len(data)
+        return data
+
+    def finish(self) -> int:
+        if self._finished:
+            return self.raw
+        self._finished = True
+        while self.read(READ_SIZE):
+            pass
+        while self._stored.read(READ_SIZE):  # bytes after the zstd frame still count
+            pass
+        obj, stored = self.obj, self._stored
+        problems = []
+        if stored.size != obj.size:
+            problems.append(f"stored size {stored.size} != {obj.size}")
+        if stored.hexdigest() != obj.sha256:
+            problems.append("sha256 mismatch")
+        if self.raw != obj.raw_size:
+            problems.append(f"raw size {self.raw} != {obj.raw_size}")
+        if problems:
+            raise VerificationFailed(f"{obj.key}: {'; '.join(problems)}")
+        return self.raw
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> VerifiedReader:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            if exc_type is None:
+                self.finish()
+        finally:
+            self.close()
+
+
 def download(
     storage: Storage,
     obj: StoredObject,
@@ -150,45 +220,12 @@ def download(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Stream ``obj`` into ``dest``, decompressed; raise ``VerificationFailed`` unless the
-    stored size, stored sha256, zstd frame checksum and raw size all match. Returns raw bytes.
-
-    Memory stays bounded whatever the compression ratio: output is pulled in ``READ_SIZE``
-    pieces. The caller must not trust what reached ``dest`` until this returns.
-    """
-    written = 0
-    corrupt: type[Exception] = _NeverRaised
-    try:
-        with storage.open(obj.key) as stream:
-            stored = _CountingReader(stream, hash_raw=True, progress=progress)
-            if obj.compression == "zstd":
-                import zstandard
-
-                corrupt = zstandard.ZstdError
-                dctx = zstandard.ZstdDecompressor()
-                pulled: Any = stored  # zstandard's stubs want IO[bytes]; read() is enough
-                reader: Readable = dctx.stream_reader(pulled, read_size=READ_SIZE, closefd=False)
-            else:
-                reader = stored
-            while data := reader.read(READ_SIZE):
-                dest.write(data)
-                written += len(data)
-            while stored.read(READ_SIZE):  # bytes after the zstd frame still count
-                pass
-    except ObjectNotFound:
-        raise VerificationFailed(f"{obj.key}: missing from the repository") from None
-    except corrupt as exc:
-        raise VerificationFailed(f"{obj.key}: does not decompress: {exc}") from None
-    problems = []
-    if stored.size != obj.size:
-        problems.append(f"stored size {stored.size} != {obj.size}")
-    if stored.hexdigest() != obj.sha256:
-        problems.append("sha256 mismatch")
-    if written != obj.raw_size:
-        problems.append(f"raw size {written} != {obj.raw_size}")
-    if problems:
-        raise VerificationFailed(f"{obj.key}: {'; '.join(problems)}")
-    return written
+    """Stream ``obj`` into ``dest``, decompressed and verified (see ``VerifiedReader``).
+    Memory stays bounded whatever the compression ratio. Returns the raw bytes written."""
+    with VerifiedReader(storage, obj, progress) as reader:
+        while data := reader.read(READ_SIZE):
+            dest.write(data)
+        return reader.finish()
 
 
 class _NeverRaised(Exception):
@@ -205,3 +242,29 @@ def verify(
 ) -> None:
     """Read ``obj`` back completely and check it; ``VerificationFailed`` names the problem."""
     download(storage, obj, _Sink(), progress=progress)
+
+
+def fetch(storage: Storage, key: str, compression: str, dest: Writable) -> int:
+    """Stream ``key`` into ``dest`` decompressed, when its catalog record is not at hand (a
+    ``restore_command`` fetching by name). Integrity rests on the zstd frame's own content
+    checksum and on the reader's checks (PostgreSQL verifies every WAL record's CRC).
+    Returns the bytes written; ``ObjectNotFound`` when the key is missing."""
+    written = 0
+    corrupt: type[Exception] = _NeverRaised
+    with storage.open(key) as stream:
+        reader: Readable = stream
+        if compression == "zstd":
+            import zstandard
+
+            corrupt = zstandard.ZstdError
+            pulled: Any = stream
+            reader = zstandard.ZstdDecompressor().stream_reader(
+                pulled, read_size=READ_SIZE, closefd=False
+            )
+        try:
+            while data := reader.read(READ_SIZE):
+                dest.write(data)
+                written += len(data)
+        except corrupt as exc:
+            raise VerificationFailed(f"{key}: does not decompress: {exc}") from None
+    return written

@@ -7,8 +7,10 @@ A reader therefore never sees a half-written backup or log as complete.
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pitr.catalog import Catalog
@@ -105,6 +107,10 @@ class CatalogStore:
 
     def load_streams(self) -> dict[str, SegmentRun]:
         """Pages first, then each stream's tail of newer index documents."""
+        with _gc_paused():
+            return self._load_streams()
+
+    def _load_streams(self) -> dict[str, SegmentRun]:
         refs = page_refs(self.storage, self.layout)
         streams = {
             p.removeprefix(self.layout.logs).rstrip("/")
@@ -216,6 +222,19 @@ class CatalogStore:
 
     def publish_history(self, history: TimelineHistory, name: str) -> None:
         write_document(self.storage, self.layout.history_index(name), history.to_dict())
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while summary pages are parsed: their millions of
+    small lists cannot form cycles, yet would each trigger collections walking them all."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def same_content(a: StoredObject, b: StoredObject) -> bool:

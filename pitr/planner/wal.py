@@ -112,6 +112,12 @@ class Walker:
     def align(self, key: int) -> int:
         return key - key % self.size
 
+    def _horizon(self, position: int) -> int | None:
+        """The first leg begin beyond ``position``'s segment: ``timeline_at`` answers the same
+        for every position from ``position`` while ``position + size`` stays at or below it."""
+        end = position + self.size
+        return min((leg.begin for leg in self.path if leg.begin >= end), default=None)
+
     def reach(self, start: int, system: str, missing: frozenset[str]) -> int:
         """End key of the contiguous run of usable segments from ``start``."""
         position = self.align(start)
@@ -121,13 +127,23 @@ class Walker:
                 return position
             systems = run.column("system")
             keys = run.column("object_key")
+            starts, ends, count = run.start_keys, run.end_keys, len(run)
+            tli = int(run.stream, 16)
+            checked: int | None = None  # where ``timeline_at`` last answered ``tli``
+            horizon: int | None = None
             # Fast path: consecutive segments of one stream, while the timeline stays.
-            while i is not None and i < len(run) and run.start_keys[i] == position:
+            while i < count and starts[i] == position:
                 if systems[i] != system or keys[i] in missing:
                     return position
-                position = run.end_keys[i]
-                if self.timeline_at(position) != int(run.stream, 16):
-                    break
+                position = ends[i]
+                if (
+                    checked is None
+                    or position < checked
+                    or (horizon is not None and position + self.size > horizon)
+                ):
+                    if self.timeline_at(position) != tli:
+                        break
+                    checked, horizon = position, self._horizon(position)
                 i += 1
             else:
                 return position
@@ -207,6 +223,7 @@ def window_on(
     """Oldest consistent point to last archived commit, over backups usable on the path."""
     earliest = latest = None
     run_start, run_end = -1, -1  # the contiguous WAL run last walked
+    last_before: dict[int, datetime | None] = {}  # end -> last commit before it
     for backup in sorted(catalog.backups, key=lambda b: b.start_key):
         if backup.type != "full" or not usable_on(walker.path, backup):
             continue
@@ -220,7 +237,9 @@ def window_on(
             continue  # never consistent: WAL up to the backup's stop point is missing
         if earliest is None or backup.end_time < earliest:
             earliest = backup.end_time
-        last, _ = walker.last_commit_before(end)
+        if end not in last_before:
+            last_before[end] = walker.last_commit_before(end)[0]
+        last = last_before[end]
         candidate = max(last, backup.end_time) if last else backup.end_time
         latest = candidate if latest is None else max(latest, candidate)
     return Window(earliest, latest)
@@ -269,7 +288,12 @@ def _locate_point(catalog: Catalog, target: Target, located: Located) -> list[_P
                     if rp.name == target.name and rp.key >= begin:
                         points.append(_Point(tli, rp.key))
         elif target.kind == "xid":
-            for seg in run:
+            # Only the segments whose documents were fetched can hold it (``seg.ref`` is
+            # ``<run.stream>/<name>``): skip parsing the other rows.
+            prefix = f"{run.stream}/"
+            names = {ref[len(prefix) :] for ref in located if ref.startswith(prefix)}
+            fetched = [i for i, name in enumerate(run.column("name")) if name in names]
+            for seg in (run[i] for i in fetched):
                 for tx in located.get(seg.ref, ()):
                     if tx.xid == target.xid and tx.key >= begin:
                         points.append(_Point(tli, tx.key, tx))

@@ -1,0 +1,74 @@
+"""The one interface every database engine implements for the commands.
+
+An engine knows its datastore and nothing about storage beyond the catalog store it is given:
+it takes backups as streams, ships its logs with their index documents, restores a plan's
+base and replays to its target, checks its instance, and tells what happened in its logs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pitr.catalog import Catalog
+from pitr.catalog.model import Backup
+from pitr.catalog.store import CatalogStore
+from pitr.check import CheckReport
+from pitr.config import InstanceSettings, Settings
+from pitr.targets import Target
+
+
+class Engine(ABC):
+    def __init__(self, settings: Settings, instance: InstanceSettings) -> None:
+        self.settings = settings
+        self.instance = instance
+
+    @abstractmethod
+    def check(self, store: CatalogStore, report: CheckReport) -> None:
+        """Add the instance's own checks (reachable, logging and archiving set up)."""
+
+    @abstractmethod
+    def backup(self, store: CatalogStore, kind: str | None) -> Backup:
+        """Take a backup and publish it; ``kind`` full/diff, or None for the default."""
+
+    @abstractmethod
+    def archive(self, store: CatalogStore, *, follow: bool = False) -> dict[str, Any]:
+        """Ship the logs not yet in the repository."""
+
+    @abstractmethod
+    def restore(
+        self, store: CatalogStore, target: Target, dest: Path, port: int | None
+    ) -> dict[str, Any]:
+        """Restore into a new directory beside the instance (and start it on ``port``)."""
+
+    @abstractmethod
+    def recover(self, store: CatalogStore, target: Target) -> dict[str, Any]:
+        """Recover the instance in place, keeping the replaced data directory."""
+
+    @abstractmethod
+    def events(
+        self,
+        store: CatalogStore,
+        catalog: Catalog,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        rows: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The transactions in the archived logs, oldest first."""
+
+
+def engine_for(settings: Settings, instance: InstanceSettings) -> Engine:
+    """The engine of ``instance``; only its modules (and drivers) get imported."""
+    if instance.engine == "postgresql":
+        from pitr.engines.postgresql import PostgresEngine
+
+        return PostgresEngine(settings, instance)
+    from pitr.errors import PreconditionFailed
+
+    raise PreconditionFailed(
+        f"instance {instance.name}: the {instance.engine} engine cannot take backups or recover "
+        "in this version yet (list, plan, verify, expire, status and inspect work)"
+    )

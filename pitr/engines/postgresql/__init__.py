@@ -1,0 +1,98 @@
+"""PostgreSQL engine: backups, WAL archiving and indexing, recovery, events."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pitr.catalog import Catalog
+from pitr.catalog.model import Backup
+from pitr.catalog.store import CatalogStore
+from pitr.check import CheckReport
+from pitr.engines.base import Engine
+from pitr.targets import Target
+from pitr.transfer import Compression
+
+
+class PostgresEngine(Engine):
+    @property
+    def server(self) -> Any:
+        from pitr.engines.postgresql.server import PgServer
+
+        return PgServer(self.instance)
+
+    def compression(self, parallel: int = 1) -> Compression:
+        base = Compression.from_settings(self.settings.repository)
+        threads = base.threads or max(1, (os.cpu_count() or 1) // parallel)
+        return Compression(base.algorithm, base.level, threads)
+
+    def push_context(self, store: CatalogStore) -> Any:
+        from pitr.engines.postgresql.archive import PushContext
+
+        return PushContext(store, self.compression(), self.server.bindir)
+
+    def wal_push(self, store: CatalogStore, path: Path) -> bool:
+        from pitr.engines.postgresql.archive import wal_push
+
+        return wal_push(self.push_context(store), path)
+
+    def wal_fetch(self, store: CatalogStore, name: str, dest: Path, spool: Path | None) -> bool:
+        from pitr.engines.postgresql.archive import wal_fetch
+
+        return wal_fetch(store, name, dest, spool)
+
+    def check(self, store: CatalogStore, report: CheckReport) -> None:
+        from pitr.engines.postgresql.checks import check_instance
+
+        check_instance(self.server, store, report)
+
+    def backup(self, store: CatalogStore, kind: str | None) -> Backup:
+        from pitr.engines.postgresql.backup import BackupOptions, take_backup
+
+        partitions = max(1, min(self.settings.repository.concurrency, 4, os.cpu_count() or 1))
+        options = BackupOptions(kind, self.compression(partitions), partitions)
+        return take_backup(self.server, store, options)
+
+    def archive(self, store: CatalogStore, *, follow: bool = False) -> dict[str, Any]:
+        from pitr.engines.postgresql.archive import archive_ready
+        from pitr.errors import UsageError
+
+        if follow:
+            raise UsageError("--follow streams binlogs; PostgreSQL ships WAL via archive_command")
+        pushed, already = archive_ready(
+            self.push_context(store),
+            self.server.datadir,
+            workers=self.settings.repository.concurrency,
+            on_done=lambda _name: None,
+        )
+        return {"archived": pushed, "already_archived": already}
+
+    def restore(
+        self, store: CatalogStore, target: Target, dest: Path, port: int | None
+    ) -> dict[str, Any]:
+        from pitr.engines.postgresql.recovery import restore_beside
+
+        result = restore_beside(store, self.server, target, dest, port, self.settings.source)
+        return result.to_dict()
+
+    def recover(self, store: CatalogStore, target: Target) -> dict[str, Any]:
+        from pitr.engines.postgresql.recovery import recover_in_place
+
+        return recover_in_place(store, self.server, target, self.settings.source).to_dict()
+
+    def events(
+        self,
+        store: CatalogStore,
+        catalog: Catalog,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        rows: bool = False,
+    ) -> list[dict[str, Any]]:
+        from pitr.engines.postgresql.events import pg_events
+        from pitr.proc import find_tool
+
+        waldump = find_tool("pg_waldump", self.server.bindir) if rows else None
+        return pg_events(store, catalog, start, end, waldump=waldump)

@@ -1,0 +1,230 @@
+"""WAL in and out of the repository: ``wal-push`` (archive_command), ``wal-fetch``
+(restore_command) and ``archive`` (push whatever is ready, in parallel).
+
+A segment is published as its compressed data object first, then its index document
+(create-if-absent): the document's presence means the segment is archived. Pushing a segment
+that is already archived succeeds when the content is the same and is refused (exit 3) when it
+is not — a different server writing into the same repository and instance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pitr.catalog.model import LogSegment, SegmentIndex, TimelineHistory
+from pitr.catalog.store import CatalogStore, same_content
+from pitr.catalog.summary import compact
+from pitr.engines.postgresql.waldump import index_segment
+from pitr.engines.postgresql.walfile import (
+    WalName,
+    check_segment,
+    parse_history,
+    parse_wal_name,
+    read_long_header,
+)
+from pitr.errors import ObjectNotFound, PitrError, RepositoryError, UsageError
+from pitr.proc import find_tool
+from pitr.targets import format_lsn
+from pitr.timeutil import format_time, utcnow
+from pitr.transfer import Compression, StoredObject, fetch, upload
+
+log = logging.getLogger("pitr.postgresql")
+HEADER_BYTES = 64
+
+
+@dataclass(frozen=True)
+class PushContext:
+    store: CatalogStore
+    compression: Compression
+    bindir: str | None = None
+
+
+def wal_push(ctx: PushContext, path: Path) -> bool:
+    """Archive one file from ``pg_wal``; False when it was already archived (same content)."""
+    wal = parse_wal_name(path.name)
+    if wal is None:
+        raise UsageError(f"{path}: not a WAL segment, .partial, .history or .backup file name")
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    if wal.kind == "segment":
+        return _push_segment(ctx, path, wal)
+    if wal.kind == "history":
+        return _push_history(ctx, path, wal)
+    # .partial and .backup files are kept (for people and for completeness) but PostgreSQL
+    # never asks restore_command for them during replay: no index document.
+    suffix = ctx.compression.suffix
+    key = ctx.store.layout.log_object(wal.stream, wal.name, suffix)
+    if ctx.store.storage.exists(key):
+        return False
+    with path.open("rb") as fh:
+        upload(ctx.store.storage, key, fh, ctx.compression)
+    return True
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
+    store = ctx.store
+    with path.open("rb") as fh:
+        header = read_long_header(fh.read(HEADER_BYTES), wal.name)
+    check_segment(header, wal)
+    existing = store.segment_index(wal.stream, wal.name)
+    if existing is not None:
+        local = StoredObject("", 0, "", path.stat().st_size, "none", _sha256(path))
+        if same_content(existing.segment.object, local):
+            log.info("%s is already archived with the same content", wal.name)
+            return False
+        raise RepositoryError(
+            f"{wal.name} is already archived with different content; refusing to overwrite",
+            hint="two clusters may be archiving into the same repository and instance",
+        )
+    now = utcnow()
+    index = index_segment(
+        path, wal.name, find_tool("pg_waldump", ctx.bindir), user=None, fallback_time=now
+    )
+    with path.open("rb") as fh:
+        stored = upload(
+            store.storage,
+            store.layout.log_object(wal.stream, wal.name, ctx.compression.suffix),
+            fh,
+            ctx.compression,
+            hash_raw=True,
+        )
+    start = wal.start_lsn(header.segment_size)
+    times = [t.time for t in index.transactions if t.time is not None]
+    xids = [t.xid for t in index.transactions if t.xid is not None]
+    keys = [t.key for t in index.transactions] + [p.key for p in index.restore_points]
+    segment = LogSegment(
+        name=wal.name,
+        stream=wal.stream,
+        system=str(header.system_id),
+        start=format_lsn(start),
+        end=format_lsn(start + header.segment_size),
+        start_key=start,
+        end_key=start + header.segment_size,
+        object=stored,
+        commits=len(index.transactions),
+        last_key=max(keys) if keys else None,
+        first_commit=times[0] if times else None,
+        last_commit=times[-1] if times else None,
+        min_commit=min(times) if times else None,
+        max_commit=max(times) if times else None,
+        xid_min=min(xids) if xids else None,
+        xid_max=max(xids) if xids else None,
+        restore_points=index.restore_points,
+        extra={
+            "archived_at": format_time(now),
+            "wal_segment_size": header.segment_size,
+            "postgresql": header.version,
+        },
+    )
+    published = store.publish_segment(SegmentIndex(segment, index.transactions))
+    per_id = 0x100000000 // header.segment_size
+    if published and wal.seg == per_id - 1:  # every 4 GB of WAL: fold the tail into a page
+        try:
+            compact(store.storage, store.layout, wal.stream)
+        except PitrError as exc:  # the summary is a cache: archiving has succeeded
+            log.warning("could not update the catalog summary: %s", exc.message)
+    return published
+
+
+def _push_history(ctx: PushContext, path: Path, wal: WalName) -> bool:
+    store = ctx.store
+    text = path.read_text()
+    entries = parse_history(text, wal.name)
+    key = store.layout.history_object(wal.name, "")
+    try:
+        if store.storage.get_bytes(key).decode(errors="replace") == text:
+            return False
+        raise RepositoryError(f"{wal.name} is already archived with different content")
+    except ObjectNotFound:
+        pass
+    with path.open("rb") as fh:
+        stored = upload(store.storage, key, fh, Compression("none"), hash_raw=True)
+    history = TimelineHistory(
+        timeline=wal.timeline,
+        switches=tuple((e.parent, e.switch_lsn, e.switch_text) for e in entries),
+        object=stored,
+        created=utcnow(),
+    )
+    store.publish_history(history, wal.name)
+    return True
+
+
+def object_keys(store: CatalogStore, name: str) -> list[tuple[str, str]]:
+    """Where ``name`` may be stored, with its compression: zstd first, then plain."""
+    wal = parse_wal_name(name)
+    if wal is None:
+        raise UsageError(f"{name}: not a WAL file name")
+    if wal.kind == "history":
+        return [(store.layout.history_object(name, ""), "none")]
+    return [
+        (store.layout.log_object(wal.stream, name, ".zst"), "zstd"),
+        (store.layout.log_object(wal.stream, name, ""), "none"),
+    ]
+
+
+def wal_fetch(store: CatalogStore, name: str, dest: Path, spool: Path | None = None) -> bool:
+    """Put WAL file ``name`` at ``dest``: from the prefetch spool if the recovery that runs
+    this restore_command put it there, else from the repository. False when it is not there."""
+    if spool is not None:
+        staged = spool / name
+        if staged.is_file():
+            os.replace(staged, dest)
+            return True
+    tmp = dest.with_name(f".{dest.name}.pitr-tmp")
+    for key, compression in object_keys(store, name):
+        try:
+            with tmp.open("wb") as out:
+                fetch(store.storage, key, compression, out)
+                out.flush()
+                os.fsync(out.fileno())
+        except ObjectNotFound:
+            tmp.unlink(missing_ok=True)
+            continue
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, dest)
+        return True
+    return False
+
+
+def ready_files(datadir: Path) -> list[Path]:
+    """WAL files PostgreSQL has marked ready for archiving, history files first."""
+    status = datadir / "pg_wal" / "archive_status"
+    names = sorted(p.name.removesuffix(".ready") for p in status.glob("*.ready"))
+    names.sort(key=lambda n: (not n.endswith(".history"), n))
+    return [datadir / "pg_wal" / n for n in names]
+
+
+def archive_ready(
+    ctx: PushContext, datadir: Path, *, workers: int, on_done: Callable[[str], None]
+) -> tuple[int, int]:
+    """Push every ready file (several at once) and mark it done as PostgreSQL's archiver
+    would. Returns (pushed, already archived)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = ready_files(datadir)
+
+    def one(path: Path) -> bool:
+        pushed = wal_push(ctx, path)
+        status = datadir / "pg_wal" / "archive_status"
+        os.replace(status / f"{path.name}.ready", status / f"{path.name}.done")
+        on_done(path.name)
+        return pushed
+
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="wal-push") as pool:
+        results = list(pool.map(one, files))
+    return sum(results), len(results) - sum(results)

@@ -1,0 +1,270 @@
+"""Full and differential backups with PostgreSQL's low-level API, from one session.
+
+``pg_backup_start`` → the data directory streamed as tar partitions, each compressed and
+uploaded in parallel (nothing staged) → ``pg_backup_stop`` (which waits until the WAL the backup
+needs is archived) → the manifest, published only once that WAL is in the repository. A
+differential sends only the files whose size or modification time differ from its full's,
+plus every file modified while the full was being taken (the time stamps cannot be trusted
+for those); the others are restored from the full.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pitr import __version__
+from pitr.catalog.model import Backup
+from pitr.catalog.store import CatalogStore
+from pitr.engines.postgresql.files import DataFile, Sent, partition, scan, write_tar
+from pitr.engines.postgresql.server import PgServer
+from pitr.engines.postgresql.walfile import parse_wal_name
+from pitr.errors import PreconditionFailed
+from pitr.planner.common import fulls
+from pitr.planner.wal import segment_name, stream_of
+from pitr.storage.base import Storage
+from pitr.targets import format_lsn, parse_lsn
+from pitr.timeutil import compact_id_time, utcnow
+from pitr.transfer import Compression, StoredObject, upload
+
+log = logging.getLogger("pitr.postgresql")
+PIPE_SIZE = 1 << 20
+ARCHIVE_WAIT = 120.0
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    kind: str | None  # "full", "diff" or None (full when there is none yet)
+    compression: Compression
+    partitions: int = 2
+
+
+def _upload_partition(
+    storage: Storage, key: str, files: list[DataFile], compression: Compression
+) -> tuple[StoredObject, list[Sent]]:
+    """One tar stream, written by a thread into a pipe the uploader reads from."""
+    read_fd, write_fd = os.pipe()
+    try:
+        import fcntl
+
+        fcntl.fcntl(write_fd, 1031, PIPE_SIZE)  # F_SETPIPE_SZ: fewer wake-ups
+    except OSError:
+        pass
+    result: dict[str, Any] = {}
+
+    def writer() -> None:
+        try:
+            with os.fdopen(write_fd, "wb", buffering=PIPE_SIZE) as out:
+                result["sent"] = write_tar(files, out)
+        except BrokenPipeError:
+            pass  # the uploader failed; its error is the one to report
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=writer, name="tar-writer", daemon=True)
+    thread.start()
+    with os.fdopen(read_fd, "rb", buffering=PIPE_SIZE) as reader:
+        stored = upload(storage, key, reader, compression)
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return stored, result["sent"]
+
+
+def _relations(server: PgServer) -> dict[str, dict[str, Any]]:
+    """Table names by OID and file node, per database: ``pitr events`` names what WAL only
+    knows by number (a dropped table, above all)."""
+    found: dict[str, dict[str, Any]] = {}
+    databases = server.query("SELECT oid, datname FROM pg_database WHERE datallowconn")
+    for oid, name in databases:
+        try:
+            with server.session(name) as conn:
+                rows = conn.execute(
+                    "SELECT c.oid, c.relfilenode, n.nspname, c.relname FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind IN ('r', 'p', 'm') "
+                    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                    "AND n.nspname NOT LIKE 'pg_toast%'"
+                ).fetchall()
+        except PreconditionFailed:
+            continue
+        tables: dict[str, str] = {}
+        for rel_oid, filenode, schema, rel in rows:
+            tables[str(rel_oid)] = f"{schema}.{rel}"
+            if filenode:
+                tables[str(filenode)] = f"{schema}.{rel}"
+        found[str(oid)] = {"name": name, "tables": tables}
+    return found
+
+
+def _changed(f: DataFile, full: Backup) -> bool:
+    """Must a differential send this file? (Directories always go: they cost nothing.)"""
+    if f.is_dir:
+        return True
+    before = full.engine_meta.get("files", {}).get(f.name)
+    if before is None:
+        return True
+    size, mtime_ns = before[0], before[1]
+    racy = mtime_ns >= (full.start_time.timestamp() - 2) * 1e9  # changed during the full
+    return bool(size != f.size or mtime_ns != f.mtime_ns or racy)
+
+
+def _one(conn: Any, sql: str, *params: Any) -> Any:
+    row = conn.execute(sql, params or None).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -> Backup:
+    catalog = store.load()
+    with server.session() as conn:
+        system = str(_one(conn, "SELECT system_identifier FROM pg_control_system()"))
+        parent = next(reversed(fulls(catalog, system)), None)
+        kind = options.kind or ("diff" if parent else "full")
+        if kind == "diff" and parent is None:
+            raise PreconditionFailed(
+                f"instance {store.instance}: no full backup to base a differential on",
+                hint="take a full backup first (pitr backup --type full)",
+            )
+        settings = _settings(conn, store.instance)
+        started = utcnow()
+        backup_id = f"{compact_id_time(started)}-{'F' if kind == 'full' else 'D'}"
+        start_lsn = parse_lsn(_one(conn, "SELECT pg_backup_start(%s, true)::text", backup_id))
+        timeline = int(_one(conn, "SELECT timeline_id FROM pg_control_checkpoint()"))
+        log.info("backup %s: started at %s", backup_id, format_lsn(start_lsn))
+        try:
+            files, tablespaces = scan(server.datadir)
+            send = [f for f in files if _changed(f, parent)] if parent and kind == "diff" else files
+            relations = _relations(server)
+            config_files = _outside_config(conn, server.datadir)
+            parts = _upload_all(store, backup_id, send, options)
+        except BaseException:
+            conn.execute("SELECT pg_backup_stop(false)")
+            raise
+        row = conn.execute(
+            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)"
+        ).fetchone()
+        assert row is not None
+        stop_lsn, label, spcmap = parse_lsn(row[0]), row[1], row[2]
+    ended = utcnow()
+    segment_size = int(settings["wal_segment_size"])
+    _wait_for_wal(store, timeline, stop_lsn, segment_size)
+    present = {f.name for f in files}
+    records: dict[str, list[Any]] = {}
+    if kind == "diff" and parent is not None:  # unchanged files: as the full recorded them
+        inherited = parent.engine_meta.get("files", {})
+        records = {name: values for name, values in inherited.items() if name in present}
+    for _obj, sent in parts:
+        records.update((s.name, [s.size, s.mtime_ns, s.crc32]) for s in sent)
+    backup = Backup(
+        id=backup_id,
+        type=kind,  # type: ignore[arg-type]
+        parent=parent.id if kind == "diff" and parent else None,
+        instance=store.instance,
+        engine="postgresql",
+        system=system,
+        start_time=started,
+        end_time=ended,
+        start=format_lsn(start_lsn),
+        end=format_lsn(stop_lsn),
+        start_key=start_lsn,
+        end_key=stop_lsn,
+        stream=stream_of(timeline),
+        objects=tuple(obj for obj, _ in parts),
+        engine_meta={
+            "wal_segment_size": segment_size,
+            "timeline": timeline,
+            "server_version_num": int(settings["server_version_num"]),
+            "backup_label": label,
+            "tablespace_map": spcmap or None,
+            "tablespaces": tablespaces,
+            "directories": sorted(f.name for f in files if f.is_dir),
+            "files": records,
+            "relations": relations,
+            "config_files": config_files,
+        },
+        host=socket.gethostname(),
+        pitr_version=__version__,
+    )
+    store.publish_backup(backup)
+    log.info("backup %s: published, %d bytes stored", backup_id, backup.bytes)
+    return backup
+
+
+def _outside_config(conn: Any, datadir: Path) -> dict[str, str]:
+    """Configuration files kept outside the data directory (Debian keeps them in
+    /etc/postgresql): their text, so that a restore beside the instance can start."""
+    rows = conn.execute(
+        "SELECT name, setting FROM pg_settings WHERE name IN "
+        "('config_file', 'hba_file', 'ident_file')"
+    ).fetchall()
+    names = {
+        "config_file": "postgresql.conf",
+        "hba_file": "pg_hba.conf",
+        "ident_file": "pg_ident.conf",
+    }
+    found: dict[str, str] = {}
+    for setting, value in rows:
+        path = Path(value)
+        if path.parent != datadir and path.is_file():
+            found[names[setting]] = path.read_text(errors="replace")
+    return found
+
+
+def _settings(conn: Any, instance: str) -> dict[str, str]:
+    settings = dict(
+        conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN "
+            "('wal_segment_size', 'server_version_num', 'archive_mode')"
+        ).fetchall()
+    )
+    if settings.get("archive_mode") == "off":
+        raise PreconditionFailed(
+            f"instance {instance}: archive_mode is off: the backup could never be made "
+            "consistent from the repository",
+            hint="set archive_mode = on and archive_command = 'pitr wal-push %p'",
+        )
+    return settings
+
+
+def _upload_all(
+    store: CatalogStore, backup_id: str, files: list[DataFile], options: BackupOptions
+) -> list[tuple[StoredObject, list[Sent]]]:
+    """Partitions in parallel, each its own compressed tar object."""
+    groups = partition(files, options.partitions)
+    suffix = options.compression.suffix
+    keys = [
+        store.layout.backup_dir(backup_id) + f"data-{n}.tar{suffix}" for n in range(len(groups))
+    ]
+    with ThreadPoolExecutor(len(groups), thread_name_prefix="backup") as pool:
+        futures = [
+            pool.submit(_upload_partition, store.storage, key, group, options.compression)
+            for key, group in zip(keys, groups, strict=True)
+        ]
+        return [f.result() for f in futures]
+
+
+def _wait_for_wal(store: CatalogStore, timeline: int, stop_lsn: int, segment_size: int) -> None:
+    """The backup is only restorable with the WAL up to its stop point: wait until the
+    segment holding it is in the repository (pg_backup_stop already waited for
+    archive_command, which must be ``pitr wal-push`` into this repository)."""
+    name = segment_name(timeline, stop_lsn - 1 if stop_lsn % segment_size == 0 else stop_lsn,
+                        segment_size)  # fmt: skip
+    wal = parse_wal_name(name)
+    assert wal is not None
+    deadline = time.monotonic() + ARCHIVE_WAIT
+    while store.segment_index(wal.stream, name) is None:
+        if time.monotonic() > deadline:
+            raise PreconditionFailed(
+                f"WAL segment {name}, needed to restore this backup, did not reach the "
+                f"repository within {ARCHIVE_WAIT:g} s: the backup is not published",
+                hint="archive_command must be 'pitr wal-push %p' with the same repository",
+            )
+        time.sleep(0.5)

@@ -1,0 +1,64 @@
+"""``pitr check`` for a PostgreSQL instance: reachable, WAL archiving set up for pitr, and one
+real round trip (a WAL switch whose segment must arrive in the repository)."""
+
+from __future__ import annotations
+
+from pitr.catalog.store import CatalogStore
+from pitr.check import CheckReport
+from pitr.engines.postgresql.server import PgServer
+from pitr.errors import PreconditionFailed
+
+
+def check_instance(server: PgServer, store: CatalogStore, report: CheckReport) -> None:
+    name = store.instance
+    settings: dict[str, str] = {}
+
+    def reachable() -> str:
+        rows = server.query(
+            "SELECT name, setting FROM pg_settings WHERE name IN "
+            "('server_version', 'wal_level', 'archive_mode', 'archive_command', "
+            "'data_directory')"
+        )
+        settings.update(rows)
+        return f"PostgreSQL {settings.get('server_version')} at {settings.get('data_directory')}"
+
+    def wal_level() -> str:
+        level = settings.get("wal_level", "")
+        if level not in ("replica", "logical"):
+            raise PreconditionFailed(
+                f"instance {name}: wal_level is {level!r}", hint="set wal_level = replica"
+            )
+        return level
+
+    def archive_mode() -> str:
+        mode = settings.get("archive_mode", "")
+        if mode not in ("on", "always"):
+            raise PreconditionFailed(
+                f"instance {name}: archive_mode is {mode!r}", hint="set archive_mode = on"
+            )
+        return mode
+
+    def archive_command() -> str:
+        command = settings.get("archive_command", "")
+        if "pitr" not in command or "wal-push" not in command:
+            raise PreconditionFailed(
+                f"instance {name}: archive_command is {command!r}, not pitr",
+                hint="set archive_command = 'pitr wal-push %p'",
+            )
+        return command
+
+    def round_trip() -> str:
+        from pitr.engines.postgresql.recovery import secure_newest_wal
+
+        segment = secure_newest_wal(server, store)
+        return f"switched WAL; {segment} arrived in the repository"
+
+    for label, step in (
+        ("reachable", reachable),
+        ("wal_level", wal_level),
+        ("archive_mode", archive_mode),
+        ("archive_command", archive_command),
+        ("archive round trip", round_trip),
+    ):
+        if not report.step(f"instance {name}: {label}", step):
+            return

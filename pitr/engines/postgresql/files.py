@@ -1,0 +1,221 @@
+"""A PostgreSQL data directory as a list of files, streamed as tar and restored from it.
+
+Scanning follows PostgreSQL's own rules for base backups: the contents of pg_wal and of the
+runtime directories, postmaster.pid and friends, temporary files and any old backup_label are
+left out; tablespaces (symlinks in pg_tblspc) are followed and archived as
+``pg_tblspc/<oid>/...``. Files may change or vanish while they are read (WAL replay repairs
+that): a file is sent with the size it had when opened, zero-padded if it shrank.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from pitr.errors import FormatError
+
+EMPTIED_DIRS = frozenset(
+    {
+        "pg_wal",
+        "pg_replslot",
+        "pg_dynshmem",
+        "pg_notify",
+        "pg_serial",
+        "pg_snapshots",
+        "pg_stat_tmp",
+        "pg_subtrans",
+        "pitr-prefetch",
+    }
+)
+SKIPPED_FILES = frozenset(
+    {
+        "postmaster.pid",
+        "postmaster.opts",
+        "backup_label",
+        "backup_label.old",
+        "tablespace_map",
+        "tablespace_map.old",
+        "recovery.signal",
+        "standby.signal",
+        "pitr-server.log",
+        "pg_internal.init",
+    }
+)
+CHUNK = 1 << 20
+BLOCK = tarfile.BLOCKSIZE
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One entry to back up: ``name`` inside the archive, ``source`` on disk."""
+
+    name: str
+    source: Path
+    size: int
+    mtime_ns: int
+    mode: int
+    is_dir: bool = False
+
+
+def scan(datadir: Path) -> tuple[list[DataFile], dict[str, str]]:
+    """Every file and directory to back up, and the tablespaces (oid -> location)."""
+    entries: list[DataFile] = []
+    tablespaces: dict[str, str] = {}
+    for root, prefix in _roots(datadir, tablespaces):
+        if prefix:
+            entries.append(_entry(prefix.rstrip("/"), root, is_dir=True))
+        for top, dirs, files in os.walk(root):
+            rel = Path(top).relative_to(root).as_posix()
+            base = prefix if rel == "." else f"{prefix}{rel}/"
+            at_top = base == ""
+            descend = []
+            for d in sorted(dirs):
+                if d.startswith("pgsql_tmp"):
+                    continue
+                entries.append(_entry(base + d, Path(top) / d, is_dir=True))
+                if not (at_top and (d in EMPTIED_DIRS or d == "pg_tblspc")):
+                    descend.append(d)  # runtime directories are kept empty
+            dirs[:] = descend
+            for f in sorted(files):
+                if f.startswith("pgsql_tmp") or f == "pg_internal.init":
+                    continue
+                if at_top and f in SKIPPED_FILES:
+                    continue
+                try:
+                    entries.append(_entry(base + f, Path(top) / f))
+                except FileNotFoundError:
+                    continue  # removed while we looked: not needed
+    return entries, tablespaces
+
+
+def _roots(datadir: Path, tablespaces: dict[str, str]) -> Iterator[tuple[Path, str]]:
+    yield datadir, ""
+    links = datadir / "pg_tblspc"
+    if links.is_dir():
+        for link in sorted(links.iterdir()):
+            if link.is_symlink():
+                tablespaces[link.name] = os.readlink(link)
+            yield link.resolve(), f"pg_tblspc/{link.name}/"
+
+
+def _entry(name: str, source: Path, *, is_dir: bool = False) -> DataFile:
+    st = source.stat()
+    return DataFile(name, source, 0 if is_dir else st.st_size, st.st_mtime_ns, st.st_mode, is_dir)
+
+
+def partition(files: list[DataFile], count: int) -> list[list[DataFile]]:
+    """Split into ``count`` groups of similar total size (directories go to the first)."""
+    groups: list[list[DataFile]] = [[] for _ in range(max(1, count))]
+    sizes = [0] * len(groups)
+    for f in sorted(files, key=lambda f: (not f.is_dir, -f.size)):
+        i = 0 if f.is_dir else sizes.index(min(sizes))
+        groups[i].append(f)
+        sizes[i] += f.size + BLOCK
+    return [sorted(g, key=lambda f: f.name) for g in groups if g]
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A file as it went into the archive: the size and mtime it had, and its CRC-32."""
+
+    name: str
+    size: int
+    mtime_ns: int
+    crc32: int
+
+
+def write_tar(files: Iterable[DataFile], out: BinaryIO) -> list[Sent]:
+    """Stream ``files`` as a tar archive into ``out``; what was sent, file by file."""
+    sent: list[Sent] = []
+    for f in files:
+        info = tarfile.TarInfo(f.name)
+        info.mtime = f.mtime_ns // 1_000_000_000
+        info.mode = stat.S_IMODE(f.mode)
+        if f.is_dir:
+            info.type = tarfile.DIRTYPE
+            out.write(info.tobuf(format=tarfile.PAX_FORMAT))
+            continue
+        try:
+            fh = f.source.open("rb")
+        except FileNotFoundError:
+            continue  # dropped during the backup; replay does not need it
+        with fh:
+            st = os.fstat(fh.fileno())
+            info.size = st.st_size
+            out.write(info.tobuf(format=tarfile.PAX_FORMAT))
+            crc = 0
+            left = st.st_size
+            while left:
+                chunk = fh.read(min(CHUNK, left)) or bytes(min(CHUNK, left))  # shrank: pad
+                crc = zlib.crc32(chunk, crc)
+                out.write(chunk)
+                left -= len(chunk)
+            if st.st_size % BLOCK:
+                out.write(bytes(BLOCK - st.st_size % BLOCK))
+            sent.append(Sent(f.name, st.st_size, st.st_mtime_ns, crc))
+    out.write(bytes(2 * BLOCK))
+    return sent
+
+
+def safe_member(name: str) -> str:
+    """Refuse archive names that could escape the directory being restored."""
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts or not name:
+        raise FormatError(f"refusing to restore an unsafe path from a backup: {name!r}")
+    return name
+
+
+def extract_tar(
+    source: BinaryIO,
+    dest: Path,
+    *,
+    tablespaces: dict[str, Path],
+    owner: tuple[int, int] | None,
+    expected: dict[str, tuple[int, int]] | None = None,
+) -> list[str]:
+    """Extract a tar stream under ``dest`` (tablespace entries under their own location),
+    checking each file's size and CRC-32 when ``expected`` has them. Returns file names."""
+    names: list[str] = []
+    with tarfile.open(fileobj=source, mode="r|") as archive:
+        for member in archive:
+            name = safe_member(member.name)
+            target = _target(name, dest, tablespaces)
+            if member.isdir():
+                target.mkdir(mode=0o700, parents=True, exist_ok=True)
+                _own(target, owner)
+                continue
+            if not member.isfile():
+                raise FormatError(f"unexpected entry type in a backup: {name!r}")
+            reader = archive.extractfile(member)
+            assert reader is not None
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            crc = 0
+            with target.open("wb") as out:
+                while chunk := reader.read(CHUNK):
+                    crc = zlib.crc32(chunk, crc)
+                    out.write(chunk)
+            os.chmod(target, member.mode & 0o7777 or 0o600)
+            os.utime(target, (member.mtime, member.mtime))
+            _own(target, owner)
+            if expected is not None and name in expected and expected[name] != (member.size, crc):
+                raise FormatError(f"{name}: restored file does not match its recorded checksum")
+            names.append(name)
+    return names
+
+
+def _target(name: str, dest: Path, tablespaces: dict[str, Path]) -> Path:
+    parts = name.split("/")
+    if len(parts) >= 2 and parts[0] == "pg_tblspc" and parts[1] in tablespaces:
+        return tablespaces[parts[1]].joinpath(*parts[2:])
+    return dest.joinpath(*parts)
+
+
+def _own(path: Path, owner: tuple[int, int] | None) -> None:
+    if owner is not None:
+        os.chown(path, *owner, follow_symlinks=False)
