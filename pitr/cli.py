@@ -1,110 +1,31 @@
 """The ``pitr`` command line: click commands only — parse, call, render.
 
 This module is on the hot path of ``archive_command`` (one process per WAL segment), so it
-imports only click at start-up; each command imports what it needs. It is also the only place
-where errors become messages and exit codes (SPEC.md, docs/exit-codes.md).
+imports only click at start-up; each command imports what it needs. Errors become messages and
+exit codes in ``pitr.cli_support.main`` (SPEC.md, docs/exit-codes.md).
 """
 
 from __future__ import annotations
 
-import signal
-import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import click
 
 from pitr import __version__
-from pitr.errors import Interrupted, PitrError
-
-if TYPE_CHECKING:
-    from pitr.config import Settings
-    from pitr.output import Output
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Run:
-    """What one invocation knows: global options, output mode, settings (loaded once)."""
-
-    def __init__(self, config_path: str | None, debug: bool) -> None:
-        self.config_path = config_path
-        self.debug = debug
-        self.json_mode = False
-        self.quiet = False
-        self._settings: Settings | None = None
-        self._output: Output | None = None
-
-    def settings(self) -> Settings:
-        if self._settings is None:
-            from pitr.config import load_settings
-            from pitr.output import redact_secrets
-
-            self._settings = load_settings(self.config_path)
-            redact_secrets(self._settings.secrets())
-        return self._settings
-
-    @property
-    def output(self) -> Output:
-        if self._output is None:
-            from pitr.output import Output
-
-            self._output = Output(json_mode=self.json_mode, quiet=self.quiet)
-        return self._output
-
-
-_run: Run | None = None  # the current invocation, for error reporting in main()
-
-
-def _set_output_mode(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    run = ctx.find_object(Run)
-    if run is not None and value:
-        setattr(run, "json_mode" if param.name == "json_mode" else "quiet", True)
-        if param.name == "quiet":
-            from pitr.output import configure_logging
-
-            configure_logging(debug=run.debug, quiet=True)
-
-
-def output_options(f: F) -> F:
-    """``--json`` and ``--quiet``, accepted by every command."""
-    f = click.option(
-        "--quiet",
-        "-q",
-        is_flag=True,
-        expose_value=False,
-        callback=_set_output_mode,
-        help="Only warnings and errors on stderr; no text result.",
-    )(f)
-    return click.option(
-        "--json",
-        "json_mode",
-        is_flag=True,
-        expose_value=False,
-        callback=_set_output_mode,
-        help="Machine-readable result on stdout (nothing else is written there).",
-    )(f)
-
-
-def lock_wait_option(f: F) -> F:
-    return click.option(
-        "--lock-wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        show_default=True,
-        help="Wait this long for another run holding the instance lock.",
-    )(f)
-
-
-def instance_option(f: F) -> F:
-    return click.option(
-        "--instance",
-        "-i",
-        envvar="PITR_INSTANCE",
-        metavar="NAME",
-        help="Instance from the config (optional when only one is configured).",
-    )(f)
+from pitr.cli_support import (
+    Run,
+    begin,
+    catalog_store,
+    engine_of,
+    instance_option,
+    lock_wait_option,
+    output_options,
+    postgres_of,
+    recovery_text,
+    run_main,
+    target_of,
+    target_options,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -116,11 +37,7 @@ def instance_option(f: F) -> F:
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     """Point-in-time recovery for PostgreSQL, MariaDB and MySQL."""
-    global _run
-    from pitr.output import configure_logging
-
-    _run = ctx.obj = Run(config_path, debug)
-    configure_logging(debug=debug, quiet=False)
+    begin(ctx, config_path, debug)
 
 
 @cli.command()
@@ -162,42 +79,6 @@ def check(run: Run, instance: str | None) -> None:
         raise report.error
 
 
-def target_options(f: F) -> F:
-    """The recovery target options shared by ``plan``, ``recover`` and ``restore``."""
-    options = [
-        click.option("--at", metavar="TIME", help="State as of TIME (ISO 8601 with offset)."),
-        click.option("--xid", metavar="XID", help="PostgreSQL: up to this transaction id."),
-        click.option("--lsn", metavar="LSN", help="PostgreSQL: up to this WAL location."),
-        click.option("--restore-point", metavar="NAME", help="PostgreSQL: a restore point."),
-        click.option("--gtid", metavar="GTID", help="MariaDB/MySQL: up to this transaction."),
-        click.option("--position", metavar="FILE:POS", help="MariaDB/MySQL: binlog position."),
-        click.option("--latest", is_flag=True, help="Everything in the repository."),
-        click.option("--exclusive", is_flag=True, help="Stop just before the target."),
-        click.option(
-            "--timeline", metavar="N|current|latest", help="PostgreSQL: the timeline to follow."
-        ),
-        click.option("--timezone", metavar="ZONE", help="Zone of a TIME given without offset."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _target(run: Run, engine: str, options: dict[str, Any]) -> Any:
-    from pitr.targets import parse_target
-    from pitr.timeutil import utcnow
-
-    zone = options.pop("timezone", None) or run.settings().timezone
-    return parse_target(engine, timezone=zone, now=utcnow(), **options)
-
-
-def _catalog_store(run: Run, instance: str | None) -> Any:
-    from pitr.planning import open_catalog
-
-    settings = run.settings()
-    return open_catalog(settings, settings.instance(instance))
-
-
 @cli.command(name="list")
 @instance_option
 @output_options
@@ -207,7 +88,7 @@ def list_(run: Run, instance: str | None) -> None:
     from pitr.inventory import describe
     from pitr.views import backups_rows, logs_rows
 
-    listing = describe(_catalog_store(run, instance).load())
+    listing = describe(catalog_store(run, instance).load())
     out = run.output
     out.emit(listing)
     out.table(["backup", "type", "parent", "start", "end", "size"], backups_rows(listing))
@@ -229,8 +110,8 @@ def plan(run: Run, /, instance: str | None, **options: Any) -> None:
     from pitr.planning import make_plan
     from pitr.views import plan_text
 
-    store = _catalog_store(run, instance)
-    target = _target(run, store.engine, options)
+    store = catalog_store(run, instance)
+    target = target_of(run, store.engine, options)
     result = make_plan(store, target).plan
     run.output.emit(result.to_dict(), text=plan_text(result))
     if not result.recoverable:
@@ -250,7 +131,7 @@ def verify(run: Run, instance: str | None, backup_id: str | None) -> None:
     from pitr.errors import VerificationFailed
     from pitr.verify import objects_to_verify, verify_all
 
-    store = _catalog_store(run, instance)
+    store = catalog_store(run, instance)
     objects = objects_to_verify(store.load(), backup_id)
     total = sum(o.size for o in objects)
     out = run.output
@@ -287,7 +168,7 @@ def expire(run: Run, instance: str | None, dry_run: bool, lock_wait: float) -> N
     from pitr.views import human_bytes
 
     settings = run.settings()
-    store = _catalog_store(run, instance)
+    store = catalog_store(run, instance)
     with InstanceLock(store.storage, store.instance, settings.lock_dir, "expire", wait=lock_wait):
         expiry = plan_expiry(
             store.load(), settings.retention, utcnow(), store.list_backups().orphans
@@ -322,7 +203,7 @@ def status(run: Run, instance: str | None) -> int:
     from pitr.timeutil import utcnow
 
     settings = run.settings()
-    catalog = _catalog_store(run, instance).load()
+    catalog = catalog_store(run, instance).load()
     checks = health(catalog, settings.status, utcnow())
     state = worst(checks)
     result = {
@@ -354,39 +235,12 @@ def rebuild(run: Run, instance: str | None, lock_wait: float) -> None:
     from pitr.locks import InstanceLock
 
     settings = run.settings()
-    store = _catalog_store(run, instance)
+    store = catalog_store(run, instance)
     with InstanceLock(
         store.storage, store.instance, settings.lock_dir, "catalog rebuild", wait=lock_wait
     ):
         counts = rebuild_catalog(store)
     run.output.emit(counts, text=f"rebuilt: {counts['backups']} backup(s), {counts['logs']} log(s)")
-
-
-def _engine(run: Run, instance: str | None) -> tuple[Any, Any]:
-    """The instance's engine and catalog store."""
-    from pitr.engines.base import engine_for
-
-    settings = run.settings()
-    inst = settings.instance(instance)
-    return engine_for(settings, inst), _catalog_store(run, instance)
-
-
-def _postgres(run: Run, instance: str | None, command: str) -> tuple[Any, Any]:
-    from dataclasses import replace
-
-    from pitr.catalog.store import CatalogStore
-    from pitr.engines.postgresql import PostgresEngine
-    from pitr.errors import UsageError
-    from pitr.storage import open_storage
-
-    settings = run.settings()
-    inst = settings.instance(instance)
-    if inst.engine != "postgresql":
-        raise UsageError(f"{command} is for PostgreSQL instances; {inst.name} is {inst.engine}")
-    # archive_command and restore_command keep retrying for at least a minute (SPEC).
-    repo = replace(settings.repository, timeout=max(settings.repository.timeout, 60.0))
-    store = CatalogStore(open_storage(repo), inst.name, inst.engine)
-    return PostgresEngine(settings, inst), store
 
 
 @cli.command()
@@ -402,7 +256,7 @@ def backup(run: Run, instance: str | None, kind: str | None, lock_wait: float) -
     from pitr.locks import InstanceLock
     from pitr.views import human_bytes
 
-    engine, store = _engine(run, instance)
+    engine, store = engine_of(run, instance)
     with InstanceLock(
         store.storage, store.instance, run.settings().lock_dir, "backup", wait=lock_wait
     ):
@@ -436,7 +290,7 @@ def wal_push(run: Run, instance: str | None, path: str) -> None:
     """PostgreSQL archive_command: 'pitr wal-push %p'."""
     from pathlib import Path
 
-    engine, store = _postgres(run, instance, "wal-push")
+    engine, store = postgres_of(run, instance, "wal-push")
     pushed = engine.wal_push(store, Path(path))
     name = Path(path).name
     run.output.emit(
@@ -457,7 +311,7 @@ def wal_fetch(run: Run, instance: str | None, spool: str | None, name: str, dest
     import logging
     from pathlib import Path
 
-    engine, store = _postgres(run, instance, "wal-fetch")
+    engine, store = postgres_of(run, instance, "wal-fetch")
     found = engine.wal_fetch(store, name, Path(dest), Path(spool) if spool else None)
     if not found:
         logging.getLogger("pitr").info("%s is not in the repository", name)
@@ -475,7 +329,7 @@ def archive(run: Run, instance: str | None, follow: bool, lock_wait: float) -> N
     """Ship the transaction logs not yet in the repository; safe to run every minute."""
     from pitr.locks import InstanceLock
 
-    engine, store = _engine(run, instance)
+    engine, store = engine_of(run, instance)
     with InstanceLock(
         store.storage, store.instance, run.settings().lock_dir, "archive", wait=lock_wait
     ):
@@ -496,10 +350,10 @@ def restore(run: Run, /, instance: str | None, dest: str, port: int | None, **op
     """Restore into a new directory beside the instance (and start it with --port)."""
     from pathlib import Path
 
-    engine, store = _engine(run, instance)
-    target = _target(run, store.engine, options)
+    engine, store = engine_of(run, instance)
+    target = target_of(run, store.engine, options)
     result = engine.restore(store, target, Path(dest).absolute(), port)
-    run.output.emit(result, text=_recovery_text(result))
+    run.output.emit(result, text=recovery_text(result))
 
 
 @cli.command()
@@ -521,8 +375,8 @@ def recover(
     from pitr.planning import make_plan
     from pitr.views import plan_text
 
-    engine, store = _engine(run, instance)
-    target = _target(run, store.engine, options)
+    engine, store = engine_of(run, instance)
+    target = target_of(run, store.engine, options)
     if dry_run:
         plan = make_plan(store, target).plan
         run.output.emit(plan.to_dict(), text=plan_text(plan))
@@ -543,21 +397,7 @@ def recover(
         store.storage, store.instance, run.settings().lock_dir, "recover", wait=lock_wait
     ):
         result = engine.recover(store, target)
-    run.output.emit(result, text=_recovery_text(result))
-
-
-def _recovery_text(result: dict[str, Any]) -> str:
-    r = result["recovery"]
-    lines = [f"{r['instance']}: {r['status']} in {r['datadir']}"]
-    if r.get("port"):
-        lines.append(f"  running on port {r['port']}, out of recovery")
-    diff = f" + differential {r['differential']}" if r.get("differential") else ""
-    lines.append(f"  from backup {r['recovered_from_backup']}{diff}")
-    if r.get("point_in_time"):
-        lines.append(f"  last transaction applied at {r['point_in_time']}")
-    if r.get("previous_datadir"):
-        lines.append(f"  previous data directory kept at {r['previous_datadir']}")
-    return "\n".join(lines)
+    run.output.emit(result, text=recovery_text(result))
 
 
 @cli.command()
@@ -591,7 +431,7 @@ def events(
         pattern = re.compile(grep) if grep else None
     except re.error as exc:
         raise UsageError(f"--grep: not a regular expression: {exc}") from None
-    engine, store = _engine(run, instance)
+    engine, store = engine_of(run, instance)
     found = engine.events(store, store.load(), since, until, rows=rows)
     if pattern is not None:
         found = [e for e in found if pattern.search(" ".join(str(v) for v in e.values()))]
@@ -603,45 +443,21 @@ def events(
     )
 
 
-def _report(exc: BaseException, code: int, message: str, hint: str | None) -> int:
-    run = _run
-    # A command that already printed its JSON result carries the error in it.
-    if run is not None and run.json_mode and not (run._output and run._output.emitted):
-        import json
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@output_options
+@click.pass_obj
+def inspect(run: Run, files: tuple[str, ...]) -> None:
+    """Describe local binlog, WAL segment and timeline history files; no server needed."""
+    from pitr.inspect import inspect_files
+    from pitr.views import inspect_rows
 
-        error = {"message": message, "exit_code": code, "hint": hint}
-        sys.stdout.write(json.dumps({"error": error}) + "\n")
-    if run is not None and run.debug:
-        import traceback
-
-        traceback.print_exception(exc, file=sys.stderr)
-    sys.stderr.write(f"error: {message}\n")
-    if hint:
-        sys.stderr.write(f"HINT: {hint}\n")
-    return code
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Interrupted(f"interrupted by signal {signum}")
+    result = inspect_files(list(files))
+    out = run.output
+    out.emit(result)
+    out.table(["file", "kind", "first", "last", "transactions", "state"], inspect_rows(result))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the command, turn errors into one line and an exit code."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        result = cli.main(args=argv, prog_name="pitr", standalone_mode=False)
-    except PitrError as exc:
-        sys.exit(_report(exc, exc.exit_code, exc.message, exc.hint))
-    except click.exceptions.Abort as exc:
-        sys.exit(_report(exc, 130, "interrupted", None))
-    except click.ClickException as exc:
-        hint = "see 'pitr --help'" if isinstance(exc, click.UsageError) else None
-        if isinstance(exc, click.UsageError) and exc.ctx is not None:
-            hint = f"see '{exc.ctx.command_path} --help'"
-        sys.exit(_report(exc, exc.exit_code, exc.format_message(), hint))
-    except KeyboardInterrupt as exc:
-        sys.exit(_report(exc, 130, "interrupted", None))
-    except Exception as exc:  # the last line of defence: one line, exit 1
-        message = f"unexpected error: {type(exc).__name__}: {exc}".splitlines()[0]
-        sys.exit(_report(exc, 1, message, "run again with --debug for the traceback"))
-    sys.exit(result if isinstance(result, int) else 0)
+    """Entry point (``pitr``)."""
+    run_main(cli, argv)

@@ -59,3 +59,21 @@ def logs_rows(listing: dict[str, Any]) -> list[list[Any]]:
         ]
         for log in listing["logs"]
     ]
+
+
+def inspect_rows(result: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for f in result["files"]:
+        state = "in use" if f.get("in_use") else "truncated" if f.get("truncated") else "closed"
+        count = len(f.get("transactions", []) or f.get("entries", []))
+        rows.append(
+            [
+                f["path"],
+                f["kind"],
+                f.get("first_time") or "",
+                f.get("last_time") or "",
+                count,
+                state,
+            ]
+        )
+    return rows
