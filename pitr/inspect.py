@@ -73,7 +73,7 @@ def _wal(path: str) -> dict[str, Any]:
         # and their headers keep the parent's timeline: only a later timeline is wrong.
         check_segment(dataclasses.replace(header, timeline=max(header.timeline, wal.timeline)), wal)
     entry = summarize_segment(path)
-    if wal is not None:  # the page headers may still carry the parent's timeline
+    if wal is not None:  # the name's timeline, whichever the pages say
         entry["timeline"] = wal.timeline
     return {**entry, "name_matches": True if wal is not None else None}
 

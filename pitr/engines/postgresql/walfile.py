@@ -84,9 +84,11 @@ def read_long_header(data: bytes, name: str) -> PageHeader:
 
 
 def check_segment(header: PageHeader, wal: WalName) -> None:
-    """The header must be the one of the segment the name says (timeline and start)."""
+    """The header must be the one of the segment the name says: its start, and a timeline no
+    newer than the name's (the first segment of a new timeline is a copy of its parent's, and
+    its page headers keep the parent's timeline)."""
     start = wal.start_lsn(header.segment_size)
-    if header.timeline != wal.timeline or header.pageaddr != start:
+    if header.timeline > wal.timeline or header.pageaddr != start:
         raise FormatError(
             f"{wal.name}: its header says timeline {header.timeline} at "
             f"{header.pageaddr >> 32:X}/{header.pageaddr & 0xFFFFFFFF:X}, not what the name says"

@@ -9,8 +9,9 @@ record's CRC-32C is checked unless ``verify=False``.
 Valid WAL ends where recovery would stop reading it, which is not an error: zeroed space, a
 page or record header that does not fit (a recycled segment's old contents), a bad checksum,
 the end of the file (a ``.partial`` copy), or an XLOG SWITCH record (the rest of the segment
-is padding). :class:`WalReader` says where and why in ``end_lsn`` and ``end_reason``. Only a
-file whose first page is not a WAL page raises :class:`~pitr.errors.FormatError`.
+is padding). :class:`WalReader` says where and why in ``end_lsn`` and ``end_reason``.
+:class:`~pitr.errors.FormatError` is for a file whose first page is not a WAL page, and for a
+record that passes its checksum but does not decode.
 
 Pages of PostgreSQL 10 to 17 are read (the record format is the same). Only what
 point-in-time recovery needs is decoded: transaction ends (commit, abort and their two-phase
@@ -43,6 +44,8 @@ SHORT_HEADER, LONG_HEADER = 24, 40
 XLP_FIRST_IS_CONTRECORD = 0x0001
 XLP_ALL_FLAGS = 0x000F
 DEFAULT_BLOCK_SIZE = 8192
+_SEGMENT_SIZES = {1 << n for n in range(20, 31)}  # 1 MB to 1 GB (initdb --wal-segsize)
+_BLOCK_SIZES = {1 << n for n in range(10, 17)}  # 1 to 64 KiB (configure --with-wal-blocksize)
 
 _RECORD = struct.Struct("<IIQBBxxI")  # xl_tot_len, xl_xid, xl_prev, xl_info, xl_rmid, xl_crc
 RECORD_HEADER = _RECORD.size  # 24
@@ -285,10 +288,7 @@ class WalReader:
             if len(head) < LONG_HEADER:
                 raise FormatError(f"{name}: too short to be a WAL segment ({len(head)} bytes)")
             sysid, seg_size, blcksz = _LONG_TAIL.unpack_from(head, SHORT_HEADER)
-            if not (
-                _power_of_two(seg_size, 1 << 20, 1 << 30)
-                and _power_of_two(blcksz, 1 << 10, 1 << 16)
-            ):
+            if seg_size not in _SEGMENT_SIZES or blcksz not in _BLOCK_SIZES:
                 raise FormatError(f"{name}: implausible segment/block size ({seg_size}/{blcksz})")
             self.header = PageHeader(self.version, tli, pageaddr, sysid, seg_size, blcksz)
             self.block_size = blcksz
@@ -401,10 +401,6 @@ class _End(Exception):
         return cls(f"{reason} at {format_lsn(lsn)}")
 
 
-def _power_of_two(value: int, low: int, high: int) -> bool:
-    return low <= value <= high and not value & (value - 1)
-
-
 def summarize_segment(path: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
     """A segment's facts for ``pitr inspect``: header, transaction ends, restore points."""
     name = os.fspath(path)
@@ -414,11 +410,14 @@ def summarize_segment(path: str | os.PathLike[str], *, verify: bool = True) -> d
             raise FormatError(f"{name}: WAL pages, but not a segment (no long page header)")
         xacts: list[XactEnd] = []
         points: list[RestorePoint] = []
-        for record in reader:
-            if xact := decode_xact(record):
-                xacts.append(xact)
-            elif point := decode_restore_point(record):
-                points.append(point)
+        try:
+            for record in reader:
+                if xact := decode_xact(record):
+                    xacts.append(xact)
+                elif point := decode_restore_point(record):
+                    points.append(point)
+        except FormatError as exc:  # a record that passed its checksum but does not decode
+            raise FormatError(f"{name}: {exc.message}") from None
         size = os.fstat(f.fileno()).st_size
     header = reader.header
     commits = [x.time for x in xacts if x.status == "commit"]
