@@ -25,6 +25,7 @@ from pitr.config import RetentionSettings
 from pitr.errors import UsageError
 from pitr.planner.binlog import FILE_SHIFT
 from pitr.planner.common import fulls
+from pitr.timeutil import from_document
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,16 @@ def _expired_logs(catalog: Catalog, keep: Sequence[Backup]) -> tuple[LogSegment,
         if stream in first_needed:
             limit = first_needed[stream]
             expired += [run[i] for i, end in enumerate(run.end_keys) if end <= limit]
-        elif all(s.max_commit is not None and s.max_commit < oldest_time for s in run):
+        elif all(_older(s, oldest_time) for s in run):
             expired += list(run)
     return tuple(expired)
+
+
+def _older(seg: LogSegment, moment: datetime) -> bool:
+    """Did everything in ``seg`` happen before ``moment``? (A binlog without transactions —
+    one closed right after it was opened — counts by when it was archived.)"""
+    newest = seg.max_commit or from_document(seg.extra.get("archived_at"))
+    return newest is not None and newest < moment
 
 
 def apply_expiry(store: CatalogStore, expiry: Expiry) -> None:

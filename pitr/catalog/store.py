@@ -7,14 +7,18 @@ A reader therefore never sees a half-written backup or log as complete.
 
 from __future__ import annotations
 
+import copy
 import gc
+import io
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pitr.catalog import Catalog
-from pitr.catalog.documents import parallel, read_document, write_document
+from pitr.catalog.documents import WORKERS, parallel, read_document, write_document
 from pitr.catalog.layout import INDEX_SUFFIX, Layout
 from pitr.catalog.model import (
     FORMAT,
@@ -28,7 +32,7 @@ from pitr.catalog.model import (
 from pitr.catalog.segments import SegmentRun, to_row
 from pitr.catalog.summary import page_refs, read_page, tail_documents
 from pitr.errors import FormatError, ObjectExists, ObjectNotFound, RepositoryError
-from pitr.storage.base import Storage
+from pitr.storage.base import ObjectInfo, PutResult, Readable, Storage
 from pitr.transfer import StoredObject
 
 log = logging.getLogger("pitr.catalog")
@@ -54,13 +58,21 @@ class CatalogStore:
     # -- reading ------------------------------------------------------------------------
 
     def load(self) -> Catalog:
-        return Catalog(
-            instance=self.instance,
-            engine=self.engine,
-            backups=self.load_backups(),
-            streams=self.load_streams(),
-            histories=self.load_histories(),
-        )
+        """Backups, log streams and histories, read at the same time: their requests wait on
+        the network (an error is raised as if they had been read one after the other)."""
+        reader = copy.copy(self)  # the same store, within one connection pool's worth
+        reader.storage = _Bounded(self.storage, WORKERS)
+        with _gc_paused(), ThreadPoolExecutor(3, thread_name_prefix="catalog-load") as pool:
+            backups = pool.submit(reader.load_backups)
+            streams = pool.submit(reader.load_streams)
+            histories = pool.submit(reader.load_histories)
+            return Catalog(
+                instance=self.instance,
+                engine=self.engine,
+                backups=backups.result(),
+                streams=streams.result(),
+                histories=histories.result(),
+            )
 
     def list_backups(self) -> Listing:
         manifests: dict[str, str] = {}
@@ -78,8 +90,10 @@ class CatalogStore:
 
     def load_backups(self) -> tuple[Backup, ...]:
         """Every complete backup: the summary, checked against the manifests listed."""
-        listing = self.list_backups()
-        known = {b.id: b for b in self._read_backups_summary()}
+        with ThreadPoolExecutor(1, thread_name_prefix="catalog-summary") as pool:
+            summary = pool.submit(self._read_backups_summary)  # while listing
+            listing = self.list_backups()
+            known = {b.id: b for b in summary.result()}
         unknown = [key for bid, key in listing.manifests.items() if bid not in known]
         for backup in parallel(self.read_manifest, unknown):
             known[backup.id] = backup
@@ -111,29 +125,24 @@ class CatalogStore:
             return self._load_streams()
 
     def _load_streams(self) -> dict[str, SegmentRun]:
-        refs = page_refs(self.storage, self.layout)
-        streams = {
-            p.removeprefix(self.layout.logs).rstrip("/")
-            for p in self.storage.list_prefixes(self.layout.logs)
-        } | set(refs)
+        with ThreadPoolExecutor(1, thread_name_prefix="catalog-streams") as pool:
+            prefixes = pool.submit(self.storage.list_prefixes, self.layout.logs)
+            refs = page_refs(self.storage, self.layout)
+            streams = {
+                p.removeprefix(self.layout.logs).rstrip("/") for p in prefixes.result()
+            } | set(refs)
         all_refs = [ref for stream in refs.values() for ref in stream]
-        rows_by_page = dict(
-            zip(
-                (r.key for r in all_refs),
-                parallel(lambda ref: read_page(self.storage, ref), all_refs),
-                strict=True,
-            )
-        )
-        tails = dict(
-            zip(
-                sorted(streams),
-                parallel(
-                    lambda s: tail_documents(self.storage, self.layout, s, refs.get(s, [])),
-                    sorted(streams),
-                ),
-                strict=True,
-            )
-        )
+        # Pages and tails at the same time: a tail starts after its stream's pages' names.
+        with ThreadPoolExecutor(WORKERS, thread_name_prefix="catalog") as pool:
+            pages = [pool.submit(read_page, self.storage, ref) for ref in all_refs]
+            tail_reads = [
+                pool.submit(tail_documents, self.storage, self.layout, s, refs.get(s, []))
+                for s in sorted(streams)
+            ]
+            rows_by_page = {
+                ref.key: page.result() for ref, page in zip(all_refs, pages, strict=True)
+            }
+            tails = {s: t.result() for s, t in zip(sorted(streams), tail_reads, strict=True)}
         result = {}
         for stream in sorted(streams):
             rows = [row for ref in refs.get(stream, []) for row in rows_by_page[ref.key]]
@@ -172,23 +181,33 @@ class CatalogStore:
 
     def confirm(self, objects: Iterable[StoredObject]) -> dict[str, str]:
         """Which of ``objects`` are not in the repository as recorded, by listing the
-        directories involved from just before their first key: key -> what is wrong."""
+        directories involved (at the same time) from just before their first key: key ->
+        what is wrong."""
         by_dir: dict[str, dict[str, StoredObject]] = {}
         for obj in objects:
             by_dir.setdefault(obj.key.rsplit("/", 1)[0] + "/", {})[obj.key] = obj
         wrong: dict[str, str] = {}
-        for directory, wanted in by_dir.items():
-            first, last = min(wanted), max(wanted)
-            seen: dict[str, int] = {}
-            for info in self.storage.list(directory, start_after=_just_before(first)):
-                if info.key > last:
-                    break
-                seen[info.key] = info.size
-            for key, obj in wanted.items():
-                if key not in seen:
-                    wrong[key] = "missing"
-                elif seen[key] != obj.size:
-                    wrong[key] = f"size {seen[key]} instead of {obj.size}"
+        for found in parallel(self._confirm_in_directory, list(by_dir.values())):
+            wrong.update(found)
+        return wrong
+
+    def _confirm_in_directory(self, wanted: dict[str, StoredObject]) -> dict[str, str]:
+        first, last = min(wanted), max(wanted)
+        # Every key between first and last starts with their common prefix (within the
+        # directory): listing only that prefix returns the same keys, and servers that filter
+        # by prefix (S3, Swift) have less to look at.
+        prefix = _common_prefix(first, last)
+        seen: dict[str, int] = {}
+        for info in self.storage.list(prefix, start_after=_just_before(first)):
+            if info.key > last:
+                break
+            seen[info.key] = info.size
+        wrong: dict[str, str] = {}
+        for key, obj in wanted.items():
+            if key not in seen:
+                wrong[key] = "missing"
+            elif seen[key] != obj.size:
+                wrong[key] = f"size {seen[key]} instead of {obj.size}"
         return wrong
 
     # -- publishing -----------------------------------------------------------------------
@@ -224,6 +243,52 @@ class CatalogStore:
         write_document(self.storage, self.layout.history_index(name), history.to_dict())
 
 
+class _Bounded(Storage):
+    """``storage`` serving at most ``slots`` requests at a time, however many threads ask:
+    parts of the catalog read at once (each in parallel) stay within one connection pool."""
+
+    def __init__(self, storage: Storage, slots: int) -> None:
+        self.inner = storage
+        self.supports_create_if_absent = storage.supports_create_if_absent
+        self._slots = threading.BoundedSemaphore(slots)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def put(self, key: str, source: Readable, *, if_absent: bool = False) -> PutResult:
+        with self._slots:
+            return self.inner.put(key, source, if_absent=if_absent)
+
+    def open(self, key: str) -> io.RawIOBase:
+        with self._slots:
+            return self.inner.open(key)
+
+    def get_bytes(self, key: str) -> bytes:
+        with self._slots:  # the whole transfer, not only its start
+            return self.inner.get_bytes(key)
+
+    def stat(self, key: str) -> ObjectInfo:
+        with self._slots:
+            return self.inner.stat(key)
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        items = self.inner.list(prefix, start_after)
+        while True:
+            with self._slots:  # a page is requested within some of these steps
+                info = next(items, None)
+            if info is None:
+                return
+            yield info
+
+    def list_prefixes(self, prefix: str) -> tuple[str, ...]:
+        with self._slots:
+            return self.inner.list_prefixes(prefix)
+
+    def delete(self, key: str) -> None:
+        with self._slots:
+            self.inner.delete(key)
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while summary pages are parsed: their millions of
@@ -241,6 +306,16 @@ def same_content(a: StoredObject, b: StoredObject) -> bool:
     if a.raw_sha256 and b.raw_sha256:
         return a.raw_sha256 == b.raw_sha256 and a.raw_size == b.raw_size
     return a.sha256 == b.sha256 and a.size == b.size
+
+
+def _common_prefix(a: str, b: str) -> str:
+    """The longest string both ``a`` and ``b`` start with (character by character)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
 
 
 def _just_before(key: str) -> str:

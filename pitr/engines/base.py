@@ -66,9 +66,6 @@ def engine_for(settings: Settings, instance: InstanceSettings) -> Engine:
         from pitr.engines.postgresql import PostgresEngine
 
         return PostgresEngine(settings, instance)
-    from pitr.errors import PreconditionFailed
+    from pitr.engines.mysql import MysqlEngine
 
-    raise PreconditionFailed(
-        f"instance {instance.name}: the {instance.engine} engine cannot take backups or recover "
-        "in this version yet (list, plan, verify, expire, status and inspect work)"
-    )
+    return MysqlEngine(settings, instance)

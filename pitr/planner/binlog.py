@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, Transaction
 from pitr.catalog.segments import SegmentRun
-from pitr.gtid import MariaGtidPosition, MysqlGtid, MysqlGtidSet
+from pitr.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
 from pitr.plan import Plan, Stop, Window
 from pitr.planner.common import (
     Located,
@@ -79,6 +79,22 @@ class Gtids:
             return True
         last = max(b for _a, b in have_set.intervals(gtid.uuid, gtid.tag))
         return self.target.inclusive and last == gtid.gno
+
+    def advance(self, state: str | None, gtid: str | None) -> str | None:
+        """The state after a transaction with ``gtid`` (unchanged without one)."""
+        if gtid is None:
+            return state
+        if self.mariadb:
+            return str(MariaGtidPosition.parse(state or "").advance(MariaGtid.parse(gtid)))
+        return str(MysqlGtidSet.parse(state or "").add(MysqlGtid.parse(gtid)))
+
+    def named(self, gtid: str | None) -> bool:
+        """Is ``gtid`` one of the target's GTIDs (exactly: domain, server and number)?"""
+        if gtid is None or self.target.gtid is None:
+            return False
+        if self.mariadb:
+            return MariaGtid.parse(gtid) in MariaGtidPosition.parse(self.target.gtid).gtids
+        return MysqlGtid.parse(gtid) == MysqlGtid.parse(self.target.gtid)
 
     def same_state(self, a: str | None, b: str | None) -> bool:
         if a is None or b is None:
@@ -236,7 +252,7 @@ def plan_binlog(
     if problems:
         return refuse(catalog, target, problems, window)
     assert not isinstance(stop, str)
-    needed = [s for s in segments if stop.at_end or s.start_key <= (stop.key or 0)]
+    needed = _through_stop(segments, stop)
     return assemble(
         catalog,
         target,
@@ -246,7 +262,43 @@ def plan_binlog(
         stop,
         start=chain.last.end,
         stop_text=stop.position or "end of the archived binlogs",
+        notes=_second_notes(target, needed, located),
     )
+
+
+def _second_notes(target: Target, segments: Sequence[LogSegment], located: Located) -> list[str]:
+    """MariaDB stamps transactions with whole seconds: say so when the target time falls
+    inside a second that has transactions (they count as committed at its start)."""
+    moment = target.time
+    if target.kind != "time" or moment is None or not moment.microsecond:
+        return []
+    second = moment.replace(microsecond=0)
+    same = [
+        tx
+        for seg in segments
+        for tx in located.get(seg.ref, ())
+        if tx.time == second and tx.time.microsecond == 0
+    ]
+    if not same:
+        return []
+    return [
+        f"{len(same)} transaction(s) carry the time {second.isoformat()} (whole seconds in "
+        "MariaDB binlogs) and count as committed before the target; use --gtid or "
+        "--position to choose between them"
+    ]
+
+
+def _through_stop(segments: Sequence[LogSegment], stop: Stop) -> list[LogSegment]:
+    """The chain's segments up to the one the stop lies in (keys only compare within a
+    stream: a chain may continue into another stream)."""
+    if stop.at_end or stop.key is None:
+        return list(segments)
+    needed = []
+    for seg in segments:
+        needed.append(seg)
+        if seg.stream == stop.stream and seg.start_key <= stop.key <= seg.end_key:
+            break
+    return needed
 
 
 def _named(run: SegmentRun | None, name: str, from_key: int) -> LogSegment | None:
@@ -280,7 +332,7 @@ def _stop(
                 f"GTID {target.gtid} is not in the archived binlogs (they hold "
                 f"{first} to {segments[-1].gtids_after})"
             )
-        return _stop_in(seg, located, lambda tx: gtids.reached(tx.gtid), target.inclusive)
+        return _stop_at_gtid(seg, located, gtids, target)
     if target.kind == "position" and target.position is not None:
         name, offset = target.position
         seg = next((s for s in segments if s.name == name), None)
@@ -315,6 +367,30 @@ def _stop(
         )
 
     return _stop_in(seg, located, after, inclusive=False)
+
+
+def _stop_at_gtid(seg: LogSegment, located: Located, gtids: Gtids, target: Target) -> Stop | str:
+    """Stop at the transaction after which the GTID state first covers the target (several
+    MariaDB domains: the last of them in binlog order) — after it, or before it when
+    exclusive. That transaction must be one the target names: a GTID whose number was
+    reached by another transaction (another server id, a skipped number) is not there."""
+    transactions = located.get(seg.ref)
+    if transactions is None:
+        return f"the index of binlog {seg.name} was not read"
+    state = seg.gtids_before
+    for n, tx in enumerate(transactions):
+        state = gtids.advance(state, tx.gtid)
+        if not gtids.reached(state):
+            continue
+        if not gtids.named(tx.gtid):
+            return (
+                f"GTID {target.gtid} is not in the archived binlogs ({seg.name} goes from "
+                f"{seg.gtids_before or 'nothing'} to {tx.gtid} without it)"
+            )
+        if target.inclusive:
+            return _boundary(seg, tx.end or tx.position, tx)
+        return _boundary(seg, tx.position, transactions[n - 1] if n else None)
+    return f"GTID {target.gtid} is not in the index of binlog {seg.name}"
 
 
 def _stop_in(

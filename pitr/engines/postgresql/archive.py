@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from pitr.engines.postgresql.walfile import (
     read_long_header,
 )
 from pitr.errors import ObjectNotFound, PitrError, RepositoryError, UsageError
+from pitr.executor import REQUESTED
 from pitr.proc import find_tool
 from pitr.targets import format_lsn
 from pitr.timeutil import format_time, utcnow
@@ -179,9 +181,10 @@ def wal_fetch(store: CatalogStore, name: str, dest: Path, spool: Path | None = N
     """Put WAL file ``name`` at ``dest``: from the prefetch spool if the recovery that runs
     this restore_command put it there, else from the repository. False when it is not there."""
     if spool is not None:
+        note_request(spool, name)
         staged = spool / name
         if staged.is_file():
-            os.replace(staged, dest)
+            shutil.move(staged, dest)  # a rename, unless pg_wal is elsewhere (--waldir)
             return True
     tmp = dest.with_name(f".{dest.name}.pitr-tmp")
     for key, compression in object_keys(store, name):
@@ -199,6 +202,20 @@ def wal_fetch(store: CatalogStore, name: str, dest: Path, spool: Path | None = N
         os.replace(tmp, dest)
         return True
     return False
+
+
+def note_request(spool: Path, name: str) -> None:
+    """Tell the prefetcher of a running recovery which file replay wants now: what lies
+    before it in the plan is no longer needed (see ``pitr.executor``)."""
+    if not spool.is_dir():
+        return  # started by hand later: no prefetcher
+    tmp = spool / f"{REQUESTED}.{os.getpid()}"
+    try:
+        tmp.write_text(name)
+        os.replace(tmp, spool / REQUESTED)
+    except OSError as exc:  # only an optimisation: never fail a restore_command for it
+        log.debug("could not note the request for %s in %s: %s", name, spool, exc)
+        tmp.unlink(missing_ok=True)
 
 
 def ready_files(datadir: Path) -> list[Path]:

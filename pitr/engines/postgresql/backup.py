@@ -1,11 +1,11 @@
 """Full and differential backups with PostgreSQL's low-level API, from one session.
 
 ``pg_backup_start`` → the data directory streamed as tar partitions, each compressed and
-uploaded in parallel (nothing staged) → ``pg_backup_stop`` (which waits until the WAL the backup
-needs is archived) → the manifest, published only once that WAL is in the repository. A
-differential sends only the files whose size or modification time differ from its full's,
-plus every file modified while the full was being taken (the time stamps cannot be trusted
-for those); the others are restored from the full.
+uploaded in parallel (nothing staged) → ``pg_backup_stop`` → the manifest, published only once
+the WAL the backup needs is in the repository (an archive_command that keeps failing ends the
+wait). A differential sends only the files whose size or modification time differ from its
+full's, plus every file modified while the full was being taken (the time stamps cannot be
+trusted for those); the others are restored from the full.
 """
 
 from __future__ import annotations
@@ -78,6 +78,28 @@ def _upload_partition(
     return stored, result["sent"]
 
 
+#: Every user table (plain, partitioned, materialized view) with the relations that go with
+#: it: its indexes, its TOAST table and that table's index — a DROP or TRUNCATE lists them all
+#: in its commit record, and each must read as the table's name.
+_RELATIONS_SQL = """
+WITH tables AS (
+    SELECT c.oid, c.relfilenode, c.reltoastrelid, n.nspname || '.' || c.relname AS name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'm')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%'
+), parts AS (
+    SELECT oid AS owner, oid AS rel FROM tables
+    UNION ALL SELECT oid, reltoastrelid FROM tables WHERE reltoastrelid <> 0
+), everything AS (
+    SELECT owner, rel FROM parts
+    UNION ALL SELECT p.owner, i.indexrelid FROM parts p JOIN pg_index i ON i.indrelid = p.rel
+)
+SELECT e.rel, c.relfilenode, t.name, e.rel = e.owner AS main
+FROM everything e JOIN tables t ON t.oid = e.owner JOIN pg_class c ON c.oid = e.rel
+"""
+
+
 def _relations(server: PgServer) -> dict[str, dict[str, Any]]:
     """Table names by OID and file node, per database: ``pitr events`` names what WAL only
     knows by number (a dropped table, above all)."""
@@ -86,21 +108,17 @@ def _relations(server: PgServer) -> dict[str, dict[str, Any]]:
     for oid, name in databases:
         try:
             with server.session(name) as conn:
-                rows = conn.execute(
-                    "SELECT c.oid, c.relfilenode, n.nspname, c.relname FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE c.relkind IN ('r', 'p', 'm') "
-                    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-                    "AND n.nspname NOT LIKE 'pg_toast%'"
-                ).fetchall()
+                rows = conn.execute(_RELATIONS_SQL).fetchall()
         except PreconditionFailed:
             continue
-        tables: dict[str, str] = {}
-        for rel_oid, filenode, schema, rel in rows:
-            tables[str(rel_oid)] = f"{schema}.{rel}"
+        tables: dict[str, str] = {}  # the tables themselves
+        parts: dict[str, str] = {}  # their indexes and TOAST relations
+        for rel_oid, filenode, table, main in rows:
+            into = tables if main else parts
+            into[str(rel_oid)] = table
             if filenode:
-                tables[str(filenode)] = f"{schema}.{rel}"
-        found[str(oid)] = {"name": name, "tables": tables}
+                into[str(filenode)] = table
+        found[str(oid)] = {"name": name, "tables": tables, "parts": parts}
     return found
 
 
@@ -134,6 +152,7 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
                 hint="take a full backup first (pitr backup --type full)",
             )
         settings = _settings(conn, store.instance)
+        failures = int(_one(conn, "SELECT failed_count FROM pg_stat_archiver"))
         started = utcnow()
         backup_id = f"{compact_id_time(started)}-{'F' if kind == 'full' else 'D'}"
         start_lsn = parse_lsn(_one(conn, "SELECT pg_backup_start(%s, true)::text", backup_id))
@@ -148,14 +167,16 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
         except BaseException:
             conn.execute("SELECT pg_backup_stop(false)")
             raise
+        # Not pg_backup_stop(true): it waits for archive_command without a limit. The WAL
+        # switch it makes gets the stop segment archived; pitr waits for it itself.
         row = conn.execute(
-            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)"
+            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
         ).fetchone()
         assert row is not None
         stop_lsn, label, spcmap = parse_lsn(row[0]), row[1], row[2]
     ended = utcnow()
     segment_size = int(settings["wal_segment_size"])
-    _wait_for_wal(store, timeline, stop_lsn, segment_size)
+    _wait_for_wal(store, server, timeline, stop_lsn, segment_size, failures)
     present = {f.name for f in files}
     records: dict[str, list[Any]] = {}
     if kind == "diff" and parent is not None:  # unchanged files: as the full recorded them
@@ -251,20 +272,49 @@ def _upload_all(
         return [f.result() for f in futures]
 
 
-def _wait_for_wal(store: CatalogStore, timeline: int, stop_lsn: int, segment_size: int) -> None:
+def _wait_for_wal(
+    store: CatalogStore,
+    server: PgServer,
+    timeline: int,
+    stop_lsn: int,
+    segment_size: int,
+    failures_before: int,
+) -> None:
     """The backup is only restorable with the WAL up to its stop point: wait until the
-    segment holding it is in the repository (pg_backup_stop already waited for
-    archive_command, which must be ``pitr wal-push`` into this repository)."""
+    segment holding it is in the repository (archive_command must be ``pitr wal-push`` into
+    this repository). An archiver that keeps failing ends the wait at once."""
     name = segment_name(timeline, stop_lsn - 1 if stop_lsn % segment_size == 0 else stop_lsn,
                         segment_size)  # fmt: skip
     wal = parse_wal_name(name)
     assert wal is not None
     deadline = time.monotonic() + ARCHIVE_WAIT
     while store.segment_index(wal.stream, name) is None:
+        failing = _archiver_failing(server, failures_before)
+        if failing:
+            raise PreconditionFailed(
+                f"WAL segment {name}, needed to restore this backup, cannot reach the "
+                f"repository: archive_command fails ({failing}); the backup is not published",
+                hint="see PostgreSQL's log; archive_command must be 'pitr wal-push %p' with "
+                "the same repository",
+            )
         if time.monotonic() > deadline:
             raise PreconditionFailed(
                 f"WAL segment {name}, needed to restore this backup, did not reach the "
                 f"repository within {ARCHIVE_WAIT:g} s: the backup is not published",
                 hint="archive_command must be 'pitr wal-push %p' with the same repository",
             )
-        time.sleep(0.5)
+        time.sleep(0.2)
+
+
+def _archiver_failing(server: PgServer, failures_before: int) -> str | None:
+    """What is wrong when archive_command failed again and again since the backup started
+    (PostgreSQL retries three times in a row) and nothing was archived since; else None."""
+    count, last_failed, failed_at, archived_at = server.query(
+        "SELECT failed_count, last_failed_wal, last_failed_time, last_archived_time "
+        "FROM pg_stat_archiver"
+    )[0]
+    if count - failures_before < 3 or failed_at is None:
+        return None
+    if archived_at is not None and archived_at > failed_at:
+        return None
+    return f"{count - failures_before} failures since the backup started, last for {last_failed}"

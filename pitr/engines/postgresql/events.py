@@ -25,36 +25,62 @@ from pitr.timeutil import format_time
 from pitr.transfer import download
 
 _HEAP = re.compile(
-    r"^rmgr: (Heap2?)\s+len.*?tx:\s+(\d+), lsn: \S+, prev \S+, desc: (\w+)(.*?)"
-    r"(?:, blkref #0: rel \d+/(\d+)/(\d+))?"
+    r"^rmgr: (Heap2?)\s+len.*?tx:\s+(\d+), lsn: \S+, prev \S+, desc: ([A-Z0-9_+]+)(.*)$"
 )
+_BLOCK = re.compile(r"blkref #0: rel \d+/(\d+)/(\d+)")
+FIRST_NORMAL_OID = 16384  # below: the system catalogs' own relations
 _TUPLES = re.compile(r"ntuples: (\d+)")
 ROW_OPS = {"INSERT": "INSERT", "INSERT+INIT": "INSERT", "UPDATE": "UPDATE",
            "HOT_UPDATE": "UPDATE", "UPDATE+INIT": "UPDATE", "HOT_UPDATE+INIT": "UPDATE",
            "DELETE": "DELETE", "MULTI_INSERT": "INSERT", "MULTI_INSERT+INIT": "INSERT"}  # fmt: skip
 
 
-def relation_names(catalog: Catalog) -> dict[str, str]:
-    """Table names by OID or file node, from every backup's map (newest wins)."""
+def relation_names(catalog: Catalog, *, parts: bool = False) -> dict[str, str]:
+    """Table names by OID or file node, from every backup's map (newest wins); with
+    ``parts``, their indexes and TOAST relations map to the table's name too."""
     names: dict[str, str] = {}
     for backup in catalog.backups:
         for database in backup.engine_meta.get("relations", {}).values():
+            if parts:
+                names.update(database.get("parts", {}))
             names.update(database.get("tables", {}))
     return names
 
 
-def describe(tx: Transaction, names: dict[str, str], rows: Counter[tuple[str, str]] | None) -> str:
+def describe(
+    tx: Transaction,
+    names: dict[str, str],
+    rows: Counter[tuple[str, str]] | None,
+    relations: dict[str, str] | None = None,
+) -> str:
+    """One line for a transaction: what its commit record dropped or rewrote (by table
+    name: ``relations`` also names indexes and TOAST relations), then rows changed."""
     parts = []
     for item in tx.summary.split():
         what, _, oids = item.partition("=")
-        tables = sorted({names.get(o, f"relation {o}") for o in oids.split(",") if o})
+        tables = _named([o for o in oids.split(",") if o], relations or names)
         if what == "drop":
-            parts.append("DROP TABLE " + ", ".join(tables))
+            parts.append("DROP TABLE " + tables)
         elif what == "rewrite":
-            parts.append("TRUNCATE or rewrite of " + ", ".join(tables))
+            parts.append("TRUNCATE or rewrite of " + tables)
     for (op, rel), count in sorted((rows or Counter()).items()):
-        parts.append(f"{op} {names.get(rel, 'relation ' + rel)}: {count} rows")
+        if rel in names:
+            parts.append(f"{op} {names[rel]}: {count} rows")
+        elif rel not in (relations or {}) and int(rel) >= FIRST_NORMAL_OID:
+            parts.append(f"{op} relation {rel}: {count} rows")
+        # else: a system catalog, or the TOAST relation of a table (counted in its rows)
     return "; ".join(parts) or "COMMIT"
+
+
+def _named(numbers: list[str], names: dict[str, str]) -> str:
+    """The tables behind relation OIDs or file nodes (a table's indexes and TOAST relations
+    read as the table itself), then the numbers no backup knows (created after the last one)."""
+    known = sorted({names[n] for n in numbers if n in names})
+    unknown = sorted({n for n in numbers if n not in names}, key=int)
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        known.append(f"relation{plural} {', '.join(unknown)} (not named in any backup)")
+    return ", ".join(known)
 
 
 def segments_between(
@@ -86,10 +112,11 @@ def row_counts(
                             what="pg_waldump", env={"LC_ALL": "C"}, check=False)  # fmt: skip
             for line in done.text.splitlines():
                 m = _HEAP.match(line)
-                if not m or m.group(3) not in ROW_OPS or m.group(6) is None:
+                block = _BLOCK.search(m.group(4)) if m and m.group(3) in ROW_OPS else None
+                if not m or not block:
                     continue
                 n = _TUPLES.search(m.group(4))
-                counts[int(m.group(2))][(ROW_OPS[m.group(3)], m.group(6))] += (
+                counts[int(m.group(2))][(ROW_OPS[m.group(3)], block.group(2))] += (
                     int(n.group(1)) if n else 1
                 )
             path.unlink()
@@ -108,6 +135,7 @@ def pg_events(
     located = store.transactions(segments)
     rows = row_counts(store, segments, waldump) if waldump else {}
     names = relation_names(catalog)
+    relations = relation_names(catalog, parts=True)
     events = []
     for seg in segments:
         for tx in located[seg.ref]:
@@ -122,7 +150,7 @@ def pg_events(
                     "position": tx.position,
                     "log": seg.name,
                     "timeline": int(seg.stream, 16),
-                    "summary": describe(tx, names, rows.get(tx.xid or -1)),
+                    "summary": describe(tx, names, rows.get(tx.xid or -1), relations),
                 }
             )
     return sorted(events, key=lambda e: (e["time"], e["lsn"]))

@@ -9,6 +9,7 @@ run again: a directory pitr was restoring into carries a marker and is redone.
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 import time
@@ -25,12 +26,11 @@ from pitr.engines.postgresql.restore import (
     recovery_settings,
     restore_base,
     restore_command_for,
-    segments_end,
     spool_of,
     write_recovery,
 )
 from pitr.engines.postgresql.server import PgServer
-from pitr.errors import NotRecoverable, PitrError, PreconditionFailed, ToolFailed
+from pitr.errors import NotRecoverable, PitrError, PreconditionFailed
 from pitr.executor import Prefetcher
 from pitr.plan import Plan
 from pitr.planning import make_plan
@@ -39,7 +39,9 @@ from pitr.timeutil import compact_id_time, format_time, utcnow
 
 log = logging.getLogger("pitr.postgresql")
 IN_PROGRESS = "pitr-restore-in-progress"
+PREVIOUS = "previous datadir: "  # in the IN_PROGRESS marker, once the instance's is set aside
 SECURE_WAIT = 120.0
+SOCKET_PATH_MAX = 107  # sizeof(sun_path) - 1
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,32 @@ def _require(plan: Plan) -> None:
         )
 
 
-def _prepare(store: CatalogStore, plan: Plan, dest: Path, owner: Any, extra: dict[str, str],
-             config: str, tablespaces: dict[str, Path] | None = None) -> None:  # fmt: skip
+def _prepare(
+    store: CatalogStore,
+    plan: Plan,
+    dest: Path,
+    owner: Any,
+    extra: dict[str, str],
+    config: str,
+    tablespaces: dict[str, Path] | None = None,
+) -> dict[str, str]:
+    """Restore the base into ``dest`` and write the recovery settings (with ``extra``, which
+    are returned as written)."""
     (dest / IN_PROGRESS).write_text(format_time(utcnow()) or "")
     restore_base(store, plan, dest, owner=owner, tablespace_locations=tablespaces)
+    last = plan.differential or plan.full
+    assert last is not None
+    inside = sorted(set(last.engine_meta.get("tablespaces") or {}) - set(tablespaces or {}))
+    if inside:
+        # Their own locations belong to the running instance (or to the data directory set
+        # aside, which is never overwritten): they are restored into pg_tblspc/<oid> instead,
+        # which PostgreSQL accepts as in-place tablespaces.
+        extra = {**extra, "allow_in_place_tablespaces": "on"}
+        where = ", ".join(f"{oid} (was {last.engine_meta['tablespaces'][oid]})" for oid in inside)
+        log.warning("tablespaces restored inside the data directory (pg_tblspc): %s", where)
     command = restore_command_for(config, store.instance, dest)
     write_recovery(dest, recovery_settings(plan, command), owner, extra)
+    return extra
 
 
 def _config_files(plan: Plan, dest: Path, owner: Any) -> None:
@@ -115,18 +137,53 @@ def _config_files(plan: Plan, dest: Path, owner: Any) -> None:
 
 
 def _replay(server: PgServer, store: CatalogStore, plan: Plan, owner: Any) -> dict[str, Any]:
+    """Start the restored server, prefetching the plan's WAL, wait for promotion and check
+    where replay ended. A server that promoted at the wrong point is stopped again: nobody
+    must write into a recovery that failed."""
     spool = spool_of(server.datadir)
     with Prefetcher(store.storage, plan.segments, spool, owner=owner) as prefetcher:
-        server.start()
-        server.wait_promoted()
-    if prefetcher.errors:
-        log.warning("prefetch problems: %s", prefetcher.errors[0].message)
-    reached = check_reached(server, plan, segments_end(plan))
+        try:
+            server.start(ready=False)
+            server.wait_promoted()
+        except PitrError as exc:
+            raise _root_cause(exc, prefetcher.errors) from exc
+    try:
+        reached = check_reached(server, plan)
+    except PitrError as exc:
+        _stop_quietly(server)
+        raise _root_cause(exc, prefetcher.errors, stopped=True) from exc
+    if prefetcher.errors:  # PostgreSQL got those segments intact on a second attempt
+        log.warning("prefetch problems (recovered): %s", prefetcher.errors[0].message)
     clear_recovery(server)
     shutil.rmtree(spool, ignore_errors=True)
     (server.datadir / IN_PROGRESS).unlink(missing_ok=True)
     return {"lsn": reached.lsn, "xid": None, "gtid": None, "timeline": reached.timeline,
             "last_commit": format_time(reached.last_commit)}  # fmt: skip
+
+
+def _root_cause(exc: PitrError, fetch_errors: list[PitrError], stopped: bool = False) -> PitrError:
+    """What to report when replay failed: a WAL segment that did not read back intact is
+    the cause (exit 8, naming it); PostgreSQL's own complaint follows."""
+    note = "; the server was stopped" if stopped else ""
+    if not fetch_errors:
+        return _reworded(exc, exc.message + note) if stopped else exc
+    first = fetch_errors[0]
+    return _reworded(first, f"{first.message} — {exc.message}{note}")
+
+
+def _reworded(exc: PitrError, message: str) -> PitrError:
+    """``exc`` (same class, exit code and hint) saying ``message``."""
+    new = copy.copy(exc)
+    new.message = message
+    new.args = (message,)
+    return new
+
+
+def _stop_quietly(server: PgServer) -> None:
+    try:
+        server.stop()
+    except PitrError as exc:
+        log.error("could not stop %s: %s", server.datadir, exc.message)
 
 
 def restore_beside(
@@ -139,23 +196,72 @@ def restore_beside(
 ) -> Recovered:
     plan = make_plan(store, target).plan
     _require(plan)
+    if dest.exists() and not dest.is_dir():
+        raise PreconditionFailed(f"{dest} is not a directory: restore needs a new or empty one")
     if dest.exists() and any(dest.iterdir()):
         raise PreconditionFailed(f"{dest} is not empty: restore needs a new or empty directory")
     created = not dest.exists()
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     owner = owner_ids(server.os_user)
+    settings = _plain(server)
     try:
         extra = {"archive_mode": "off"} | ({"port": str(port)} if port else {})
-        _prepare(store, plan, dest, owner, extra, config)
+        extra = _prepare(store, plan, dest, owner, extra, config)
         _config_files(plan, dest, owner)
+        sockets = _socket_directories(PgServer(settings, datadir=str(dest), env=server.env))
+        if sockets is not None:
+            extra["unix_socket_directories"] = sockets
+            command = restore_command_for(config, store.instance, dest)
+            write_recovery(dest, recovery_settings(plan, command), owner, extra)
+            settings = _reached_through(settings, sockets)
     except BaseException:
         _clean(dest, created)
         raise
     if port is None:
+        (dest / IN_PROGRESS).unlink()  # complete: only starting it remains
         return Recovered(store.instance, plan, dest, {}, None, None, None, status="RESTORED")
-    restored = PgServer(_plain(server), datadir=str(dest), port=port, env=server.env)
+    restored = PgServer(settings, datadir=str(dest), port=port, env=server.env)
     reached = _replay(restored, store, plan, owner)
     return Recovered(store.instance, plan, dest, reached, _last_commit(reached), None, port)
+
+
+def _socket_directories(restored: PgServer) -> str | None:
+    """A restored copy keeps the original's configuration, unix socket directories included;
+    where one of them does not exist (another machine, the original gone), PostgreSQL would
+    refuse to start. Then: the directories that exist, else the data directory itself (when
+    its path is short enough for a socket name), else /tmp. None: keep the configuration."""
+    done = restored.run_tool(
+        "postgres", "-C", "unix_socket_directories", "-D", str(restored.datadir),
+        timeout=60, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        log.debug("postgres -C unix_socket_directories: %s", done.stderr.decode(errors="replace"))
+        return None
+    configured = [d.strip().strip('"') for d in done.text.strip().split(",") if d.strip()]
+    usable = [d for d in configured if d.startswith("@") or Path(d).is_dir()]
+    if usable == configured:
+        return None
+    if not usable:
+        own = str(restored.datadir)
+        usable = [own if len(own) + len("/.s.PGSQL.65535.lock") < SOCKET_PATH_MAX else "/tmp"]
+    log.info(
+        "unix_socket_directories %s do not all exist here: using %s",
+        ", ".join(configured), ", ".join(usable),
+    )  # fmt: skip
+    return ", ".join(usable)
+
+
+def _reached_through(settings: Any, sockets: str) -> Any:
+    """Settings that reach the restored copy: through its own socket directory where the
+    instance is reached through a socket."""
+    from dataclasses import replace
+
+    first = sockets.split(",", maxsplit=1)[0].strip()
+    if settings.socket:
+        return replace(settings, socket=first)
+    if settings.host and settings.host.startswith("/"):
+        return replace(settings, host=first)
+    return settings
 
 
 def _plain(server: PgServer) -> Any:
@@ -184,6 +290,12 @@ def secure_newest_wal(server: PgServer, store: CatalogStore) -> str | None:
     the mistake's WAL can be replayed. Returns its name (None when the instance is down)."""
     if not server.is_running():
         return None
+    if server.query("SELECT pg_is_in_recovery()")[0][0]:
+        raise PreconditionFailed(
+            f"instance {store.instance} is in recovery (a standby?): its WAL cannot be switched "
+            "and archived from here; nothing was changed",
+            hint="run pitr on the primary, or stop this server first",
+        )
     rows = server.query("SELECT pg_walfile_name(pg_switch_wal()), now()")
     name, switched = str(rows[0][0]), rows[0][1]
     stream = name[:8]
@@ -217,11 +329,11 @@ def recover_in_place(
 ) -> Recovered:
     datadir = server.datadir
     staging = datadir.with_name(f"{datadir.name}.pitr-restoring")
-    _require(make_plan(store, target).plan)  # refuse early, before anything happens
-    secure_newest_wal(server, store)
-    plan = make_plan(store, target).plan  # again: the newest WAL may hold the target
+    plan = _plan_with_newest_wal(store, server, target)
     _require(plan)
     owner = owner_ids(server.os_user)
+    # What an interrupted run set aside (it is reported again, never touched).
+    aside = _set_aside_by(staging) or _set_aside_by(datadir)
     if staging.exists():
         if not (staging / IN_PROGRESS).exists():
             raise PreconditionFailed(f"{staging} exists and was not made by pitr; move it away")
@@ -233,22 +345,57 @@ def recover_in_place(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     server.stop()
-    aside: Path | None = None
     if (datadir / IN_PROGRESS).exists():
         shutil.rmtree(datadir)  # our own half-recovered directory from an interrupted run
     elif datadir.exists():
         aside = datadir.with_name(f"{datadir.name}.pitr-{compact_id_time(utcnow())}")
         datadir.rename(aside)
         log.info("data directory set aside as %s", aside)
+    if aside is not None:
+        with (staging / IN_PROGRESS).open("a") as marker:
+            marker.write(f"\n{PREVIOUS}{aside}\n")
     staging.rename(datadir)
     try:
         reached = _replay(server, store, plan, owner)
         _wait_for_history(store, int(reached["timeline"]))
     except PitrError as exc:
         kept = f"; the replaced data directory is kept at {aside}" if aside else ""
-        raise ToolFailed(f"recovery failed: {exc.message}{kept}", hint=exc.hint) from exc
+        raise _reworded(exc, f"recovery failed: {exc.message}{kept}") from exc
     return Recovered(store.instance, plan, datadir, reached, _last_commit(reached), aside,
                      server.port)  # fmt: skip
+
+
+def _set_aside_by(directory: Path) -> Path | None:
+    """The data directory an interrupted recover set aside, from the marker it left in the
+    directory it was restoring into."""
+    try:
+        text = (directory / IN_PROGRESS).read_text()
+    except OSError:
+        return None
+    found = [ln[len(PREVIOUS) :] for ln in text.splitlines() if ln.startswith(PREVIOUS)]
+    return Path(found[-1]) if found and Path(found[-1]).is_dir() else None
+
+
+def _plan_with_newest_wal(store: CatalogStore, server: PgServer, target: Target) -> Plan:
+    """The plan, once the instance's newest WAL is in the repository: the target (the last
+    good transaction before the mistake) is most often in the segment being written, which
+    only a WAL switch gets archived. Switching changes no data, so it is done even when the
+    plan is refused — unless the data directory is our own half-recovered one (an
+    interrupted run: its server, if up, is still replaying or on a throw-away timeline)."""
+    plan = make_plan(store, target).plan
+    if (server.datadir / IN_PROGRESS).exists():
+        log.info("%s is a recovery pitr left unfinished: taking it over", server.datadir)
+        return plan
+    if plan.recoverable:
+        secure_newest_wal(server, store)
+    else:
+        try:
+            if secure_newest_wal(server, store) is None:
+                return plan  # the instance is down: its WAL cannot be switched
+        except PitrError as exc:
+            log.warning("could not archive the newest WAL: %s", exc.message)
+            return plan
+    return make_plan(store, target).plan  # again: the newest WAL may hold the target
 
 
 def _wait_for_history(store: CatalogStore, timeline: int) -> None:

@@ -14,7 +14,7 @@ import pwd
 import shlex
 import shutil
 import sys
-from collections.abc import Sequence
+import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,9 +25,9 @@ from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
 from pitr.engines.postgresql.files import EMPTIED_DIRS, extract_tar
 from pitr.engines.postgresql.server import PgServer
-from pitr.errors import ToolFailed
+from pitr.errors import PitrError, ToolFailed, VerificationFailed
 from pitr.plan import Plan
-from pitr.targets import format_lsn
+from pitr.targets import format_lsn, parse_lsn
 from pitr.timeutil import format_time
 from pitr.transfer import VerifiedReader
 
@@ -57,13 +57,21 @@ def _extract(
 
     def one(obj: Any) -> None:
         with VerifiedReader(store.storage, obj) as reader:
-            extract_tar(
-                reader,  # type: ignore[arg-type]
-                dest,
-                tablespaces=tablespaces,
-                owner=owner,
-                expected=expected,
-            )
+            try:
+                extract_tar(
+                    reader,  # type: ignore[arg-type]
+                    dest,
+                    tablespaces=tablespaces,
+                    owner=owner,
+                    expected=expected,
+                )
+            except VerificationFailed:
+                raise
+            except (PitrError, tarfile.TarError, EOFError):
+                # Garbage in the stream (an uncompressed object decompresses whatever its
+                # bytes): when the object itself does not verify, that is the error to report.
+                reader.finish()
+                raise
 
     with ThreadPoolExecutor(max(1, len(backup.objects)), thread_name_prefix="restore") as pool:
         for future in [pool.submit(one, obj) for obj in backup.objects]:
@@ -130,10 +138,16 @@ def _quote(value: str) -> str:
 
 
 def pitr_command(config: str, instance: str) -> list[str]:
-    """How PostgreSQL (as its own OS user) runs this pitr for restore_command."""
-    exe = shutil.which("pitr")
+    """How PostgreSQL (as its own OS user, in the data directory) runs this pitr for
+    restore_command: the same installation (the script beside this interpreter, not whatever
+    ``pitr`` comes first on PATH) and the same configuration file, by absolute path — a
+    relative ``--config`` would be looked up in the data directory."""
+    beside = Path(sys.executable).parent / "pitr"
+    exe = str(beside) if os.access(beside, os.X_OK) else shutil.which("pitr")
     base = [exe] if exe else [sys.executable, "-m", "pitr"]
-    return [*base, "--config", config] if config != "environment" else base
+    if config == "environment":
+        return base
+    return [*base, "--config", str(Path(config).absolute())]
 
 
 def recovery_settings(plan: Plan, restore_command: str) -> dict[str, str]:
@@ -201,33 +215,51 @@ class Reached:
         return {"lsn": self.lsn, "xid": None, "gtid": None, "timeline": self.timeline}
 
 
-def check_reached(server: PgServer, plan: Plan, expected_end: int | None) -> Reached:
-    """After promotion: did replay really stop where the target says?"""
+def check_reached(server: PgServer, plan: Plan) -> Reached:
+    """After promotion: did replay really get where the plan says — no further (a commit
+    after the target) and no shorter (WAL that could not be read ends recovery early, and
+    without a recovery target PostgreSQL then promotes as if it were the end)?"""
     rows = server.query(
         "SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp(), "
         "(SELECT timeline_id FROM pg_control_checkpoint())"
     )
     lsn_text, last_commit, timeline = rows[0]
     reached = Reached(lsn_text, last_commit, int(timeline))
+    replayed = parse_lsn(lsn_text) if lsn_text else None
     target = plan.target
     problems: list[str] = []
+    at_end = plan.stop is not None and plan.stop.at_end
     if target.kind == "xid":
         status = _xid_status(server, target.xid or 0)
         reached = Reached(lsn_text, last_commit, int(timeline), status)
         wanted = "committed" if target.inclusive else "not committed"
         if (status == "committed") != target.inclusive:
             problems.append(f"transaction {target.xid} is {status}, expected {wanted}")
-    elif target.kind == "time" and last_commit is not None and target.time is not None:
-        late = last_commit > target.time if target.inclusive else last_commit >= target.time
-        if late:
-            problems.append(f"the last replayed commit ({last_commit}) is after the target")
-    elif target.kind in ("lsn", "restore_point", "latest") and lsn_text:
-        from pitr.targets import parse_lsn
-
-        replayed = parse_lsn(lsn_text)
-        goal = target.lsn if target.kind == "lsn" else expected_end
-        if goal is not None and target.inclusive and replayed < goal:
-            problems.append(f"replay ended at {lsn_text}, before {format_lsn(goal)}")
+    elif target.kind == "time" and not at_end:
+        if last_commit is not None and target.time is not None:
+            late = last_commit > target.time if target.inclusive else last_commit >= target.time
+            if late:
+                problems.append(f"the last replayed commit ({last_commit}) is after the target")
+    elif (
+        target.kind == "lsn"
+        and target.inclusive
+        and target.lsn is not None
+        and (replayed is None or replayed < target.lsn)
+    ):
+        problems.append(f"replay ended at {lsn_text}, before {format_lsn(target.lsn or 0)}")
+    # A record that must have been replayed: the restore point, or with no target (latest, or
+    # a time after every archived commit) the last commit archived on the way.
+    must: int | None = None
+    if target.kind == "restore_point" and plan.stop is not None:
+        must = plan.stop.key
+    elif at_end:
+        keys = [s.last_key for s in plan.segments if s.last_key is not None]
+        must = max(keys) if keys else None
+    if must is not None and (replayed is None or replayed <= must):
+        problems.append(
+            f"replay ended at {lsn_text}, before the record at {format_lsn(must)} "
+            "(archived WAL could not be read?)"
+        )
     if problems:
         raise ToolFailed(f"recovery did not reach the target {target.describe()}: {problems[0]}")
     return reached
@@ -248,13 +280,18 @@ def spool_of(dest: Path) -> Path:
     return dest / PREFETCH_DIR
 
 
+def _shell(word: str) -> str:
+    """``word`` quoted for the shell PostgreSQL runs restore_command with, ``%`` doubled
+    (PostgreSQL would expand ``%f``/``%p``/``%r`` inside a path)."""
+    return shlex.quote(word).replace("%", "%%")
+
+
 def restore_command_for(config: str, instance: str, dest: Path) -> str:
+    """A file the prefetcher has ready is moved into place by the shell (a rename in the
+    same file system); anything else is ``pitr wal-fetch``, which also fetches what the
+    prefetcher has not got yet. Starting pitr costs far more than replaying a segment."""
+    spool = _shell(str(spool_of(dest)))
     argv = [*pitr_command(config, instance), "wal-fetch", "--quiet", "--instance", instance,
-            "--spool", str(spool_of(dest)), "%f", "%p"]  # fmt: skip
-    return " ".join(shlex.quote(a) if a not in ("%f", "%p") else a for a in argv)
-
-
-def segments_end(plan: Plan) -> int | None:
-    """Where replay of ``plan`` must at least get to (the start of its last segment)."""
-    segs: Sequence[Any] = plan.segments
-    return segs[-1].start_key if segs else None
+            "--spool", str(spool_of(dest))]  # fmt: skip
+    fetch = " ".join(_shell(a) for a in argv) + " %f %p"
+    return f"{{ [ -f {spool}/%f ] && mv -f {spool}/%f %p; }} || {fetch}"

@@ -166,20 +166,26 @@ class PgServer:
 
     # -- start and stop -----------------------------------------------------------------
 
-    def start(self, *, timeout: float = 300) -> None:
+    def start(self, *, timeout: float = 300, ready: bool = True) -> None:
         """Start and wait until the postmaster accepts connections (it may still be
-        recovering: see ``wait_promoted``)."""
+        recovering: see ``wait_promoted``). With ``ready=False``, only until the postmaster
+        runs: a recovery may take hours before the first connection is accepted (all of it
+        with ``hot_standby = off``), and ``wait_promoted`` watches it from there."""
         command = self.settings.start_command
         if command:
             proc.run(["/bin/sh", "-c", command], what="start_command", timeout=timeout)
         else:
+            wait = ["-w", "-t", str(int(timeout))] if ready else ["-W"]
             self.run_tool(
                 "pg_ctl", "start", "-D", str(self.datadir), "-l",
-                str(self.datadir / SERVER_LOG), "-w", "-t", str(int(timeout)),
+                str(self.datadir / SERVER_LOG), *wait,
                 *(["-o", f"-p {self.port}"] if self.port else []),
                 timeout=timeout + 30, check=False,
             )  # fmt: skip
-        self._wait(lambda: self.is_running() and self.accepts_connections(), timeout, "start")
+        if ready:
+            self._wait(lambda: self.is_running() and self.accepts_connections(), timeout, "start")
+        else:
+            self._wait(self.is_running, timeout, "start")
 
     def stop(self, *, timeout: float = 300) -> None:
         """Stop (fast shutdown) and wait until the postmaster process is gone."""

@@ -1,0 +1,194 @@
+"""Full and differential backups with mariadb-backup (MySQL 8: xtrabackup, same adapter).
+
+``<tool> --backup --stream=xbstream`` writes the backup to its stdout, which goes through the
+transfer pipeline (zstd, sha256, upload in parts): nothing is staged on disk. The checkpoints
+and the binlog position come from ``--extra-lsndir`` (a small temporary directory). A
+differential is ``--incremental-lsn=<its full's to_lsn>``: every page changed since the full.
+
+Before the backup, the closed binlogs are archived (so the open one joins the right stream);
+after it, ``FLUSH BINARY LOGS`` closes the binlog the backup's position lies in and it is
+archived too: a published backup is restorable at once. The manifest records that file's
+head (see ``streams``).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from pitr import __version__, proc
+from pitr.catalog.model import Backup
+from pitr.catalog.store import CatalogStore
+from pitr.engines.mysql.archive import Shipper, archive_closed, flush_and_archive
+from pitr.engines.mysql.server import MyServer
+from pitr.engines.mysql.streams import key_of, read_head
+from pitr.engines.mysql.xtrainfo import binlog_position, read_checkpoints
+from pitr.errors import PreconditionFailed, ToolFailed
+from pitr.planner.common import fulls
+from pitr.timeutil import compact_id_time, utcnow
+from pitr.transfer import Compression, upload
+
+log = logging.getLogger("pitr.mysql")
+OBJECT = "backup.xbstream"
+STDERR_LINES = 40
+
+
+class StderrTail:
+    """Drains a child's stderr in a thread (a full pipe would stall it), keeping the end."""
+
+    def __init__(self, child: subprocess.Popen[bytes]) -> None:
+        self.lines: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._child = child
+        self._thread = threading.Thread(target=self._drain, name="stderr", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        assert self._child.stderr is not None
+        for raw in self._child.stderr:
+            self.lines.append(raw.decode(errors="replace").rstrip())
+
+    def wait(self, what: str) -> None:
+        """Wait for the child; ``ToolFailed`` with its last error line unless it exited 0."""
+        code = self._child.wait()
+        self._thread.join()
+        if code != 0:
+            errors = [ln for ln in self.lines if "error" in ln.lower()] or list(self.lines)
+            raise ToolFailed(f"{what} failed (exit {code}): "
+                             f"{errors[-1].strip() if errors else 'no error output'}")  # fmt: skip
+
+
+def _parent_of(catalog: Any, system: str, kind: str | None, stream: str) -> Backup | None:
+    """The full a differential is based on: the newest of this server, on the binlog stream
+    the server writes now (after an in-place recovery the data directory descends from
+    another backup: a differential against a full it does not descend from would be wrong,
+    so a new stream means a new full)."""
+    candidates = [b for b in fulls(catalog, system) if "to_lsn" in b.engine_meta]
+    parent = candidates[-1] if candidates else None
+    if kind == "full":
+        return None
+    if parent is None or parent.stream != stream:
+        if kind == "diff":
+            why = "no full backup" if parent is None else (
+                f"the newest full ({parent.id}) was taken on another binlog stream "
+                f"({parent.stream}, now {stream})")  # fmt: skip
+            raise PreconditionFailed(
+                f"instance {catalog.instance}: cannot take a differential: {why}",
+                hint="take a full backup first (pitr backup --type full)",
+            )
+        return None
+    return parent
+
+
+def take_backup(
+    server: MyServer, store: CatalogStore, kind: str | None, compression: Compression
+) -> Backup:
+    shipper = Shipper.of(store, server, compression)
+    archive_closed(server, shipper)  # the backup's binlog then joins the right stream
+    catalog = store.load()
+    shipper.backups = catalog.backups
+    system = server.system()
+    current, start_pos = _master_status(server)
+    current_head = read_head(server.binlog_basename().parent / current, system)
+    stream_now, _ = shipper.stream_of(current_head)
+    parent = _parent_of(catalog, system, kind, stream_now)
+    kind = "diff" if parent is not None else "full"
+    started = utcnow()
+    backup_id = f"{compact_id_time(started)}-{'F' if kind == 'full' else 'D'}"
+    key = store.layout.backup_dir(backup_id) + OBJECT + compression.suffix
+    lsndir = Path(tempfile.mkdtemp(prefix="pitr-backup-"))
+    try:
+        with server.option_file() as options:
+            argv = [
+                server.tool("backup"), f"--defaults-extra-file={options}", "--backup",
+                "--stream=xbstream", f"--target-dir={lsndir / 'target'}",
+                f"--extra-lsndir={lsndir}", f"--parallel={max(1, min(4, os.cpu_count() or 1))}",
+            ]  # fmt: skip
+            if parent is not None:
+                argv.append(f"--incremental-lsn={parent.engine_meta['to_lsn']}")
+            log.info("backup %s (%s) started", backup_id, kind)
+            child = proc.start(argv, stdout=subprocess.PIPE)
+            tail = StderrTail(child)
+            try:
+                assert child.stdout is not None
+                stored = upload(store.storage, key, child.stdout, compression)
+            except BaseException:
+                child.kill()
+                raise
+            finally:
+                if child.stdout is not None:
+                    child.stdout.close()
+            tail.wait(Path(argv[0]).name)
+        checkpoints = read_checkpoints(lsndir)
+        position = binlog_position(lsndir)
+    finally:
+        shutil.rmtree(lsndir, ignore_errors=True)
+    ended = utcnow()
+    if position is None:
+        raise PreconditionFailed(
+            f"instance {store.instance}: the backup has no binlog position (binary log off?)",
+            hint="start the server with log_bin",
+        )
+    if parent is not None and checkpoints.from_lsn != parent.engine_meta["to_lsn"]:
+        raise ToolFailed(f"differential {backup_id} starts at LSN {checkpoints.from_lsn}, "
+                         f"not at its full's to_lsn {parent.engine_meta['to_lsn']}")  # fmt: skip
+    head = read_head(server.binlog_basename().parent / position.file, system)
+    flush_and_archive(server, shipper)  # the binlog holding its position: restorable at once
+    stream, _ = shipper.stream_of(head)
+    backup = Backup(
+        id=backup_id,
+        type=kind,  # type: ignore[arg-type]
+        parent=parent.id if parent else None,
+        instance=store.instance,
+        engine=server.flavor,
+        system=system,
+        start_time=started,
+        end_time=ended,
+        start=start_pos,
+        end=position.text,
+        start_key=key_of(start_pos.split(":")[0], int(start_pos.rsplit(":", 1)[1])),
+        end_key=key_of(position.file, position.position),
+        stream=stream,
+        objects=(stored,),
+        gtid_state=position.gtids,
+        engine_meta={
+            "backup_type": checkpoints.backup_type,
+            "from_lsn": checkpoints.from_lsn,
+            "to_lsn": checkpoints.to_lsn,
+            "last_lsn": checkpoints.last_lsn,
+            "binlog_file": position.file,
+            "binlog_position": position.position,
+            "binlog_head": head.to_dict(),
+            "server_version": server.variables("version")["version"],
+            "server_id": int(server.variables("server_id")["server_id"]),
+            "tool": Path(argv[0]).name,
+            "format": "xbstream",
+        },
+        host=socket.gethostname(),
+        pitr_version=__version__,
+    )
+    store.publish_backup(backup)
+    log.info("backup %s published: %d bytes stored, consistent at %s (GTID %s)",
+             backup_id, backup.bytes, backup.end, backup.gtid_state)  # fmt: skip
+    return backup
+
+
+def _master_status(server: MyServer) -> tuple[str, str]:
+    """The open binlog and its position now (``SHOW MASTER STATUS``)."""
+    try:
+        rows = server.query("SHOW MASTER STATUS")
+    except ToolFailed:  # MySQL 8.4 renamed it
+        rows = server.query("SHOW BINARY LOG STATUS")
+    if not rows:
+        raise PreconditionFailed(
+            f"instance {server.settings.name}: the binary log is off",
+            hint="start the server with log_bin (and binlog_format = ROW)",
+        )
+    return str(rows[0][0]), f"{rows[0][0]}:{rows[0][1]}"

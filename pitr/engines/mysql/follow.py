@@ -1,0 +1,149 @@
+"""``pitr archive --follow``: continuous binlog shipping.
+
+``mariadb-binlog --read-from-remote-server --raw --stop-never`` (MySQL: ``mysqlbinlog``)
+copies the server's binlogs as they are written, byte for byte, into a spool directory
+(``<spool_dir>/<instance>/binlog``); every file the copy has moved past (the server rotated) is
+shipped like ``pitr archive`` ships it, then removed from the spool. The copy needs only a
+connection (REPLICATION SLAVE), so this may run on another host than the database.
+
+It runs until SIGTERM/SIGINT (then it ships what is complete and returns normally) or, when
+``PITR_FOLLOW_SECONDS`` is set, for that long. If the copy stops (the server restarted), it is
+started again from the first binlog not yet shipped; a server unreachable for
+``GIVE_UP`` seconds ends the run with exit 7 (a service manager restarts it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from pitr import proc
+from pitr.engines.mysql.archive import Shipper, archive_closed
+from pitr.engines.mysql.backup import StderrTail
+from pitr.engines.mysql.server import MyServer
+from pitr.engines.mysql.streams import file_number
+from pitr.errors import FormatError, Interrupted, PitrError, ToolFailed, UsageError
+
+log = logging.getLogger("pitr.mysql")
+POLL = 0.5
+GIVE_UP = 300.0
+REPLICA_ID = 4_200_000_000  # the server id the copy registers with (not a real server)
+
+
+def _duration() -> float | None:
+    text = os.environ.get("PITR_FOLLOW_SECONDS")
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"PITR_FOLLOW_SECONDS: not a number of seconds: {text!r}") from None
+
+
+def spool_files(spool: Path) -> list[Path]:
+    found = []
+    for path in spool.iterdir():
+        with contextlib.suppress(FormatError):
+            file_number(path.name)
+            if path.is_file() and not path.name.startswith("."):
+                found.append(path)
+    return sorted(found, key=lambda p: file_number(p.name))
+
+
+def _first_unshipped(server: MyServer, logs: list[tuple[str, int]], shipper: Shipper) -> str:
+    """Where the copy starts: the open binlog when the closed ones were shipped from the
+    binlog directory (pitr runs on the database host); else the first whose name is not
+    archived (on another host, names are all there is to go by)."""
+    with contextlib.suppress(PitrError, OSError):
+        directory = server.binlog_basename().parent
+        if all((directory / name).is_file() for name, _ in logs[:-1]):
+            return logs[-1][0]
+    archived = {k.name for k in shipper.known if k.system == shipper.system}
+    for name, _size in logs:
+        if name not in archived:
+            return name
+    return logs[-1][0]
+
+
+def _ship_closed(spool: Path, shipper: Shipper, *, all_of_them: bool = False) -> int:
+    files = spool_files(spool)
+    closed = files if all_of_them else files[:-1]
+    shipped = 0
+    for path in closed:
+        before = len(shipper.archived) + len(shipper.already)
+        shipper.ship(path, rotated=not all_of_them)
+        if len(shipper.archived) + len(shipper.already) == before:
+            break  # not complete yet: next time
+        path.unlink()
+        shipped += 1
+    return shipped
+
+
+def _start_copy(server: MyServer, options: Path, spool: Path, first: str) -> Any:
+    argv = [server.tool("binlog"), f"--defaults-extra-file={options}",
+            "--read-from-remote-server", "--raw", "--stop-never", f"--result-file={spool}/",
+            f"--stop-never-slave-server-id={REPLICA_ID}", first]  # fmt: skip
+    log.info("following the binlogs of %s from %s into %s", server.where(), first, spool)
+    child = proc.start(argv, stdout=subprocess.DEVNULL)
+    return child, StderrTail(child)
+
+
+def follow_binlogs(server: MyServer, shipper: Shipper, spool_root: Path) -> dict[str, Any]:
+    spool = spool_root / server.settings.name / "binlog"
+    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    duration = _duration()
+    deadline = None if duration is None else time.monotonic() + duration
+    logs = archive_closed(server, shipper, local=False)  # on disk already (when local)
+    names = {name for name, _ in logs}
+    for stale in spool_files(spool):  # copies the server still has: fetched again
+        if stale.name in names:
+            stale.unlink()
+    _ship_closed(spool, shipper, all_of_them=True)  # left by an earlier run, now gone
+    stop_reason = "time limit"
+    with server.option_file() as options:
+        child, tail = _start_copy(server, options, spool, _first_unshipped(server, logs, shipper))
+        down_since: float | None = None
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                _ship_closed(spool, shipper)
+                if child.poll() is not None:
+                    with contextlib.suppress(ToolFailed):
+                        tail.wait("binlog copy")
+                    _ship_closed(spool, shipper)
+                    if not server.accepts_connections():
+                        down_since = down_since or time.monotonic()
+                        if time.monotonic() - down_since > GIVE_UP:
+                            raise ToolFailed(f"{server.flavor} at {server.where()} unreachable "
+                                             f"for {GIVE_UP:g} s; binlog copy stopped")  # fmt: skip
+                        time.sleep(2)
+                        continue
+                    down_since = None
+                    logs = archive_closed(server, shipper, local=False)  # closed meanwhile
+                    for stale in spool_files(spool):
+                        stale.unlink()
+                    child, tail = _start_copy(server, options, spool,
+                                              _first_unshipped(server, logs, shipper))  # fmt: skip
+                time.sleep(POLL)
+        except (Interrupted, KeyboardInterrupt):
+            stop_reason = "signal"
+        finally:
+            if child.poll() is None:
+                child.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(10)
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+        try:
+            _ship_closed(spool, shipper)
+        except PitrError as exc:
+            log.warning("could not ship the last closed binlog: %s", exc.message)
+    result = shipper.result()
+    result["stopped_by"] = stop_reason
+    result["spool"] = str(spool)
+    return result

@@ -1,0 +1,282 @@
+"""``restore`` (a new server beside the instance) and ``recover`` (the instance, in place).
+
+Nothing is touched before the plan is proven and every object it needs has been read back
+intact: the base is restored and prepared in a new directory, and the binlogs downloaded, while
+the instance still runs. Only then, in place: stop it (waiting for the process to exit), set its
+data directory aside (never deleted) and its binlogs too (into ``<binlog dir>/pitr-<time>/``:
+the restored server starts a new binlog sequence, a new stream), move the restored directory
+in, start it, replay, check the GTID position. A run interrupted half-way can be run again: the
+directory pitr restored carries a marker and is redone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pitr.catalog.store import CatalogStore
+from pitr.engines.mysql.archive import Shipper, flush_and_archive
+from pitr.engines.mysql.replay import Expected, expected_end, replay_plan, start_own
+from pitr.engines.mysql.restore import BinlogFetch, restore_base
+from pitr.engines.mysql.server import MyServer
+from pitr.errors import NotRecoverable, PitrError, PreconditionFailed, ToolFailed
+from pitr.plan import Plan
+from pitr.planning import make_plan
+from pitr.targets import Target
+from pitr.timeutil import compact_id_time, format_time, utcnow
+from pitr.transfer import Compression
+
+log = logging.getLogger("pitr.mysql")
+IN_PROGRESS = "pitr-restore-in-progress"
+
+
+@dataclass(frozen=True)
+class Recovered:
+    instance: str
+    plan: Plan
+    datadir: Path
+    gtid: str | None
+    point_in_time: datetime | None
+    port: int | None
+    status: str = "ACTIVE"
+    previous_datadir: Path | None = None
+    previous_binlogs: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recovery": {
+                "instance": self.instance,
+                "datastore": self.plan.datastore,
+                "status": self.status,
+                "recovered_from_backup": self.plan.full.id if self.plan.full else None,
+                "differential": self.plan.differential.id if self.plan.differential else None,
+                "point_in_time": format_time(self.point_in_time),
+                "reached": {"lsn": None, "xid": None, "gtid": self.gtid},
+                "previous_datadir": str(self.previous_datadir) if self.previous_datadir else None,
+                "previous_binlogs": str(self.previous_binlogs) if self.previous_binlogs else None,
+                "datadir": str(self.datadir),
+                "port": self.port,
+            }
+        }
+
+
+def _require(plan: Plan) -> None:
+    if not plan.recoverable:
+        raise NotRecoverable(
+            f"not recoverable: {plan.problems[0]}",
+            hint=f"recoverable window: {plan.window.describe()}; nothing was changed",
+        )
+
+
+def _owner(path: Path) -> tuple[int, int] | None:
+    """uid/gid to give restored files when pitr runs as root for another user."""
+    if os.geteuid() != 0 or not path.exists():
+        return None
+    st = path.stat()
+    return (st.st_uid, st.st_gid) if st.st_uid != 0 else None
+
+
+def _chown_tree(root: Path, owner: tuple[int, int] | None) -> None:
+    if owner is None:
+        return
+    os.chown(root, *owner)
+    for top, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.chown(os.path.join(top, name), *owner, follow_symlinks=False)
+
+
+def _server_id(plan: Plan) -> int:
+    backup = plan.differential or plan.full
+    assert backup is not None
+    return int(backup.engine_meta.get("server_id") or backup.system or 1)
+
+
+def _restore_into(
+    store: CatalogStore, server: MyServer, plan: Plan, dest: Path, scratch: Path
+) -> tuple[BinlogFetch, list[Path]]:
+    """Base into ``dest`` and binlogs into ``scratch``, at the same time; all verified."""
+    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fetch = BinlogFetch(store.storage, plan.segments, scratch / "binlogs")
+    try:
+        restore_base(store.storage, server, plan, dest, scratch)
+        return fetch, fetch.paths()
+    except BaseException:
+        fetch.close()
+        raise
+
+
+def restore_beside(
+    store: CatalogStore,
+    server: MyServer,
+    target: Target,
+    dest: Path,
+    port: int | None,
+    compression: Compression,
+) -> dict[str, Any]:
+    plan = make_plan(store, target).plan
+    _require(plan)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise PreconditionFailed(f"{dest} is not empty: restore needs a new or empty directory")
+    created = not dest.exists()
+    dest.mkdir(mode=0o750, parents=True, exist_ok=True)
+    scratch = dest.with_name(f".{dest.name}.pitr-scratch")
+    try:
+        fetch, files = _restore_into(store, server, plan, dest, scratch)
+        expected = expected_end(store, plan)
+        _chown_tree(dest, _owner(server.datadir) if server.settings.datadir else None)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        _clean(dest, created)
+        raise
+    try:
+        own = start_own(server, dest, port, _server_id(plan))
+        try:
+            reached = replay_plan(own, plan, files, expected)
+        except BaseException:
+            own.stop()
+            raise
+        if port is None:
+            own.stop()
+    except PitrError as exc:
+        raise ToolFailed(f"restore failed: {exc.message}; the restored directory is kept at "
+                         f"{dest} for inspection", hint=exc.hint) from exc  # fmt: skip
+    finally:
+        fetch.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    when = expected.last.time if expected.last else None
+    status = "ACTIVE" if port else "RESTORED"
+    return Recovered(store.instance, plan, dest, reached, when, port, status).to_dict()
+
+
+def _clean(dest: Path, created: bool) -> None:
+    """Remove what pitr wrote into ``dest`` (the directory itself only if pitr created it)."""
+    if created:
+        shutil.rmtree(dest, ignore_errors=True)
+    elif dest.is_dir():
+        for child in dest.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def _curable(plan: Plan) -> bool:
+    """Could archiving the newest binlog make this plan recoverable?"""
+    return plan.recoverable or not any(
+        p.startswith(("no backup", "backup ")) for p in plan.problems
+    )
+
+
+def _set_binlogs_aside(directory: Path | None, base: str | None, datadir: Path,
+                       stamp: str) -> Path | None:  # fmt: skip
+    """Move the instance's binlogs (numbered files, index, state) into a subdirectory: the
+    restored server must start a sequence of its own, not continue the replaced one's.
+    ``base`` is the binlog base name (None when the server could not be asked: then every
+    file that looks like a binlog, index or state file goes)."""
+    if directory is None or directory == datadir or datadir in directory.parents:
+        return None  # unknown, or they go aside with the data directory
+    pattern = f"{base}.*" if base else "*.*"
+    files = [
+        p
+        for p in directory.glob(pattern)
+        if p.is_file() and (base or p.suffix[1:].isdigit() or p.suffix in (".index", ".state"))
+    ]
+    if not files:
+        return None
+    aside = directory / f"pitr-{stamp}"
+    aside.mkdir(mode=0o750)
+    for path in files:
+        path.rename(aside / path.name)
+    log.info("binlogs of the replaced server set aside in %s", aside)
+    return aside
+
+
+def _secure(
+    store: CatalogStore, server: MyServer, target: Target, compression: Compression, ours: bool
+) -> tuple[Plan, bool, Path | None, str | None]:
+    """Refuse early what newer binlogs cannot cure; ``FLUSH BINARY LOGS`` and archive, so the
+    binlog holding the mistake is in the repository; then the plan."""
+    first = make_plan(store, target).plan
+    if not _curable(first):
+        _require(first)
+    running = server.accepts_connections()
+    if not running and not server.settings.start_command:
+        raise PreconditionFailed(
+            f"instance {store.instance} is not running and has no start_command: pitr could "
+            "not start it after restoring; nothing was changed",
+            hint="set start_command (e.g. 'systemctl start mariadb'), or start the instance",
+        )
+    directory = Path(server.settings.binlog_dir) if server.settings.binlog_dir else None
+    base = None
+    if running:
+        basename = server.binlog_basename()
+        directory, base = basename.parent, basename.name
+        if not ours:
+            closed = flush_and_archive(server, Shipper.of(store, server, compression))
+            log.info("newest binlog %s secured in the repository", closed)
+    else:
+        log.warning("instance %s is not running: its newest binlogs cannot be secured",
+                    store.instance)  # fmt: skip
+    plan = make_plan(store, target).plan
+    _require(plan)
+    return plan, running, directory, base
+
+
+def _stage(
+    store: CatalogStore, server: MyServer, plan: Plan, staging: Path, scratch: Path
+) -> tuple[BinlogFetch, list[Path], Expected]:
+    if staging.exists():
+        if not (staging / IN_PROGRESS).exists():
+            raise PreconditionFailed(f"{staging} exists and was not made by pitr; move it away")
+        shutil.rmtree(staging)
+    staging.mkdir(mode=0o750)
+    (staging / IN_PROGRESS).write_text(format_time(utcnow()) or "")
+    try:
+        fetch, files = _restore_into(store, server, plan, staging, scratch)
+        return fetch, files, expected_end(store, plan)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def recover_in_place(
+    store: CatalogStore, server: MyServer, target: Target, compression: Compression
+) -> dict[str, Any]:
+    datadir = server.datadir
+    staging = datadir.with_name(f"{datadir.name}.pitr-restoring")
+    scratch = datadir.with_name(f".{datadir.name}.pitr-scratch")
+    ours = (datadir / IN_PROGRESS).exists()  # our own directory from an interrupted run
+    plan, running, binlog_dir, base = _secure(store, server, target, compression, ours)
+    fetch, files, expected = _stage(store, server, plan, staging, scratch)
+    owner = _owner(datadir)
+    mode = datadir.stat().st_mode & 0o777 if datadir.exists() else 0o750
+    argv = server.stop() if running else None
+    stamp = compact_id_time(utcnow())
+    aside: Path | None = None
+    binlogs_aside = _set_binlogs_aside(binlog_dir, base, datadir, stamp)
+    if ours:
+        shutil.rmtree(datadir)
+    elif datadir.exists():
+        aside = datadir.with_name(f"{datadir.name}.pitr-{stamp}")
+        datadir.rename(aside)
+        log.info("data directory set aside as %s", aside)
+    _chown_tree(staging, owner)
+    staging.chmod(mode)
+    staging.rename(datadir)
+    try:
+        restored = MyServer(server.settings, datadir=datadir)
+        restored.start(argv)
+        reached = replay_plan(restored, plan, files, expected)
+    except PitrError as exc:
+        kept = f"; the replaced data directory is kept at {aside}" if aside else ""
+        raise ToolFailed(f"recovery failed: {exc.message}{kept}", hint=exc.hint) from exc
+    finally:
+        fetch.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    (datadir / IN_PROGRESS).unlink(missing_ok=True)
+    when = expected.last.time if expected.last else None
+    return Recovered(store.instance, plan, datadir, reached, when, server.port, "ACTIVE",
+                     aside, binlogs_aside).to_dict()  # fmt: skip

@@ -1,0 +1,246 @@
+"""Replaying binlogs into a restored server, and proving where it ended.
+
+The restored server first gets the backup's GTID state (MariaDB ``gtid_binlog_state``, MySQL
+``gtid_purged``), so that it continues the same GTID sequence and ``gtid_strict_mode`` accepts
+what follows. Then ``mariadb-binlog`` reads every binlog of the plan in order — from the
+backup's position in the first to the stop position (a transaction boundary from pitr's index)
+in the last — into ONE ``mariadb`` client session: temporary tables and transactions that span
+a rotation survive. Success is not the tools' exit status alone: the server's GTID position
+must then equal the one the index says the stop position has.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pitr import proc
+from pitr.catalog.model import LogSegment, Transaction
+from pitr.catalog.store import CatalogStore
+from pitr.engines.mysql.backup import StderrTail
+from pitr.engines.mysql.server import MyServer, launch, wait_for
+from pitr.errors import ToolFailed
+from pitr.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
+from pitr.plan import Plan
+from pitr.planner.binlog import key_in, offset_of
+
+log = logging.getLogger("pitr.mysql")
+SERVER_LOG = "pitr-server.log"
+PID_FILE = "pitr-server.pid"
+MAX_PACKET = 1 << 30
+#: global settings while binlogs are replayed (the previous values come back afterwards)
+REPLAY_SETTINGS = {"max_allowed_packet": MAX_PACKET, "innodb_flush_log_at_trx_commit": 0,
+                   "sync_binlog": 0}  # fmt: skip
+INNODB_KEEP = ("innodb_page_size", "innodb_data_file_path", "innodb_undo_tablespaces",
+               "innodb_checksum_algorithm")  # fmt: skip
+REDO_LOG = 256 << 20  # replay writes a lot: fewer checkpoints than with the default 96 MiB
+
+
+@dataclass(frozen=True)
+class Expected:
+    """Where replay must end: GTID state, and the last transaction applied."""
+
+    gtids: str | None
+    last: Transaction | None
+
+
+def expected_end(store: CatalogStore, plan: Plan) -> Expected:
+    """The GTID state at the plan's stop position, from the index documents."""
+    segments = plan.segments
+    stop = plan.stop
+    assert stop is not None and segments
+    last_seg = segments[-1]
+    located = store.transactions([last_seg])[last_seg.ref]
+    limit = last_seg.end_key if stop.at_end or stop.key is None else stop.key
+    mariadb = plan.datastore == "mariadb"
+    state = last_seg.gtids_before
+    last = None
+    for tx in located:
+        if tx.end is None or key_in(last_seg, int(tx.end.rsplit(":", 1)[1])) > limit:
+            break
+        last = tx
+        if tx.gtid is not None and state is not None:
+            if mariadb:
+                state = str(MariaGtidPosition.parse(state).advance(MariaGtid.parse(tx.gtid)))
+            else:
+                state = str(MysqlGtidSet.parse(state).add(MysqlGtid.parse(tx.gtid)))
+    return Expected(state, last or _last_before(store, plan))
+
+
+def _last_before(store: CatalogStore, plan: Plan) -> Transaction | None:
+    """The last transaction replayed when none of the last binlog is: the newest of an
+    earlier one after the backup's position (None when replay applies nothing)."""
+    backup = plan.differential or plan.full
+    assert backup is not None
+    segments = plan.segments
+    for i in range(len(segments) - 2, -1, -1):
+        txs = store.transactions([segments[i]])[segments[i].ref]
+        if i == 0:
+            txs = tuple(t for t in txs if offset_of(t.key) >= offset_of(backup.end_key))
+        if txs:
+            return txs[-1]
+    return None
+
+
+def same_gtids(flavor: str, a: str, b: str) -> bool:
+    if flavor == "mariadb":
+        return MariaGtidPosition.parse(a) == MariaGtidPosition.parse(b)
+    return MysqlGtidSet.parse(a) == MysqlGtidSet.parse(b)
+
+
+def set_gtid_state(server: MyServer, state: str | None) -> None:
+    """Make the restored server's binlog continue from the backup's GTID state."""
+    if not state:
+        return
+    if server.flavor == "mariadb":
+        server.query("SET GLOBAL gtid_binlog_state = %s", state)
+    else:  # MySQL 8.0; 8.4 calls RESET MASTER "RESET BINARY LOGS AND GTIDS"
+        try:
+            server.query("RESET MASTER")
+        except ToolFailed:
+            server.query("RESET BINARY LOGS AND GTIDS")
+        server.query("SET GLOBAL gtid_purged = %s", state)
+
+
+def replay(server: MyServer, files: Sequence[Path], start: int, stop: int | None) -> None:
+    """mariadb-binlog FILES... | mariadb, one client session for every file."""
+    if not files:
+        return
+    binlog = [server.tool("binlog"), "--no-defaults", f"--start-position={start}"]
+    if stop is not None:
+        binlog.append(f"--stop-position={stop}")
+    binlog += [str(f) for f in files]
+    with server.option_file() as options:
+        client = [server.tool("client"), f"--defaults-extra-file={options}", "--binary-mode",
+                  "--batch", f"--max-allowed-packet={MAX_PACKET}"]  # fmt: skip
+        reader = proc.start(binlog, stdout=subprocess.PIPE)
+        reader_err = StderrTail(reader)
+        assert reader.stdout is not None
+        writer = proc.start(client, stdin=reader.stdout.fileno(), stdout=subprocess.DEVNULL)
+        reader.stdout.close()  # the client holds the pipe now
+        writer_err = StderrTail(writer)
+        try:
+            writer_err.wait(Path(client[0]).name)
+        except ToolFailed:
+            reader.kill()
+            reader.wait()
+            raise
+        reader_err.wait(Path(binlog[0]).name)
+
+
+def check_reached(server: MyServer, expected: Expected) -> str:
+    """The server's GTID position must be the expected one; returns it."""
+    reached = server.gtid_position()
+    if expected.gtids is not None and not same_gtids(server.flavor, reached, expected.gtids):
+        raise ToolFailed(
+            f"replay did not reach the target: the server's GTID position is "
+            f"{reached or 'empty'}, expected {expected.gtids}"
+        )
+    return reached
+
+
+def replay_plan(server: MyServer, plan: Plan, files: Sequence[Path], expected: Expected) -> str:
+    """Backup GTID state, replay from the backup's position to the stop, check."""
+    last_backup = plan.differential or plan.full
+    assert last_backup is not None and plan.stop is not None
+    set_gtid_state(server, last_backup.gtid_state)
+    stop = plan.stop
+    segments: Sequence[LogSegment] = plan.segments
+    start = offset_of(last_backup.end_key)
+    end = None if stop.at_end or stop.key is None else offset_of(stop.key)
+    if end is not None and len(segments) == 1 and end < start:
+        raise ToolFailed(f"the stop {stop.position} is before the backup's position "
+                         f"{last_backup.end}")  # fmt: skip
+    saved = server.variables(*REPLAY_SETTINGS)
+    for name, value in REPLAY_SETTINGS.items():  # replay is redone after a crash: no fsyncs
+        server.query(f"SET GLOBAL {name} = {value}")
+    try:
+        log.info("replaying %d binlog(s) from %s to %s", len(files), last_backup.end,
+                 stop.position or "their end")  # fmt: skip
+        replay(server, files, start, end)
+    finally:
+        for name, before in saved.items():
+            if before.isdigit():
+                server.query(f"SET GLOBAL {name} = {int(before)}")
+    return check_reached(server, expected)
+
+
+# -- a server pitr starts itself ---------------------------------------------------------------
+
+
+def owner_of(path: Path) -> str:
+    try:
+        return pwd.getpwuid(path.stat().st_uid).pw_name
+    except (KeyError, OSError):
+        return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def socket_path(datadir: Path, port: int | None) -> str:
+    """A unix socket for the restored server (108 bytes at most: else under /tmp)."""
+    inside = str(datadir / "mysqld.sock")
+    if len(inside) < 100:
+        return inside
+    return str(Path(tempfile.gettempdir()) / f"pitr-mysqld-{port or os.getpid()}.sock")
+
+
+def innodb_options(datadir: Path) -> list[str]:
+    """The InnoDB layout the backup was taken with (``backup-my.cnf``)."""
+    cnf = datadir / "backup-my.cnf"
+    found = []
+    if cnf.is_file():
+        for line in cnf.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() in INNODB_KEEP:
+                found.append(f"--{key.strip().replace('_', '-')}={value.strip()}")
+    return found
+
+
+def _pool() -> int:
+    """Buffer pool of a restored server: 1/16 of the memory, 128 MiB to 1 GiB."""
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(128 << 20, min(1 << 30, memory // 16))
+
+
+def start_own(base: MyServer, datadir: Path, port: int | None, server_id: int) -> MyServer:
+    """Start a server on the restored ``datadir`` (its own binlog inside it, listening on
+    127.0.0.1:``port``, or no TCP at all), detached; wait until it accepts connections."""
+    sock = socket_path(datadir, port)
+    argv = [base.tool("server"), "--no-defaults", f"--user={owner_of(datadir)}",
+            f"--datadir={datadir}", f"--socket={sock}", f"--pid-file={datadir / PID_FILE}",
+            f"--log-error={datadir / SERVER_LOG}", f"--log-bin={datadir / 'mysql-bin'}",
+            f"--server-id={server_id}", "--binlog-format=ROW", "--skip-slave-start",
+            f"--max-allowed-packet={MAX_PACKET}", f"--innodb-buffer-pool-size={_pool()}",
+            f"--innodb-log-file-size={REDO_LOG}",
+            *innodb_options(datadir)]  # fmt: skip
+    argv += [f"--port={port}", "--bind-address=127.0.0.1"] if port else ["--skip-networking"]
+    if base.flavor == "mysql":  # replaying GTID_NEXT needs GTIDs on (MySQL: not run here)
+        argv += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON"]
+    child = launch(argv, datadir / SERVER_LOG)
+    plain = replace(
+        base.settings, start_command=None, stop_command=None, binlog_dir=None, datadir=str(datadir)
+    )  # never the instance's service commands
+    server = MyServer(plain, datadir=datadir, socket=sock, port=port)
+
+    def up() -> bool:
+        if child.poll() is not None:
+            raise ToolFailed(f"the restored server exited {child.returncode} while starting: "
+                             f"{_tail(datadir / SERVER_LOG)}")  # fmt: skip
+        return server.accepts_connections()
+
+    wait_for(up, 300, f"the restored server in {datadir}")
+    log.info("restored server running in %s (socket %s, port %s)", datadir, sock, port or "-")
+    return server
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return " | ".join(text[-lines:])
