@@ -24,7 +24,7 @@ from pitr import __version__
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
 from pitr.engines.postgresql.files import DataFile, Sent, partition, scan, write_tar
-from pitr.engines.postgresql.server import PgServer
+from pitr.engines.postgresql.server import ArchiverState, PgServer
 from pitr.engines.postgresql.walfile import parse_wal_name
 from pitr.errors import PreconditionFailed
 from pitr.planner.common import fulls
@@ -152,7 +152,7 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
                 hint="take a full backup first (pitr backup --type full)",
             )
         settings = _settings(conn, store.instance)
-        failures = int(_one(conn, "SELECT failed_count FROM pg_stat_archiver"))
+        archiver = server.archiver_state()
         started = utcnow()
         backup_id = f"{compact_id_time(started)}-{'F' if kind == 'full' else 'D'}"
         start_lsn = parse_lsn(_one(conn, "SELECT pg_backup_start(%s, true)::text", backup_id))
@@ -176,7 +176,7 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
         stop_lsn, label, spcmap = parse_lsn(row[0]), row[1], row[2]
     ended = utcnow()
     segment_size = int(settings["wal_segment_size"])
-    _wait_for_wal(store, server, timeline, stop_lsn, segment_size, failures)
+    _wait_for_wal(store, server, timeline, stop_lsn, segment_size, archiver)
     present = {f.name for f in files}
     records: dict[str, list[Any]] = {}
     if kind == "diff" and parent is not None:  # unchanged files: as the full recorded them
@@ -278,7 +278,7 @@ def _wait_for_wal(
     timeline: int,
     stop_lsn: int,
     segment_size: int,
-    failures_before: int,
+    archiver: ArchiverState,
 ) -> None:
     """The backup is only restorable with the WAL up to its stop point: wait until the
     segment holding it is in the repository (archive_command must be ``pitr wal-push`` into
@@ -289,7 +289,7 @@ def _wait_for_wal(
     assert wal is not None
     deadline = time.monotonic() + ARCHIVE_WAIT
     while store.segment_index(wal.stream, name) is None:
-        failing = _archiver_failing(server, failures_before)
+        failing = server.archiver_failing(archiver)
         if failing:
             raise PreconditionFailed(
                 f"WAL segment {name}, needed to restore this backup, cannot reach the "
@@ -304,17 +304,3 @@ def _wait_for_wal(
                 hint="archive_command must be 'pitr wal-push %p' with the same repository",
             )
         time.sleep(0.2)
-
-
-def _archiver_failing(server: PgServer, failures_before: int) -> str | None:
-    """What is wrong when archive_command failed again and again since the backup started
-    (PostgreSQL retries three times in a row) and nothing was archived since; else None."""
-    count, last_failed, failed_at, archived_at = server.query(
-        "SELECT failed_count, last_failed_wal, last_failed_time, last_archived_time "
-        "FROM pg_stat_archiver"
-    )[0]
-    if count - failures_before < 3 or failed_at is None:
-        return None
-    if archived_at is not None and archived_at > failed_at:
-        return None
-    return f"{count - failures_before} failures since the backup started, last for {last_failed}"

@@ -296,21 +296,17 @@ def secure_newest_wal(server: PgServer, store: CatalogStore) -> str | None:
             "and archived from here; nothing was changed",
             hint="run pitr on the primary, or stop this server first",
         )
-    rows = server.query("SELECT pg_walfile_name(pg_switch_wal()), now()")
-    name, switched = str(rows[0][0]), rows[0][1]
+    archiver = server.archiver_state()
+    rows = server.query("SELECT pg_walfile_name(pg_switch_wal())")
+    name = str(rows[0][0])
     stream = name[:8]
     deadline = time.monotonic() + SECURE_WAIT
     while store.segment_index(stream, name) is None:
-        failed = server.query(
-            "SELECT last_failed_wal, failed_count FROM pg_stat_archiver "
-            "WHERE last_failed_time >= %s AND last_failed_wal >= %s",
-            switched,
-            name,
-        )
-        if failed:
+        failing = server.archiver_failing(archiver)
+        if failing:
             raise PreconditionFailed(
-                f"archive_command fails for {failed[0][0]} ({failed[0][1]} failures so far); "
-                "nothing was changed",
+                f"WAL segment {name} cannot reach the repository: archive_command fails "
+                f"({failing}); nothing was changed",
                 hint="see PostgreSQL's log for the archive_command error",
             )
         if time.monotonic() > deadline:
@@ -319,7 +315,7 @@ def secure_newest_wal(server: PgServer, store: CatalogStore) -> str | None:
                 "nothing was changed",
                 hint="check archive_command ('pitr wal-push %p') and pg_stat_archiver",
             )
-        time.sleep(0.3)
+        time.sleep(0.2)
     log.info("newest WAL secured in the repository: %s", name)
     return name
 

@@ -14,6 +14,7 @@ import pwd
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pitr.postgresql")
 SERVER_LOG = "pitr-server.log"
 DEFAULT_OS_USER = "postgres"
+STUCK_GRACE = 10.0  # seconds an archiver failing already gets to archive something
 
 
 def default_bindir() -> str | None:
@@ -35,6 +37,15 @@ def default_bindir() -> str | None:
         glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
     )
     return candidates[-1] if candidates else None
+
+
+@dataclass(frozen=True)
+class ArchiverState:
+    """pg_stat_archiver at one moment: failures so far, and whether the last attempt failed."""
+
+    failed_count: int
+    stuck: bool
+    at: float  # time.monotonic()
 
 
 class PgServer:
@@ -163,6 +174,35 @@ class PgServer:
         except OSError:
             return ""
         return " | ".join(ln for ln in text.strip().splitlines()[-lines:])
+
+    # -- archiving ------------------------------------------------------------------------
+
+    def archiver_state(self) -> ArchiverState:
+        """To compare with later (see ``archiver_failing``)."""
+        count, failed_at, archived_at = self.query(
+            "SELECT failed_count, last_failed_time, last_archived_time FROM pg_stat_archiver"
+        )[0]
+        stuck = failed_at is not None and (archived_at is None or failed_at > archived_at)
+        return ArchiverState(int(count), stuck, time.monotonic())
+
+    def archiver_failing(self, before: ArchiverState) -> str | None:
+        """What is wrong when archive_command keeps failing since ``before``: three more
+        failures (PostgreSQL tries three times in a row), or, when it was failing already,
+        nothing archived within ``STUCK_GRACE`` seconds (the archiver may sleep a minute
+        between rounds). None while it may still succeed. The archiver goes in order: while
+        an older file fails, a newer one is never archived."""
+        count, last_failed, failed_at, archived_at = self.query(
+            "SELECT failed_count, last_failed_wal, last_failed_time, last_archived_time "
+            "FROM pg_stat_archiver"
+        )[0]
+        if failed_at is None or (archived_at is not None and archived_at > failed_at):
+            return None
+        more = count - before.failed_count
+        if more >= 3:
+            return f"{more} failures in a row, the last for {last_failed}"
+        if before.stuck and time.monotonic() - before.at >= STUCK_GRACE:
+            return f"failing since before pitr started, the last failure for {last_failed}"
+        return None
 
     # -- start and stop -----------------------------------------------------------------
 
