@@ -27,6 +27,36 @@ CHUNK = 4 * MiB
 class LocalStorage(Storage):
     def __init__(self, root: str) -> None:
         self.root = Path(root)
+        self._owner: tuple[int, int] | None = None
+        self._owner_known = False
+
+    def owner(self) -> tuple[int, int] | None:
+        """Who new directories and objects should belong to. pitr runs as root (backups) and
+        as the database's OS user (archive_command) against the same repository: when root
+        writes into a repository owned by someone else, what it creates goes to that owner,
+        so the other user can still write, rename and delete there."""
+        if not self._owner_known:
+            self._owner_known = True
+            if os.geteuid() == 0:
+                with contextlib.suppress(OSError):
+                    st = self.root.stat()
+                    if st.st_uid != 0:
+                        self._owner = (st.st_uid, st.st_gid)
+        return self._owner
+
+    def _makedirs(self, directory: Path) -> None:
+        missing = []
+        while not directory.is_dir():
+            missing.append(directory)
+            if directory == directory.parent:
+                break
+            directory = directory.parent
+        owner = self.owner()
+        for path in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                path.mkdir()
+                if owner is not None and self.root in path.parents:
+                    os.chown(path, *owner)
 
     def describe(self) -> str:
         return f"file://{self.root}"
@@ -39,7 +69,7 @@ class LocalStorage(Storage):
         if path.name.startswith(".") and TMP_MARK in path.name:
             raise RepositoryError(f"invalid object key {key!r}: reserved name")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._makedirs(path.parent)
         except OSError as exc:
             raise _os_error(exc, path) from None
         tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
@@ -54,6 +84,8 @@ class LocalStorage(Storage):
                 os.fsync(out.fileno())
                 if os.fstat(out.fileno()).st_size != size:
                     raise StorageUnavailable(f"{path}: short write")
+                if (owner := self.owner()) is not None:
+                    os.fchown(out.fileno(), *owner)
             if if_absent:
                 try:
                     os.link(tmp, path)
