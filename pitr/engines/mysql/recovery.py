@@ -93,7 +93,8 @@ def _chown_tree(root: Path, owner: tuple[int, int] | None) -> None:
 def _server_id(plan: Plan) -> int:
     backup = plan.differential or plan.full
     assert backup is not None
-    return int(backup.engine_meta.get("server_id") or backup.system or 1)
+    value = str(backup.engine_meta.get("server_id") or backup.system)
+    return int(value) if value.isdigit() else 1
 
 
 def _restore_into(
