@@ -64,7 +64,7 @@ def check(run: Run, instance: str | None) -> None:
 
         for name in names:
             inst = settings.instances[name]
-            if inst.engine == "postgresql" and report.error is None:
+            if report.error is None:
                 engine_for(settings, inst).check(open_catalog(settings, inst), report)
     out = run.output
     out.emit(report.to_dict(), text=None)
@@ -322,21 +322,34 @@ def wal_fetch(run: Run, instance: str | None, spool: str | None, name: str, dest
 @cli.command()
 @instance_option
 @click.option("--follow", is_flag=True, help="Keep streaming (MariaDB/MySQL binlogs).")
+@click.option(
+    "--for", "seconds", type=float, metavar="SECONDS", help="With --follow: stop after this long."
+)
 @lock_wait_option
 @output_options
 @click.pass_obj
-def archive(run: Run, instance: str | None, follow: bool, lock_wait: float) -> None:
+def archive(
+    run: Run, instance: str | None, follow: bool, seconds: float | None, lock_wait: float
+) -> None:
     """Ship the transaction logs not yet in the repository; safe to run every minute."""
+    from pitr.errors import UsageError
     from pitr.locks import InstanceLock
 
+    if seconds is not None and not follow:
+        raise UsageError("--for applies to --follow")
     engine, store = engine_of(run, instance)
+    # A follower runs for days: it holds its own lock, so backups and expiry still run.
     with InstanceLock(
-        store.storage, store.instance, run.settings().lock_dir, "archive", wait=lock_wait
+        store.storage,
+        store.instance,
+        run.settings().lock_dir,
+        "archive --follow" if follow else "archive",
+        wait=lock_wait,
+        resource="follow" if follow else "instance",
     ):
-        result = engine.archive(store, follow=follow)
-    run.output.emit(
-        result, text=", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items())
-    )
+        result = engine.archive(store, follow=follow, duration=seconds)
+    text = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items())
+    run.output.emit(result, text=text)
 
 
 @cli.command()

@@ -104,11 +104,14 @@ class InstanceLock:
         clock: Callable[[], datetime] = utcnow,
         host: str | None = None,
         pid: int | None = None,
+        resource: str = "instance",
     ) -> None:
         self.storage = storage
         self.instance = instance
-        self.key = Layout(instance).lock  # also validates the name used for the local file
-        self.path = Path(lock_dir) / f"{instance}.lock"
+        # Layout() validates the instance name used for the local file too.
+        self.key = Layout(instance).lock_for(resource)
+        suffix = "" if resource == "instance" else f".{resource}"
+        self.path = Path(lock_dir) / f"{instance}{suffix}.lock"
         self.command = command
         self.wait = wait
         self.stale_after = stale_after

@@ -99,13 +99,13 @@ def test_unknown_option_is_one_line(tmp_path: Path) -> None:
 
 
 def test_check_file_repository_json(tmp_path: Path) -> None:
-    write_config(tmp_path, f'url = "file://{tmp_path}/repo"', '[instances.main]\nengine="mariadb"')
+    write_config(tmp_path, f'url = "file://{tmp_path}/repo"')
     done = run("check", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)  # nothing but JSON on stdout
     assert report["ok"] is True
     names = [c["name"] for c in report["checks"]]
-    assert names[:2] == ["config", "instance main"]
+    assert names[0] == "config"
     assert [n for n in names if n.startswith("repository")] == [
         "repository open",
         "repository write",
@@ -116,6 +116,21 @@ def test_check_file_repository_json(tmp_path: Path) -> None:
     assert all(c["ms"] is not None for c in report["checks"] if c["name"].startswith("repo"))
     assert not list((tmp_path / "repo").rglob("*probe*"))
     assert [p for p in (tmp_path / "repo").rglob("*") if p.is_file()] == []
+
+
+def test_check_reports_an_unreachable_instance(tmp_path: Path) -> None:
+    write_config(
+        tmp_path,
+        f'url = "file://{tmp_path}/repo"',
+        f'[instances.main]\nengine = "mariadb"\nhost = "127.0.0.1"\nport = {free_port()}',
+    )
+    done = run("check", "--json", cwd=tmp_path)
+    assert done.returncode == 6, done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is False
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert len(failed) == 1 and failed[0]["name"].startswith("instance main")
+    assert report["error"]["exit_code"] == 6
 
 
 def test_check_text_output_is_a_table(tmp_path: Path) -> None:

@@ -93,4 +93,9 @@ class Layout:
     # locks
     @property
     def lock(self) -> str:
-        return f"{self.root}locks/instance.json"
+        return self.lock_for("instance")
+
+    def lock_for(self, resource: str) -> str:
+        """``instance`` for backup, archive, expire, recover; ``follow`` for a binlog follower,
+        which runs for days and must not keep the others out."""
+        return f"{self.root}locks/{resource}.json"

@@ -34,8 +34,11 @@ class Engine(ABC):
         """Take a backup and publish it; ``kind`` full/diff, or None for the default."""
 
     @abstractmethod
-    def archive(self, store: CatalogStore, *, follow: bool = False) -> dict[str, Any]:
-        """Ship the logs not yet in the repository."""
+    def archive(
+        self, store: CatalogStore, *, follow: bool = False, duration: float | None = None
+    ) -> dict[str, Any]:
+        """Ship the logs not yet in the repository; ``follow``: keep streaming (for
+        ``duration`` seconds, or until SIGTERM)."""
 
     @abstractmethod
     def restore(

@@ -43,7 +43,9 @@ class MysqlEngine(Engine):
 
         return take_backup(self.server, store, kind, self.compression())
 
-    def archive(self, store: CatalogStore, *, follow: bool = False) -> dict[str, Any]:
+    def archive(
+        self, store: CatalogStore, *, follow: bool = False, duration: float | None = None
+    ) -> dict[str, Any]:
         from pitr.engines.mysql.archive import Shipper, archive_closed
 
         server = self.server
@@ -51,7 +53,7 @@ class MysqlEngine(Engine):
         if follow:
             from pitr.engines.mysql.follow import follow_binlogs
 
-            return follow_binlogs(server, shipper, Path(self.settings.spool_dir))
+            return follow_binlogs(server, shipper, Path(self.settings.spool_dir), duration)
         archive_closed(server, shipper)
         return shipper.result()
 

@@ -7,7 +7,8 @@ shipped like ``pitr archive`` ships it, then removed from the spool. The copy ne
 connection (REPLICATION SLAVE), so this may run on another host than the database.
 
 It runs until SIGTERM/SIGINT (then it ships what is complete and returns normally) or, when
-``PITR_FOLLOW_SECONDS`` is set, for that long. If the copy stops (the server restarted), it is
+``duration`` is given (``pitr archive --follow --for SECONDS``), for that long. If the copy
+stops (the server restarted), it is
 started again from the first binlog not yet shipped; a server unreachable for
 ``GIVE_UP`` seconds ends the run with exit 7 (a service manager restarts it).
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -27,22 +27,12 @@ from pitr.engines.mysql.archive import Shipper, archive_closed
 from pitr.engines.mysql.backup import StderrTail
 from pitr.engines.mysql.server import MyServer
 from pitr.engines.mysql.streams import file_number
-from pitr.errors import FormatError, Interrupted, PitrError, ToolFailed, UsageError
+from pitr.errors import FormatError, Interrupted, PitrError, ToolFailed
 
 log = logging.getLogger("pitr.mysql")
 POLL = 0.5
 GIVE_UP = 300.0
 REPLICA_ID = 4_200_000_000  # the server id the copy registers with (not a real server)
-
-
-def _duration() -> float | None:
-    text = os.environ.get("PITR_FOLLOW_SECONDS")
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise UsageError(f"PITR_FOLLOW_SECONDS: not a number of seconds: {text!r}") from None
 
 
 def spool_files(spool: Path) -> list[Path]:
@@ -93,10 +83,11 @@ def _start_copy(server: MyServer, options: Path, spool: Path, first: str) -> Any
     return child, StderrTail(child)
 
 
-def follow_binlogs(server: MyServer, shipper: Shipper, spool_root: Path) -> dict[str, Any]:
+def follow_binlogs(
+    server: MyServer, shipper: Shipper, spool_root: Path, duration: float | None = None
+) -> dict[str, Any]:
     spool = spool_root / server.settings.name / "binlog"
     spool.mkdir(mode=0o700, parents=True, exist_ok=True)
-    duration = _duration()
     deadline = None if duration is None else time.monotonic() + duration
     logs = archive_closed(server, shipper, local=False)  # on disk already (when local)
     names = {name for name, _ in logs}

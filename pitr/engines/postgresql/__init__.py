@@ -55,7 +55,9 @@ class PostgresEngine(Engine):
         options = BackupOptions(kind, self.compression(partitions), partitions)
         return take_backup(self.server, store, options)
 
-    def archive(self, store: CatalogStore, *, follow: bool = False) -> dict[str, Any]:
+    def archive(
+        self, store: CatalogStore, *, follow: bool = False, duration: float | None = None
+    ) -> dict[str, Any]:
         from pitr.engines.postgresql.archive import archive_ready
         from pitr.errors import UsageError
 

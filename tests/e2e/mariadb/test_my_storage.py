@@ -104,13 +104,13 @@ def test_swift_story_with_follow(swift_server: SwiftServer) -> None:
 
 
 def test_follow_is_bounded(swift_server: SwiftServer) -> None:
-    """PITR_FOLLOW_SECONDS ends a follower on its own; what it finished is archived."""
+    """--for SECONDS ends a follower on its own; what it finished is archived."""
     container = f"pitr-my-{secrets.token_hex(4)}"
     site = Site(public_dir(), f'url = "swift://{container}/m"', env=swift_server.env())
     try:
         seed(site, ())
         started = time.monotonic()
-        done = site.run("archive", "--follow", "--json", env={"PITR_FOLLOW_SECONDS": "2"})
+        done = site.run("archive", "--follow", "--for", "2", "--json")
         assert done.returncode == 0, str(done)
         assert 2 <= time.monotonic() - started < 30
         assert done.json()["stopped_by"] == "time limit"
