@@ -79,6 +79,16 @@ def validate_key(key: str) -> str:
     return key
 
 
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix: empty, or key-like (it may end with ``/`` or a partial name)."""
+    parts = prefix.split("/")
+    if prefix.startswith("/") or "\x00" in prefix or any(p in ("", ".", "..") for p in parts[:-1]):
+        raise RepositoryError(f"invalid listing prefix {prefix!r}")
+    if parts[-1] in (".", ".."):
+        raise RepositoryError(f"invalid listing prefix {prefix!r}")
+    return prefix
+
+
 class ChunkReader(io.RawIOBase):
     """A readable file object over an iterator of byte chunks (SDK download bodies)."""
 

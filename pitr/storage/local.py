@@ -11,14 +11,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import heapq
 import io
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from pitr.errors import ObjectExists, ObjectNotFound, RepositoryError, StorageUnavailable
-from pitr.storage.base import MiB, ObjectInfo, PutResult, Readable, Storage, validate_key
+from pitr.storage.base import (
+    MiB,
+    ObjectInfo,
+    PutResult,
+    Readable,
+    Storage,
+    validate_key,
+    validate_prefix,
+)
 
 TMP_MARK = ".pitr-tmp-"
 CHUNK = 4 * MiB
@@ -127,6 +137,7 @@ class LocalStorage(Storage):
         return ObjectInfo(key, st.st_size)
 
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
         # Start at the deepest directory the prefix names, then filter by the prefix string.
         head, _, _ = prefix.rpartition("/")
         start = self.root / head if head else self.root
@@ -138,23 +149,49 @@ class LocalStorage(Storage):
 
     def _walk(self, directory: Path, base: str, after: str) -> Iterator[ObjectInfo]:
         try:
-            entries = list(os.scandir(directory))
+            names = os.listdir(directory)
         except (FileNotFoundError, NotADirectoryError):
             return
         except OSError as exc:
             raise _os_error(exc, directory) from None
-        # Sort as full keys sort: a directory "a" sorts as "a/" so that "a-b" < "a/c".
-        entries.sort(key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                sub = f"{base}{entry.name}/"
-                if sub < after and not after.startswith(sub):
-                    continue  # every key below sorts before start_after
-                yield from self._walk(Path(entry.path), sub, after)
-            elif entry.is_file(follow_symlinks=False) and TMP_MARK not in entry.name:
-                yield ObjectInfo(base + entry.name, entry.stat(follow_symlinks=False).st_size)
+        if after.startswith(base):
+            rest = after[len(base) :]
+        elif after < base:
+            rest = ""
+        else:
+            return  # every key here sorts before start_after
+        # Only names that can hold keys after start_after: the later ones, and one it starts
+        # with (a directory holding it). A long directory listed from near its end costs one
+        # read of the directory and a few stat calls, not one per entry.
+        if rest:
+            names = [n for n in names if n > rest or rest.startswith(n)]
+        names.sort()
+        # Keys sort as files "a", "a-b" and directory "a/": a directory waits in ``pending``
+        # (as "a/") until no name left sorts before it. Each entry is stat'ed when reached.
+        pending: list[str] = []
+        for name in names:
+            while pending and pending[0] < name:
+                sub = heapq.heappop(pending)
+                yield from self._walk(directory / sub[:-1], base + sub, after)
+            path = os.path.join(directory, name)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue  # deleted since the directory was read
+            except OSError as exc:
+                raise _os_error(exc, Path(path)) from None
+            if stat.S_ISDIR(st.st_mode):
+                sub = f"{name}/"
+                if sub > rest or rest.startswith(sub):
+                    heapq.heappush(pending, sub)
+            elif stat.S_ISREG(st.st_mode) and TMP_MARK not in name and name > rest:
+                yield ObjectInfo(base + name, st.st_size)
+        while pending:
+            sub = heapq.heappop(pending)
+            yield from self._walk(directory / sub[:-1], base + sub, after)
 
     def list_prefixes(self, prefix: str) -> tuple[str, ...]:
+        validate_prefix(prefix)
         directory = self.root / prefix if prefix else self.root
         try:
             entries = list(os.scandir(directory))
