@@ -34,6 +34,7 @@ from pitr.storage.base import (
     part_size,
     read_full,
     validate_key,
+    validate_prefix,
 )
 from pitr.storage.retry import Transient, with_retries
 
@@ -290,6 +291,7 @@ class S3Storage(Storage):
         return ObjectInfo(key, int(response["ContentLength"]))
 
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
         # Page by page with the continuation token, each page retried on its own.
         strip = len(self.prefix)
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
@@ -304,6 +306,7 @@ class S3Storage(Storage):
             args["ContinuationToken"] = page["NextContinuationToken"]
 
     def list_prefixes(self, prefix: str) -> tuple[str, ...]:
+        validate_prefix(prefix)
         strip = len(self.prefix)
         found: list[str] = []
         args: dict[str, Any] = {

@@ -36,6 +36,7 @@ from pitr.storage.base import (
     part_size,
     read_full,
     validate_key,
+    validate_prefix,
 )
 from pitr.storage.retry import Transient, with_retries
 
@@ -292,6 +293,7 @@ class SwiftStorage(Storage):
         return ObjectInfo(key, int(headers["content-length"]))
 
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
         marker = self.prefix + start_after if start_after else ""
         strip = len(self.prefix)
         while True:
@@ -312,6 +314,7 @@ class SwiftStorage(Storage):
             marker = page[-1]["name"]
 
     def list_prefixes(self, prefix: str) -> tuple[str, ...]:
+        validate_prefix(prefix)
         marker = ""
         strip = len(self.prefix)
         found: list[str] = []
