@@ -178,9 +178,11 @@ def extract_tar(
     tablespaces: dict[str, Path],
     owner: tuple[int, int] | None,
     expected: dict[str, tuple[int, int]] | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Extract a tar stream under ``dest`` (tablespace entries under their own location),
-    checking each file's size and CRC-32 when ``expected`` has them. Returns file names."""
+    checking each file's size and CRC-32 when ``expected`` has them, and leaving out the
+    files named in ``skip`` (a later backup has them). Returns the file names written."""
     names: list[str] = []
     with tarfile.open(fileobj=source, mode="r|") as archive:
         for member in archive:
@@ -192,6 +194,8 @@ def extract_tar(
                 continue
             if not member.isfile():
                 raise FormatError(f"unexpected entry type in a backup: {name!r}")
+            if name in skip:
+                continue  # the stream moves past its data without writing it
             reader = archive.extractfile(member)
             assert reader is not None
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

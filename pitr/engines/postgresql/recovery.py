@@ -157,8 +157,22 @@ def _replay(server: PgServer, store: CatalogStore, plan: Plan, owner: Any) -> di
     clear_recovery(server)
     shutil.rmtree(spool, ignore_errors=True)
     (server.datadir / IN_PROGRESS).unlink(missing_ok=True)
-    return {"lsn": reached.lsn, "xid": None, "gtid": None, "timeline": reached.timeline,
+    return {"lsn": reached.lsn, "xid": _last_xid(store, plan, reached.last_commit),
+            "gtid": None, "timeline": reached.timeline,
             "last_commit": format_time(reached.last_commit)}  # fmt: skip
+
+
+def _last_xid(store: CatalogStore, plan: Plan, last_commit: datetime | None) -> int | None:
+    """The xid of the last transaction replayed, found in pitr's index by its commit time
+    (PostgreSQL reports the time; the index knows which commit had it)."""
+    if last_commit is None or not plan.segments:
+        return None
+    try:
+        found = store.transactions(plan.segments[-3:])
+    except PitrError:
+        return None
+    matches = [t for txs in found.values() for t in txs if t.time == last_commit]
+    return matches[-1].xid if matches else None
 
 
 def _root_cause(exc: PitrError, fetch_errors: list[PitrError], stopped: bool = False) -> PitrError:

@@ -50,6 +50,7 @@ def _extract(
     dest: Path,
     tablespaces: dict[str, Path],
     owner: tuple[int, int] | None,
+    skip: frozenset[str] = frozenset(),
 ) -> None:
     expected = {
         name: (values[0], values[2]) for name, values in backup.engine_meta.get("files", {}).items()
@@ -64,6 +65,7 @@ def _extract(
                     tablespaces=tablespaces,
                     owner=owner,
                     expected=expected,
+                    skip=skip,
                 )
             except VerificationFailed:
                 raise
@@ -93,10 +95,9 @@ def restore_base(
     assert full is not None
     last = diff or full
     locations = tablespace_locations or {}
-    _extract(store, full, dest, locations, owner)
+    _extract(store, full, dest, locations, owner, skip=superseded(full, diff))
     if diff is not None:
         _extract(store, diff, dest, locations, owner)
-        _remove_deleted(dest, diff)
     for name in last.engine_meta.get("directories", []):
         if name.split("/")[0] in EMPTIED_DIRS or name == "pg_tblspc":
             (dest / name).mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -113,17 +114,18 @@ def restore_base(
     dest.chmod(0o700)
 
 
-def _remove_deleted(dest: Path, diff: Backup) -> None:
-    """Files the full had that were gone when the differential was taken: every file now in
-    ``dest`` came from the full or the differential, so what the differential does not list
-    goes."""
-    keep = set(diff.engine_meta.get("files", {}))
-    for top, _dirs, files in os.walk(dest):
-        for f in files:
-            path = Path(top) / f
-            name = path.relative_to(dest).as_posix()
-            if name not in keep and not name.startswith("pg_wal/"):
-                path.unlink()
+def superseded(full: Backup, diff: Backup | None) -> frozenset[str]:
+    """Files of the full not to write: those the differential sent again (its record differs:
+    it has its own copy) and those gone by the time it was taken (no record). Every file is
+    written once, from the backup holding its newest copy."""
+    if diff is None:
+        return frozenset()
+    newer: dict[str, Any] = diff.engine_meta.get("files", {})
+    return frozenset(
+        name
+        for name, record in full.engine_meta.get("files", {}).items()
+        if newer.get(name) != record
+    )
 
 
 def _write(path: Path, text: str, owner: tuple[int, int] | None) -> None:

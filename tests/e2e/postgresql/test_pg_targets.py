@@ -11,12 +11,15 @@ target.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from pg_e2e import (
+    BINDIR,
     Cluster,
     Point,
     Site,
@@ -33,7 +36,9 @@ from pg_e2e import (
     public_dir,
     seed,
     table_exists,
+    wait_for,
 )
+from servers.common import free_port
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,7 @@ def test_restore_to_target(story: Story, chain: str, kind: str) -> None:
         if kind == "xid":
             status = cluster.one("SELECT txid_status(%s)", point.xid)
             assert status == "committed"
+            assert doc["reached"]["xid"] == point.xid  # the last transaction replayed
         if kind == "at":
             assert datetime.fromisoformat(doc["point_in_time"]) <= point.time
 
@@ -176,3 +182,30 @@ def test_latest_has_everything(story: Story) -> None:
             assert not table_exists(cluster, f"victim_{tag}")
         assert "end" in found
         assert cluster.one(checksum_sql("keep")) == story.keep_checksum
+
+
+def test_restore_without_port_leaves_a_startable_directory(story: Story) -> None:
+    """``restore --to`` alone: the directory is ready for the DBA to start (PostgreSQL then
+    replays with pitr's restore_command); with a differential, every file comes once from the
+    backup holding its newest copy."""
+    site, point = story.site, story.points["diff"]
+    dest = site.base / f"restored-{free_port()}"
+    try:
+        done = site.run("restore", *point.option("xid"), "--to", str(dest), "--json")
+        assert done.returncode == 0, str(done)
+        doc = done.json()["recovery"]
+        assert doc["status"] == "RESTORED" and doc["differential"] == story.diff_id
+        assert (dest / "recovery.signal").exists() and (dest / "backup_label").exists()
+        assert not (dest / "pitr-restore-in-progress").exists()
+        cluster = Cluster(dest, free_port())
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(BINDIR / "pg_ctl"), "-D", str(dest), "-w",
+             "-o", f"-p {cluster.port}", "-l", str(dest / "manual.log"), "start"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        cluster.track()
+        wait_for(lambda: cluster.one("SELECT NOT pg_is_in_recovery()"), 120, "promotion")
+        assert_at_point(cluster, point)
+    finally:
+        Cluster(dest, 0).stop()
+        shutil.rmtree(dest, ignore_errors=True)
