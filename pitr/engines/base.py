@@ -8,16 +8,18 @@ base and replays to its target, checks its instance, and tells what happened in 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pitr.catalog import Catalog
-from pitr.catalog.model import Backup
-from pitr.catalog.store import CatalogStore
-from pitr.check import CheckReport
-from pitr.config import InstanceSettings, Settings
-from pitr.targets import Target
+if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL segment
+    from datetime import datetime
+    from pathlib import Path
+
+    from pitr.catalog import Catalog
+    from pitr.catalog.model import Backup
+    from pitr.catalog.store import CatalogStore
+    from pitr.check import CheckReport
+    from pitr.config import InstanceSettings, Settings
+    from pitr.targets import Target
 
 
 class Engine(ABC):

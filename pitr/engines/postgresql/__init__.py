@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pitr.catalog import Catalog
-from pitr.catalog.model import Backup
-from pitr.catalog.store import CatalogStore
-from pitr.check import CheckReport
 from pitr.engines.base import Engine
-from pitr.targets import Target
-from pitr.transfer import Compression
+
+if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL segment
+    from datetime import datetime
+    from pathlib import Path
+
+    from pitr.catalog import Catalog
+    from pitr.catalog.model import Backup
+    from pitr.catalog.store import CatalogStore
+    from pitr.check import CheckReport
+    from pitr.targets import Target
+    from pitr.transfer import Compression
 
 
 class PostgresEngine(Engine):
@@ -24,6 +27,8 @@ class PostgresEngine(Engine):
         return PgServer(self.instance)
 
     def compression(self, parallel: int = 1) -> Compression:
+        from pitr.transfer import Compression
+
         base = Compression.from_settings(self.settings.repository)
         threads = base.threads or max(1, (os.cpu_count() or 1) // parallel)
         return Compression(base.algorithm, base.level, threads)

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,17 +93,18 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
             hint="two clusters may be archiving into the same repository and instance",
         )
     now = utcnow()
-    index = index_segment(
-        path, wal.name, find_tool("pg_waldump", ctx.bindir), user=None, fallback_time=now
-    )
-    with path.open("rb") as fh:
-        stored = upload(
-            store.storage,
-            store.layout.log_object(wal.stream, wal.name, ctx.compression.suffix),
-            fh,
-            ctx.compression,
-            hash_raw=True,
-        )
+    waldump = find_tool("pg_waldump", ctx.bindir)
+    with ThreadPoolExecutor(1, thread_name_prefix="pg_waldump") as pool:  # while compressing
+        indexing = pool.submit(index_segment, path, wal.name, waldump, fallback_time=now)
+        with path.open("rb") as fh:
+            stored = upload(
+                store.storage,
+                store.layout.log_object(wal.stream, wal.name, ctx.compression.suffix),
+                fh,
+                ctx.compression,
+                hash_raw=True,
+            )
+        index = indexing.result()
     start = wal.start_lsn(header.segment_size)
     times = [t.time for t in index.transactions if t.time is not None]
     xids = [t.xid for t in index.transactions if t.xid is not None]

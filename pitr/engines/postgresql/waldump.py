@@ -10,7 +10,6 @@ stats") and rewritten or truncated ones (files unlinked at commit without droppe
 from __future__ import annotations
 
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,13 +57,19 @@ def parse(output: str, fallback_time: datetime) -> WalIndex:
     points: list[RestorePoint] = []
     last_time = fallback_time
     end = None
-    for line in output.splitlines():
+    lines = output.splitlines()
+    for line in reversed(lines):  # where the decoded WAL ends: the last record's position
+        if m := _RECORD.match(line):
+            end = parse_lsn(m.group(3))
+            break
+    for line in lines:
+        if "desc: COMMIT" not in line and "desc: RESTORE_POINT" not in line:
+            continue  # most records: skipped without a regular expression
         m = _RECORD.match(line)
         if not m:
             continue
         rmgr, xid, lsn_text, desc = m.groups()
         lsn = parse_lsn(lsn_text)
-        end = lsn
         if rmgr == "Transaction":
             c = _COMMIT.match(desc)
             if c:
@@ -80,26 +85,17 @@ def parse(output: str, fallback_time: datetime) -> WalIndex:
     return WalIndex(tuple(transactions), tuple(points), end)
 
 
-def index_segment(
-    path: Path, name: str, waldump: str, *, user: str | None, fallback_time: datetime
-) -> WalIndex:
-    """Run ``pg_waldump`` on a segment (or a ``.partial`` one, under its segment name)."""
-    with tempfile.TemporaryDirectory(prefix="pitr-waldump-") as tmp:
-        target = path
-        if name.endswith(".partial"):  # pg_waldump takes the segment from the file name
-            target = Path(tmp) / name.removesuffix(".partial")
-            target.symlink_to(path.resolve())
-            Path(tmp).chmod(0o755)
-        done = proc.run(
-            [waldump, "--rmgr=Transaction", "--rmgr=XLOG", str(target)],
-            what="pg_waldump",
-            user=user,
-            env={"TZ": "UTC", "LC_ALL": "C"},
-            timeout=600,
-            check=False,
-        )
+def index_segment(path: Path, name: str, waldump: str, *, fallback_time: datetime) -> WalIndex:
+    """Run ``pg_waldump`` on a segment and index what it shows."""
+    done = proc.run(
+        [waldump, "--rmgr=Transaction", "--rmgr=XLOG", str(path)],
+        what="pg_waldump",
+        env={"TZ": "UTC", "LC_ALL": "C"},
+        timeout=600,
+        check=False,
+    )
     output = done.text
-    if done.returncode != 0 and not _ends_cleanly(done.stderr.decode(errors="replace"), output):
+    if done.returncode != 0 and not _ends_cleanly(done.stderr.decode(errors="replace")):
         last = done.stderr.decode(errors="replace").strip().splitlines()
         raise FormatError(f"{name}: pg_waldump cannot read it: {last[-1] if last else '?'}")
     return parse(output, fallback_time)
@@ -113,6 +109,6 @@ _END_OF_WAL = (
 )
 
 
-def _ends_cleanly(stderr: str, output: str) -> bool:
+def _ends_cleanly(stderr: str) -> bool:
     """pg_waldump exits 1 where valid WAL ends in a switched, recycled or partial segment."""
     return any(marker in stderr for marker in _END_OF_WAL)
