@@ -1,3 +1,3 @@
-from pitr.cli import main
+from pitr.entry import main
 
 main()

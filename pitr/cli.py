@@ -283,19 +283,61 @@ def backup(run: Run, instance: str | None, kind: str | None, lock_wait: float) -
 
 @cli.command(name="wal-push")
 @instance_option
+@click.option(
+    "--async",
+    "background",
+    is_flag=True,
+    help="Hand the file to a resident worker that archives ahead, several at once.",
+)
 @click.argument("path", type=click.Path(dir_okay=False))
 @output_options
 @click.pass_obj
-def wal_push(run: Run, instance: str | None, path: str) -> None:
-    """PostgreSQL archive_command: 'pitr wal-push %p'."""
+def wal_push(run: Run, instance: str | None, background: bool, path: str) -> None:
+    """PostgreSQL archive_command: 'pitr wal-push %p' (or 'pitr wal-push --async %p')."""
     from pathlib import Path
 
+    if background:
+        from pitr.engines.postgresql.asyncpush import spool_for, wait_for
+        from pitr.errors import PitrError
+
+        settings = run.settings()
+        inst = settings.instance(instance)
+        config = None if settings.source == "environment" else str(Path(settings.source).absolute())
+        code, message = wait_for(
+            spool_for(settings.spool_dir, inst.name), Path(path), config, inst.name
+        )
+        if code:
+            error = PitrError(message)
+            error.exit_code = code
+            raise error
+        run.output.emit({"file": Path(path).name, "archived": True}, text=message)
+        return
     engine, store = postgres_of(run, instance, "wal-push")
     pushed = engine.wal_push(store, Path(path))
     name = Path(path).name
     run.output.emit(
         {"file": name, "archived": pushed},
         text=f"{name} {'archived' if pushed else 'was already archived'}",
+    )
+
+
+@cli.command(name="wal-push-worker", hidden=True)
+@instance_option
+@click.option("--pg-wal", "pg_wal", required=True, metavar="DIR")
+@click.pass_obj
+def wal_push_worker(run: Run, instance: str | None, pg_wal: str) -> None:
+    """The resident worker behind 'wal-push --async' (started by it, not by people)."""
+    from pathlib import Path
+
+    from pitr.engines.postgresql.asyncpush import serve, spool_for
+
+    engine, store = postgres_of(run, instance, "wal-push")
+    settings = run.settings()
+    serve(
+        spool_for(settings.spool_dir, store.instance),
+        Path(pg_wal),
+        lambda path: engine.wal_push(store, path),
+        settings.repository.concurrency,
     )
 
 

@@ -222,3 +222,31 @@ def test_secret_never_in_logs_or_process_arguments(
     assert len(seen) > 3
     for text in [done.stdout, done.stderr, *seen]:
         assert SECRET not in text
+
+
+def test_async_wal_push_answers_without_loading_the_command_line(tmp_path: Path) -> None:
+    """archive_command 'pitr wal-push --async %p' once the worker has archived the segment:
+    answered from the status file, without click or any storage SDK."""
+    spool = tmp_path / "spool"
+    write_config(
+        tmp_path, f'url = "file://{tmp_path}/repo"', '[instances.main]\nengine = "postgresql"'
+    )
+    (tmp_path / "pitr.toml").write_text(
+        f'spool_dir = "{spool}"\n' + (tmp_path / "pitr.toml").read_text()
+    )
+    status = spool / "main" / "archive"
+    status.mkdir(parents=True)
+    (status / "000000010000000000000007.ok").touch()
+    code = (
+        "import sys\nfrom pitr.entry import _async_push\n"
+        f"rc = _async_push(['--config', {str(tmp_path / 'pitr.toml')!r}, 'wal-push', '--async', "
+        "'pg_wal/000000010000000000000007'])\n"
+        "heavy = [m for m in ('click', 'boto3', 'swiftclient', 'psycopg', 'zstandard') "
+        "if m in sys.modules]\n"
+        "print(rc, heavy)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    assert done.stdout.strip() == "0 []"
+    assert not (status / "000000010000000000000007.ok").exists()  # acknowledged once

@@ -317,6 +317,7 @@ def make_site(
     env: Mapping[str, str] | None = None,
     gucs: Mapping[str, object] | None = None,
     file_repo: Path | None = None,
+    wal_push: str = "wal-push",
 ) -> Site:
     """A new cluster whose archive_command is ``pitr wal-push`` into ``repository`` (the body
     of the ``[repository]`` table), started."""
@@ -334,7 +335,7 @@ def make_site(
         f'bindir = "{BINDIR}"\n'
     )
     config.chmod(0o644)
-    server.archive_command = f"{PITR} --config {config} wal-push %p"
+    server.archive_command = f"{PITR} --config {config} {wal_push} %p"
     server.init()
     server.start()
     site = Site(server, base, config, cli_env(extra, base), file_repo)
