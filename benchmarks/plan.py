@@ -154,7 +154,7 @@ def generate(shape: Shape, root: Path) -> None:
         assert seg.max_commit is not None
         real = replace(
             seg,
-            object=_data_object(storage, seg.object.key, seg.name),
+            object=_data_object(storage, layout.log_object(STREAM, seg.name, ""), seg.name),
             extra={"archived_at": format_time(seg.max_commit + timedelta(seconds=9))},
         )
         index = SegmentIndex(real, tuple(transactions(seg)))

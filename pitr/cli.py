@@ -23,6 +23,7 @@ from pitr.cli_support import (
     postgres_of,
     recovery_text,
     run_main,
+    short_lived,
     target_of,
     target_options,
 )
@@ -85,6 +86,7 @@ def check(run: Run, instance: str | None) -> None:
 @click.pass_obj
 def list_(run: Run, instance: str | None) -> None:
     """Backups, log coverage and the recoverable window."""
+    short_lived()
     from pitr.inventory import describe
     from pitr.views import backups_rows, logs_rows
 
@@ -106,6 +108,7 @@ def list_(run: Run, instance: str | None) -> None:
 @click.pass_obj
 def plan(run: Run, /, instance: str | None, **options: Any) -> None:
     """The restore plan for the target, proven against the repository; touches nothing."""
+    short_lived()
     from pitr.errors import NotRecoverable
     from pitr.planning import make_plan
     from pitr.views import plan_text
@@ -198,6 +201,7 @@ def expire(run: Run, instance: str | None, dry_run: bool, lock_wait: float) -> N
 @click.pass_obj
 def status(run: Run, instance: str | None) -> int:
     """Health for monitoring: exit 0 OK, 1 WARN, 2 CRIT."""
+    short_lived()
     from pitr.inventory import STATES, health, worst
     from pitr.planner import window
     from pitr.timeutil import utcnow

@@ -4,20 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pitr.catalog import Catalog
 from pitr.catalog.segments import SegmentRun
 from pitr.config import StatusSettings
 from pitr.planner import window
-from pitr.timeutil import format_time
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _from_us(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(microseconds=value)
+from pitr.timeutil import format_time, from_microseconds
 
 
 def stream_coverage(run: SegmentRun) -> dict[str, Any]:
@@ -31,8 +25,8 @@ def stream_coverage(run: SegmentRun) -> dict[str, Any]:
         "last": names[-1],
         "logs": len(names),
         "bytes": sum(run.column("object_size")),
-        "first_commit": format_time(_from_us(min(lows) if lows else None)),
-        "last_commit": format_time(_from_us(max(highs) if highs else None)),
+        "first_commit": format_time(from_microseconds(min(lows) if lows else None)),
+        "last_commit": format_time(from_microseconds(max(highs) if highs else None)),
     }
 
 

@@ -70,3 +70,19 @@ def utcnow() -> datetime:
 def compact_id_time(value: datetime) -> str:
     """``20260304T020000Z``: the time part of backup ids, sortable as text."""
     return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_microseconds(value: datetime | None) -> int | None:
+    """Microseconds since the Unix epoch (how the catalog summary keeps times)."""
+    from datetime import timedelta
+
+    return None if value is None else (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_microseconds(value: int | None) -> datetime | None:
+    from datetime import timedelta
+
+    return None if value is None else _EPOCH + timedelta(microseconds=value)

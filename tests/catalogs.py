@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from pitr.catalog import Catalog
+from pitr.catalog.layout import Layout
 from pitr.catalog.model import Backup, LogSegment, RestorePoint, TimelineHistory, Transaction
 from pitr.catalog.segments import SegmentRun
 from pitr.planner.wal import segment_name, stream_of
@@ -56,7 +57,7 @@ def wal(
         end=format_lsn(start + SEG),
         start_key=start,
         end_key=start + SEG,
-        object=obj(f"main/logs/{stream_of(tli)}/{name}.zst"),
+        object=obj(Layout("main").log_object(stream_of(tli), name, ".zst")),
         commits=10 if commits else 0,
         last_key=start + SEG - 1000 if commits else None,
         first_commit=first if commits else None,

@@ -3,8 +3,9 @@
 ```
 <instance>/backups/<backup id>/manifest.json   written last: its presence = complete backup
 <instance>/backups/<backup id>/<objects>        data objects
-<instance>/logs/<stream>/<log name><suffix>     a log file (WAL segment, binlog)
-<instance>/logs/<stream>/<log name>.json        its index document
+<instance>/logs/<stream>/<group>/<log name><suffix>  a log file (WAL segment, binlog)
+<instance>/logs/<stream>/<group>/<log name>.json     its index document
+    (<group>/ is the first 16 characters of a WAL file name; binlogs have none)
 <instance>/history/<TLI>.history[.json]         PostgreSQL timeline history files
 <instance>/catalog/backups.json                 summary of every manifest (a cache)
 <instance>/catalog/logs/<stream>/<first>~<last>.json  summary pages of index documents (a cache)
@@ -20,6 +21,17 @@ from pitr.errors import UsageError
 
 INDEX_SUFFIX = ".json"
 PAGE_SEPARATOR = "~"
+_HEX = frozenset("0123456789ABCDEF")
+
+
+def log_group(name: str) -> str:
+    """The directory, within its stream, of the log named ``name``. WAL files are grouped by
+    their first 16 characters (timeline and the upper half of the LSN: 4 GB of WAL), so that
+    no directory grows to the hundreds of thousands of entries a listing must read whole,
+    whatever it asks for. Binlogs, far fewer and larger, are not grouped."""
+    if len(name) >= 24 and _HEX.issuperset(name[:24]):
+        return f"{name[:16]}/"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -62,10 +74,10 @@ class Layout:
         return f"{self.logs}{stream}/"
 
     def log_object(self, stream: str, name: str, suffix: str) -> str:
-        return f"{self.stream_dir(stream)}{name}{suffix}"
+        return f"{self.stream_dir(stream)}{log_group(name)}{name}{suffix}"
 
     def log_index(self, stream: str, name: str) -> str:
-        return f"{self.stream_dir(stream)}{name}{INDEX_SUFFIX}"
+        return self.log_object(stream, name, INDEX_SUFFIX)
 
     # timeline histories
     @property

@@ -29,7 +29,7 @@ from pitr.catalog.model import (
     Transaction,
     check_format,
 )
-from pitr.catalog.segments import SegmentRun, to_row
+from pitr.catalog.segments import SegmentRun, columns_of, concat, to_row
 from pitr.catalog.summary import page_refs, read_page, tail_documents
 from pitr.errors import FormatError, ObjectExists, ObjectNotFound, RepositoryError
 from pitr.storage.base import ObjectInfo, PutResult, Readable, Storage
@@ -139,16 +139,17 @@ class CatalogStore:
                 pool.submit(tail_documents, self.storage, self.layout, s, refs.get(s, []))
                 for s in sorted(streams)
             ]
-            rows_by_page = {
+            columns_by_page = {
                 ref.key: page.result() for ref, page in zip(all_refs, pages, strict=True)
             }
             tails = {s: t.result() for s, t in zip(sorted(streams), tail_reads, strict=True)}
         result = {}
         for stream in sorted(streams):
-            rows = [row for ref in refs.get(stream, []) for row in rows_by_page[ref.key]]
-            rows += [to_row(doc.segment) for doc in tails[stream]]
-            if rows:
-                result[stream] = SegmentRun(stream, rows)
+            parts = [columns_by_page[ref.key] for ref in refs.get(stream, [])]
+            if tails[stream]:
+                parts.append(columns_of(to_row(doc.segment) for doc in tails[stream]))
+            if parts:
+                result[stream] = SegmentRun(stream, concat(parts), self.layout.stream_dir(stream))
         return result
 
     def load_histories(self) -> tuple[TimelineHistory, ...]:

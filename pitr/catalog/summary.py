@@ -18,7 +18,15 @@ from typing import Any
 from pitr.catalog.documents import parallel, read_document, write_document
 from pitr.catalog.layout import INDEX_SUFFIX, PAGE_SEPARATOR, Layout
 from pitr.catalog.model import FORMAT, LogSegment, SegmentIndex, check_format
-from pitr.catalog.segments import COLUMNS, to_row
+from pitr.catalog.segments import (
+    COLUMNS,
+    PAGE_COLUMNS,
+    Columns,
+    from_columns,
+    rows_of,
+    to_columns,
+    to_row,
+)
 from pitr.errors import FormatError, ObjectNotFound
 from pitr.storage.base import Storage
 
@@ -46,22 +54,26 @@ def page_refs(storage: Storage, layout: Layout) -> dict[str, list[PageRef]]:
     return refs
 
 
-def read_page(storage: Storage, ref: PageRef) -> list[list[Any]]:
+def read_page(storage: Storage, ref: PageRef) -> Columns:
     doc = check_format(read_document(storage, ref.key), ref.key, "log-summary")
-    if doc.get("columns") != list(COLUMNS):
-        raise FormatError(f"{ref.key}: unknown summary columns", hint="run 'pitr catalog rebuild'")
-    rows: list[list[Any]] = doc["rows"]
-    return rows
+    try:
+        if set(doc["columns"]) != set(PAGE_COLUMNS):
+            raise KeyError("columns")
+        return from_columns(doc)
+    except (KeyError, TypeError, IndexError, ValueError):
+        raise FormatError(
+            f"{ref.key}: not a summary page this pitr reads", hint="run 'pitr catalog rebuild'"
+        ) from None
 
 
-def write_page(storage: Storage, layout: Layout, stream: str, rows: Sequence[list[Any]]) -> str:
+def write_page(storage: Storage, layout: Layout, stream: str, rows: Sequence[Sequence[Any]]) -> str:
     key = layout.page(stream, rows[0][0], rows[-1][0])
     doc = {
         "format": FORMAT,
         "kind": "log-summary",
         "stream": stream,
-        "columns": list(COLUMNS),
-        "rows": list(rows),
+        "count": len(rows),
+        **to_columns(rows, layout.stream_dir(stream)),
     }
     write_document(storage, key, doc)
     return key
@@ -71,7 +83,7 @@ def tail_start(layout: Layout, stream: str, pages: Sequence[PageRef]) -> str | N
     """The listing start after the last segment the pages cover (``~`` sorts after ``.json``)."""
     if not pages:
         return None
-    return f"{layout.stream_dir(stream)}{max(p.last for p in pages)}{PAGE_SEPARATOR}"
+    return layout.log_object(stream, max(p.last for p in pages), PAGE_SEPARATOR)
 
 
 def tail_documents(
@@ -110,9 +122,9 @@ def compact(storage: Storage, layout: Layout, stream: str) -> int:
 
 
 def _merge(storage: Storage, layout: Layout, stream: str, pages: Sequence[PageRef]) -> None:
-    rows_by_name: dict[str, list[Any]] = {}
-    for rows in parallel(lambda ref: read_page(storage, ref), pages):
-        rows_by_name.update((row[0], row) for row in rows)
+    rows_by_name: dict[str, Sequence[Any]] = {}
+    for columns in parallel(lambda ref: read_page(storage, ref), pages):
+        rows_by_name.update((row[0], row) for row in rows_of(columns))
     write_pages(storage, layout, stream, list(rows_by_name.values()), replace=pages)
 
 
@@ -120,7 +132,7 @@ def write_pages(
     storage: Storage,
     layout: Layout,
     stream: str,
-    rows: list[list[Any]],
+    rows: Sequence[Sequence[Any]],
     *,
     replace: Sequence[PageRef] = (),
 ) -> None:

@@ -126,14 +126,14 @@ class Walker:
             if run is None or i is None:
                 return position
             systems = run.column("system")
-            keys = run.column("object_key")
+            keys = run.column("object_key") if missing else None
             starts, ends, count = run.start_keys, run.end_keys, len(run)
             tli = int(run.stream, 16)
             checked: int | None = None  # where ``timeline_at`` last answered ``tli``
             horizon: int | None = None
             # Fast path: consecutive segments of one stream, while the timeline stays.
             while i < count and starts[i] == position:
-                if systems[i] != system or keys[i] in missing:
+                if systems[i] != system or (keys is not None and keys[i] in missing):
                     return position
                 position = ends[i]
                 if (

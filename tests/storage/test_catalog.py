@@ -79,6 +79,33 @@ def test_summary_pages_and_tail(store: CatalogStore) -> None:
     assert len(store.load().streams["00000001"]) == 12
 
 
+def test_wal_grouped_by_4_gb_across_pages_and_tail(store: CatalogStore) -> None:
+    """WAL objects live in one directory per 4 GB (256 segments of 16 MB): listings of a long
+    stream read a small directory, and pages, tail and plan work across the boundary."""
+    segments = range(250, 262)
+    publish_backup(store, backup("F1", 250))
+    for n in range(250, 258):
+        publish_segment(store, wal(n))
+    compact(store.storage, store.layout, "00000001")
+    for n in range(258, 262):
+        publish_segment(store, wal(n))
+    assert wal(255).object.key.startswith("main/logs/00000001/0000000100000000/")
+    assert wal(256).object.key.startswith("main/logs/00000001/0000000100000001/")
+    assert store.storage.list_prefixes("main/logs/00000001/") == (
+        "main/logs/00000001/0000000100000000/",
+        "main/logs/00000001/0000000100000001/",
+    )
+    run = store.load().streams["00000001"]
+    assert [s.name for s in run] == [wal(n).name for n in segments]
+    assert [s.object.key for s in run] == [wal(n).object.key for n in segments]
+    plan = make_plan(store, parse_target("postgresql", latest=True)).plan
+    assert plan.recoverable, plan.problems
+    store.storage.delete(wal(257).object.key)  # in a page, beyond the boundary
+    plan = make_plan(store, parse_target("postgresql", latest=True)).plan
+    assert not plan.recoverable
+    assert any(wal(257).name in p for p in plan.problems)
+
+
 def test_interrupted_backup_is_invisible(store: CatalogStore) -> None:
     populate(store)
     publish_backup(store, backup("F3", 10), manifest=False)  # killed before its manifest
@@ -111,7 +138,7 @@ def test_newer_format_is_refused(store: CatalogStore) -> None:
 def test_plan_names_a_data_object_gone_while_its_index_remains(store: CatalogStore) -> None:
     populate(store)
     gone = wal(9)
-    store.storage.delete(f"main/logs/00000001/{gone.name}.zst")
+    store.storage.delete(gone.object.key)
     plan = make_plan(store, parse_target("postgresql", latest=True)).plan
     assert not plan.recoverable
     assert any(gone.name in p and "data object" in p for p in plan.problems)
@@ -164,7 +191,7 @@ def test_list_plan_verify_status_commands(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["failed"] == []
 
-    key = f"main/logs/00000001/{wal(6).name}.zst"
+    key = wal(6).object.key
     store.storage.put_bytes(key, b"garbage")
     done = cli(repo_settings, tmp_path, "verify", "--json")
     assert done.returncode == 8

@@ -4,6 +4,7 @@ worker, failures reported once and retried when PostgreSQL asks again, nothing p
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +20,18 @@ class Worker:
     def __init__(self, spool: Path, pg_wal: Path) -> None:
         self.pushed: list[str] = []
         self.fail: set[str] = set()
+        self.spool = spool
         self.thread = threading.Thread(
             target=asyncpush.serve, args=(spool, pg_wal, self.push, 2), daemon=True
         )
+
+    def start(self) -> None:
+        """Start, and wait until it holds the worker lock (else wait_for starts a real one)."""
+        self.thread.start()
+        deadline = time.monotonic() + 5
+        while not asyncpush._worker_running(self.spool):
+            assert time.monotonic() < deadline, "the worker did not take its lock"
+            time.sleep(0.01)
 
     def push(self, path: Path) -> None:
         if path.name in self.fail:
@@ -57,7 +67,7 @@ def done(pg_wal: Path, name: str) -> None:
 def test_archived_ahead_acknowledged_once(site: tuple[Path, Path, Worker]) -> None:
     spool, pg_wal, worker = site
     a, b = ready(pg_wal, "000000010000000000000001"), ready(pg_wal, "000000010000000000000002")
-    worker.thread.start()
+    worker.start()
     assert asyncpush.wait_for(spool, a, None, "main") == (0, f"{a.name} archived")
     done(pg_wal, a.name)
     assert asyncpush.wait_for(spool, b, None, "main")[0] == 0  # pushed ahead already
@@ -71,7 +81,7 @@ def test_a_failure_is_reported_then_retried(site: tuple[Path, Path, Worker]) -> 
     spool, pg_wal, worker = site
     c = ready(pg_wal, "000000010000000000000003")
     worker.fail.add(c.name)
-    worker.thread.start()
+    worker.start()
     code, message = asyncpush.wait_for(spool, c, None, "main")
     assert code == 5 and "unreachable" in message
     assert asyncpush.wait_for(spool, c, None, "main")[0] == 0  # PostgreSQL tries again
@@ -80,10 +90,13 @@ def test_a_failure_is_reported_then_retried(site: tuple[Path, Path, Worker]) -> 
     assert worker.pushed == [c.name]
 
 
-def test_a_second_worker_leaves_at_once(site: tuple[Path, Path, Worker]) -> None:
+def test_a_second_worker_leaves(
+    site: tuple[Path, Path, Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
     spool, pg_wal, worker = site
+    monkeypatch.setattr(asyncpush, "IDLE_EXIT", 3.0)  # the first outlives the second's wait
     ready(pg_wal, "000000010000000000000004")
-    worker.thread.start()
+    worker.start()
     asyncpush.wait_for(spool, pg_wal / "000000010000000000000004", None, "main")
     other: list[str] = []
     asyncpush.serve(spool, pg_wal, lambda p: other.append(p.name), 1)  # returns: lock is held

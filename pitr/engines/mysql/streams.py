@@ -32,7 +32,7 @@ from pitr.engines.mysql.binlog import BinlogIndex, index_binlog
 from pitr.errors import FormatError
 from pitr.gtid import MariaGtidPosition, MysqlGtidSet
 from pitr.planner.binlog import FILE_SHIFT
-from pitr.timeutil import format_time, from_document
+from pitr.timeutil import format_time, from_document, from_microseconds
 from pitr.transfer import StoredObject
 
 HEAD_BYTES = 64 * 1024
@@ -137,11 +137,11 @@ def known_of(streams: Mapping[str, SegmentRun]) -> list[Known]:
     for stream, run in streams.items():
         columns = zip(
             *(run.column(c) for c in ("name", "system", "gtids_before", "gtids_after",
-                                      "object_raw_size", "extra")),
+                                      "object_raw_size", "created")),
             strict=True,
         )  # fmt: skip
-        for name, system, before, after, raw, extra in columns:
-            created = from_document((extra or {}).get("created"))
+        for name, system, before, after, raw, created_us in columns:
+            created = from_microseconds(created_us)
             found.append(Known(stream, name, system, before, after, int(raw), created))
     return found
 

@@ -42,12 +42,26 @@ def _worker_running(spool: Path) -> bool:
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: probes never block each other
     except BlockingIOError:
         return True
     finally:
         os.close(fd)  # closing releases a lock we may have taken
     return False
+
+
+def _take_lock(fd: int) -> bool:
+    """The worker's exclusive lock. Probes hold it for an instant, so try for a second
+    before concluding that another worker has it."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(POLL)
 
 
 def _start_worker(spool: Path, config: str | None, instance: str, pg_wal: Path) -> None:
@@ -103,9 +117,8 @@ def serve(spool: Path, pg_wal: Path, push_one: Callable[[Path], object], workers
 
     spool.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(spool / "worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _take_lock(fd):
+        os.close(fd)
         return  # another worker took over between the check and the start
     running: dict[str, Future[bool]] = {}
     # Archived: PostgreSQL renames <segment>.ready to .done only after its archive_command

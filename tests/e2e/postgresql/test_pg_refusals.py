@@ -33,6 +33,8 @@ from pg_e2e import (
 )
 from servers.common import free_port
 
+from pitr.catalog.layout import Layout
+
 
 @dataclass(frozen=True)
 class Story:
@@ -111,7 +113,7 @@ def refused_recover(site: Site, code: int, *args: str) -> Done:
 
 def segment_key(story: Story, name: str, suffix: str) -> Path:
     assert story.site.repo_dir is not None
-    return story.site.repo_dir / INSTANCE / "logs" / name[:8] / f"{name}{suffix}"
+    return story.site.repo_dir / Layout(INSTANCE).log_object(name[:8], name, suffix)
 
 
 @pytest.mark.parametrize("what", ["data object", "index document"])
