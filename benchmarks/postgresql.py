@@ -1,6 +1,7 @@
 """pitr vs pgBackRest on one throwaway PostgreSQL 15 cluster, same data, in one run.
 
     /work/main/.venv/bin/python benchmarks/postgresql.py [--scale 100] [--workdir DIR]
+    /work/main/.venv/bin/python benchmarks/postgresql.py --archive-only --scale 20 --segments 40
 
 Run as root (PostgreSQL, pitr and pgBackRest all run as the ``postgres`` OS user, started
 with ``subprocess``'s ``user=`` rather than ``runuser`` so that no wrapper is timed) or as
@@ -15,7 +16,9 @@ both tools compress with zstd level 3 and use 2 processes. Measured:
 2. archive_command cost per WAL segment: the same ``--segments`` segments (copied aside from
    ``pg_wal`` after the load) pushed one call at a time into a fresh repository per tool,
    order alternating; plus the start-up of each program (``pitr --version``,
-   ``pgbackrest version``);
+   ``pgbackrest version``); and asynchronous archiving (``wal-push --async``, pgBackRest's
+   ``archive-async=y``): the same segments marked ready at once, archive_command called for
+   each in turn as PostgreSQL's archiver does, total wall time;
 3. differential backups after ``--warmup`` s of ``pgbench -c 2``, then ``--load`` s (60) of
    ``pgbench -c 2``; the target time is taken just after it (a marker commit follows, so
    replay has a commit past the target to stop at) and each tool restores into a fresh
@@ -326,7 +329,16 @@ class Bench:
             shutil.rmtree(self.work)
         self.mkdir(self.work)
         (self.work / MARKER).touch()
-        for name in ("pg", "sock", "state", "restore", "segments", "pgbackrest", "pycache"):
+        for name in (
+            "pg",
+            "sock",
+            "state",
+            "restore",
+            "segments",
+            "pgbackrest",
+            "pycache",
+            "pitr-spool",
+        ):
             self.mkdir(self.work / name)
         for name in ("pitr-repo", "pitr-seg-repo"):
             self.mkdir(self.work / name)
@@ -342,9 +354,11 @@ class Bench:
         for conf, repo in (
             (self.pitr_conf, "pitr-repo"),
             (self.work / "pitr-seg.toml", "pitr-seg-repo"),
+            (self.work / "pitr-async.toml", "pitr-async-repo"),
         ):
             self.write(
                 conf,
+                f'spool_dir = "{self.work / "pitr-spool"}"\n\n'
                 f'[repository]\nurl = "file://{self.work / repo}"\ncompression = "zstd"\n'
                 "compression_level = 3\nconcurrency = 2\n\n"
                 f'[instances.{INSTANCE}]\nengine = "postgresql"\ndatadir = "{self.data}"\n'
@@ -352,9 +366,10 @@ class Bench:
                 f'bindir = "{PG_BIN}"\n',
             )
         base = self.work / "pgbackrest"
-        for conf, repo in (
-            (self.pgbr_conf, "pgbackrest-repo"),
-            (self.work / "pgbackrest-seg.conf", "pgbackrest-seg-repo"),
+        for conf, repo, mode in (
+            (self.pgbr_conf, "pgbackrest-repo", "n"),
+            (self.work / "pgbackrest-seg.conf", "pgbackrest-seg-repo", "n"),
+            (self.work / "pgbackrest-async.conf", "pgbackrest-async-repo", "y"),
         ):
             self.mkdir(self.work / repo, 0o750)
             self.write(
@@ -363,8 +378,8 @@ class Bench:
                 f"repo1-path={self.work / repo}\n"
                 "repo1-retention-full=99\n"
                 "compress-type=zst\ncompress-level=3\nprocess-max=2\n"
-                "start-fast=y\narchive-async=n\n"
-                f"log-path={base}\nlock-path={base}\nspool-path={base}\n"
+                f"start-fast=y\narchive-async={mode}\n"
+                f"log-path={base}\nlock-path={base}\nspool-path={base}-{repo}\n"
                 "log-level-console=warn\nlog-level-stderr=warn\nlog-level-file=off\n\n"
                 f"[{STANZA}]\npg1-path={self.data}\npg1-port={self.port}\n"
                 f"pg1-socket-path={self.sock}\n",
@@ -565,6 +580,61 @@ class Bench:
                 break
         return sorted(copies)
 
+    def archive_burst(self, segments: list[Path]) -> None:
+        """Asynchronous archiving (``pitr wal-push --async``, pgBackRest ``archive-async=y``):
+        ``segments`` marked ready at once in a copy of pg_wal, then archive_command run for
+        each in turn and the segment marked done, as PostgreSQL's archiver does. Wall time from
+        the first call until the last returned, each tool into its own empty repository."""
+        conf = self.work / "pgbackrest-async.conf"
+        self.run(self.pgbr("stanza-create", conf=conf))
+        # pgBackRest's asynchronous mode wants pg_wal inside pg1-path: push from the copy.
+        push_conf = self.work / "pgbackrest-async-push.conf"
+        self.write(
+            push_conf,
+            conf.read_text().replace(
+                f"pg1-path={self.data}", f"pg1-path={self.work / 'burst-pgbr'}"
+            ),
+        )
+        control = self.mkdir(self.work / "burst-pgbr" / "global", 0o700) / "pg_control"
+        shutil.copyfile(self.data / "global" / "pg_control", control)  # it checks the version
+        if self.as_root:
+            os.chown(control, self.uid, self.gid)
+        self.quiet(f"asynchronous archiving, a burst of {len(segments)} segments")
+        totals: dict[str, float] = {}
+        calls: dict[str, list[float]] = {}
+        for tool in ("pitr", "pgbr"):
+            pg_wal = self.mkdir(self.work / f"burst-{tool}" / "pg_wal", 0o700)
+            status = self.mkdir(pg_wal / "archive_status", 0o700)
+            for seg in segments:
+                shutil.copyfile(seg, pg_wal / seg.name)
+                self.write(status / f"{seg.name}.ready", "")
+                if self.as_root:
+                    os.chown(pg_wal / seg.name, self.uid, self.gid)
+            if tool == "pitr":
+                conf = self.work / "pitr-async.toml"
+                argv = self.pitr("wal-push", "--async", "--quiet", conf=conf)
+            else:
+                argv = self.pgbr("archive-push", conf=push_conf)
+            started = time.perf_counter()
+            calls[tool] = []
+            for seg in segments:
+                call = time.perf_counter()
+                self.run([*argv, str(pg_wal / seg.name)])
+                calls[tool].append((time.perf_counter() - call) * 1000)
+                (status / f"{seg.name}.ready").rename(status / f"{seg.name}.done")
+            totals[tool] = time.perf_counter() - started
+        say(f"  pitr wal-push --async ms: {[round(c) for c in calls['pitr']]}")
+        say(f"  pgbackrest archive-push (async) ms: {[round(c) for c in calls['pgbr']]}")
+        n = len(segments)
+        self.results.add(
+            f"asynchronous archiving, {n} ready segments, total", totals["pitr"],
+            totals["pgbr"], "s", 2,
+        )  # fmt: skip
+        self.results.add(
+            f"asynchronous archiving, {n} ready segments, median call",
+            median(calls["pitr"]), median(calls["pgbr"]), "ms", 0,
+        )  # fmt: skip
+
     def archive_cost(self, segments: list[Path]) -> None:
         self.run(self.pgbr("stanza-create", conf=self.work / "pgbackrest-seg.conf"))
         pitr_conf = self.work / "pitr-seg.toml"
@@ -751,6 +821,12 @@ class Bench:
         size = int(self.sql("SELECT pg_database_size('postgres')")[0][0])
         say(f"  {time.perf_counter() - started:.0f} s, database {size / MB:.0f} MB")
         self.results.notes.append(f"pgbench -i -s {args.scale}: database {size / MB:.0f} MB")
+        if args.archive_only:
+            segments = self.copy_segments(args.segments)
+            self.archive_cost(segments)
+            self.archive_burst(segments)
+            self.report()
+            return
 
         self.backups("full", args.full_runs)
 
@@ -780,6 +856,7 @@ class Bench:
 
         self.restores(target, expected, args.restore_runs)
         self.archive_cost(segments)
+        self.archive_burst(segments)
 
         pitr_wal = disk_bytes(self.work / "pitr-repo" / INSTANCE / "logs")
         pgbr_wal = disk_bytes(self.work / "pgbackrest-repo" / "archive")
@@ -829,6 +906,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--diff-runs", type=int, default=2, help="differentials per tool")
     parser.add_argument("--restore-runs", type=int, default=2, help="restores per tool")
     parser.add_argument("--segments", type=int, default=20, help="segments for archive cost")
+    parser.add_argument(
+        "--archive-only", action="store_true", help="only the archive_command measurements"
+    )
     parser.add_argument("--warmup", type=int, default=20, help="pgbench s before the diff")
     parser.add_argument("--load", type=int, default=60, help="pgbench s of WAL to replay")
     parser.add_argument(
