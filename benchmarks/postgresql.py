@@ -337,7 +337,6 @@ class Bench:
             "segments",
             "pgbackrest",
             "pycache",
-            "pitr-spool",
         ):
             self.mkdir(self.work / name)
         for name in ("pitr-repo", "pitr-seg-repo"):
@@ -355,10 +354,11 @@ class Bench:
             (self.pitr_conf, "pitr-repo"),
             (self.work / "pitr-seg.toml", "pitr-seg-repo"),
             (self.work / "pitr-async.toml", "pitr-async-repo"),
+            (self.work / "pitr-async-sh.toml", "pitr-async-sh-repo"),
         ):
             self.write(
                 conf,
-                f'spool_dir = "{self.work / "pitr-spool"}"\n\n'
+                f'spool_dir = "{self.work / f"{repo}-spool"}"\n\n'
                 f'[repository]\nurl = "file://{self.work / repo}"\ncompression = "zstd"\n'
                 "compression_level = 3\nconcurrency = 2\n\n"
                 f'[instances.{INSTANCE}]\nengine = "postgresql"\ndatadir = "{self.data}"\n'
@@ -583,8 +583,10 @@ class Bench:
     def archive_burst(self, segments: list[Path]) -> None:
         """Asynchronous archiving (``pitr wal-push --async``, pgBackRest ``archive-async=y``):
         ``segments`` marked ready at once in a copy of pg_wal, then archive_command run for
-        each in turn and the segment marked done, as PostgreSQL's archiver does. Wall time from
-        the first call until the last returned, each tool into its own empty repository."""
+        each in turn through ``sh -c`` and the segment marked done, as PostgreSQL's archiver
+        does. Wall time from the first call until the last returned, each into its own empty
+        repository. pitr twice: as ``pitr wal-push --async %p``, and in the documented shell
+        form that answers from the worker's status file without starting Python."""
         conf = self.work / "pgbackrest-async.conf"
         self.run(self.pgbr("stanza-create", conf=conf))
         # pgBackRest's asynchronous mode wants pg_wal inside pg1-path: push from the copy.
@@ -599,10 +601,22 @@ class Bench:
         shutil.copyfile(self.data / "global" / "pg_control", control)  # it checks the version
         if self.as_root:
             os.chown(control, self.uid, self.gid)
+        pitr_async = shlex.join(
+            self.pitr("wal-push", "--async", conf=self.work / "pitr-async.toml")
+        )
+        ok = self.work / "pitr-async-sh-repo-spool" / INSTANCE / "archive"
+        pitr_sh = shlex.join(
+            self.pitr("wal-push", "--async", conf=self.work / "pitr-async-sh.toml")
+        )
+        commands = {
+            "pitr": f"{pitr_async} %p",
+            "pitr-sh": f"rm {ok}/%f.ok 2>/dev/null || {pitr_sh} %p",
+            "pgbr": f"{shlex.join(self.pgbr('archive-push', conf=push_conf))} %p",
+        }
         self.quiet(f"asynchronous archiving, a burst of {len(segments)} segments")
         totals: dict[str, float] = {}
         calls: dict[str, list[float]] = {}
-        for tool in ("pitr", "pgbr"):
+        for tool, command in commands.items():
             pg_wal = self.mkdir(self.work / f"burst-{tool}" / "pg_wal", 0o700)
             status = self.mkdir(pg_wal / "archive_status", 0o700)
             for seg in segments:
@@ -610,30 +624,26 @@ class Bench:
                 self.write(status / f"{seg.name}.ready", "")
                 if self.as_root:
                     os.chown(pg_wal / seg.name, self.uid, self.gid)
-            if tool == "pitr":
-                conf = self.work / "pitr-async.toml"
-                argv = self.pitr("wal-push", "--async", "--quiet", conf=conf)
-            else:
-                argv = self.pgbr("archive-push", conf=push_conf)
             started = time.perf_counter()
             calls[tool] = []
             for seg in segments:
                 call = time.perf_counter()
-                self.run([*argv, str(pg_wal / seg.name)])
+                line = command.replace("%p", str(pg_wal / seg.name)).replace("%f", seg.name)
+                self.run(["/bin/sh", "-c", line])
                 calls[tool].append((time.perf_counter() - call) * 1000)
                 (status / f"{seg.name}.ready").rename(status / f"{seg.name}.done")
             totals[tool] = time.perf_counter() - started
-        say(f"  pitr wal-push --async ms: {[round(c) for c in calls['pitr']]}")
-        say(f"  pgbackrest archive-push (async) ms: {[round(c) for c in calls['pgbr']]}")
+            say(f"  {command.split()[-2]} ({tool}) ms: {[round(c) for c in calls[tool]]}")
         n = len(segments)
-        self.results.add(
-            f"asynchronous archiving, {n} ready segments, total", totals["pitr"],
-            totals["pgbr"], "s", 2,
-        )  # fmt: skip
-        self.results.add(
-            f"asynchronous archiving, {n} ready segments, median call",
-            median(calls["pitr"]), median(calls["pgbr"]), "ms", 0,
-        )  # fmt: skip
+        for tool, form in (("pitr", "wal-push --async"), ("pitr-sh", "shell form")):
+            self.results.add(
+                f"asynchronous archiving ({form}), {n} ready segments, total",
+                totals[tool], totals["pgbr"], "s", 2,
+            )  # fmt: skip
+            self.results.add(
+                f"asynchronous archiving ({form}), {n} ready segments, median call",
+                median(calls[tool]), median(calls["pgbr"]), "ms", 0,
+            )  # fmt: skip
 
     def archive_cost(self, segments: list[Path]) -> None:
         self.run(self.pgbr("stanza-create", conf=self.work / "pgbackrest-seg.conf"))

@@ -337,11 +337,12 @@ def wal_push_worker(run: Run, instance: str | None, pg_wal: str) -> None:
 
     engine, store = postgres_of(run, instance, "wal-push")
     settings = run.settings()
+    workers = settings.repository.concurrency
     serve(
         spool_for(settings.spool_dir, store.instance),
         Path(pg_wal),
-        lambda path: engine.wal_push(store, path),
-        settings.repository.concurrency,
+        lambda path: engine.wal_push(store, path, workers),
+        workers,
     )
 
 

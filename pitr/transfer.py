@@ -108,7 +108,10 @@ class _CountingReader:
 
 
 def _workers(threads: int) -> int:
-    return threads or os.cpu_count() or 1
+    """zstandard's ``threads`` for ours: 0 is one per CPU; one thread is zstd's own
+    single-threaded mode (0 there), which costs less than one worker thread."""
+    n = threads or os.cpu_count() or 1
+    return 0 if n == 1 else n
 
 
 def upload(

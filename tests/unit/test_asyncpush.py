@@ -102,3 +102,40 @@ def test_a_second_worker_leaves(
     asyncpush.serve(spool, pg_wal, lambda p: other.append(p.name), 1)  # returns: lock is held
     assert other == []
     done(pg_wal, "000000010000000000000004")
+
+
+def test_a_status_file_for_another_file_is_not_an_answer(
+    site: tuple[Path, Path, Worker], tmp_path: Path
+) -> None:
+    """A ``.ok`` left by a worker serving another data directory (same instance and spool)
+    must not acknowledge this segment: only the worker's own push does."""
+    spool, pg_wal, worker = site
+    e = ready(pg_wal, "000000010000000000000005")
+    other = tmp_path / "other-pg_wal" / e.name
+    other.parent.mkdir()
+    other.write_bytes(b"wal")
+    (spool / f"{e.name}.ok").write_text(asyncpush._identity(other))
+    worker.start()
+    assert asyncpush.wait_for(spool, e, None, "main") == (0, f"{e.name} archived")
+    assert worker.pushed == [e.name]  # pushed, not answered from the stale file
+    done(pg_wal, e.name)
+
+
+def test_an_answer_lost_with_its_caller_is_pushed_again(
+    site: tuple[Path, Path, Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """archive_command took the ``.ok`` and died before answering: PostgreSQL asks again, and
+    the worker, seeing the segment still ready, pushes it again instead of staying silent."""
+    spool, pg_wal, worker = site
+    monkeypatch.setattr(asyncpush, "REQUEUE_AFTER", 0.2)
+    f = ready(pg_wal, "000000010000000000000006")
+    worker.start()
+    ok = spool / f"{f.name}.ok"
+    deadline = time.monotonic() + 10
+    while not ok.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    ok.unlink()  # taken by an archive_command that then died
+    assert asyncpush.wait_for(spool, f, None, "main") == (0, f"{f.name} archived")
+    assert worker.pushed == [f.name, f.name]
+    done(pg_wal, f.name)

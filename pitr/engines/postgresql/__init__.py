@@ -33,15 +33,16 @@ class PostgresEngine(Engine):
         threads = base.threads or max(1, (os.cpu_count() or 1) // parallel)
         return Compression(base.algorithm, base.level, threads)
 
-    def push_context(self, store: CatalogStore) -> Any:
+    def push_context(self, store: CatalogStore, parallel: int = 1) -> Any:
+        """For ``parallel`` segments pushed at once, sharing the CPUs between them."""
         from pitr.engines.postgresql.archive import PushContext
 
-        return PushContext(store, self.compression(), self.server.bindir)
+        return PushContext(store, self.compression(parallel), self.server.bindir)
 
-    def wal_push(self, store: CatalogStore, path: Path) -> bool:
+    def wal_push(self, store: CatalogStore, path: Path, parallel: int = 1) -> bool:
         from pitr.engines.postgresql.archive import wal_push
 
-        return wal_push(self.push_context(store), path)
+        return wal_push(self.push_context(store, parallel), path)
 
     def wal_fetch(self, store: CatalogStore, name: str, dest: Path, spool: Path | None) -> bool:
         from pitr.engines.postgresql.archive import wal_fetch
@@ -69,7 +70,7 @@ class PostgresEngine(Engine):
         if follow:
             raise UsageError("--follow streams binlogs; PostgreSQL ships WAL via archive_command")
         pushed, already = archive_ready(
-            self.push_context(store),
+            self.push_context(store, self.settings.repository.concurrency),
             self.server.datadir,
             workers=self.settings.repository.concurrency,
             on_done=lambda _name: None,

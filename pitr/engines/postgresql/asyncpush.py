@@ -28,6 +28,7 @@ from pathlib import Path
 IDLE_EXIT = 30.0
 POLL = 0.01
 WAIT_LIMIT = 60.0  # then PostgreSQL is told to try again later
+REQUEUE_AFTER = 10.0
 OK = ".ok"
 ERROR = ".error"
 
@@ -80,20 +81,31 @@ def _start_worker(spool: Path, config: str | None, instance: str, pg_wal: Path) 
         )
 
 
+def _identity(path: Path) -> str:
+    """Which file a status file speaks for: a ``.ok`` left by a worker serving another data
+    directory (the same instance name and spool) must not acknowledge this one's segment."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_dev}:{st.st_ino}"
+
+
 def wait_for(spool: Path, path: Path, config: str | None, instance: str) -> tuple[int, str]:
     """The archive_command side: (exit code, message) once the worker has decided."""
     name = path.name
     spool.mkdir(mode=0o700, parents=True, exist_ok=True)
     ok, error = spool / f"{name}{OK}", spool / f"{name}{ERROR}"
+    identity = _identity(path)
     deadline = time.monotonic() + WAIT_LIMIT
     spawned = -10.0
     while time.monotonic() < deadline:
         if ok.exists():
-            ok.unlink(missing_ok=True)
-            return 0, f"{name} archived"
-        if error.exists():
-            code, _, message = error.read_text().partition("\n")
-            error.unlink(missing_ok=True)
+            if _take(ok) == identity:
+                return 0, f"{name} archived"
+            continue  # another file's: wait for this one's
+        if error.exists() and (text := _take(error)) is not None:
+            code, _, message = text.partition("\n")
             return int(code or 1), message.strip() or f"{name} could not be archived"
         # A new worker needs a moment to take its lock: don't start a second one meanwhile.
         if time.monotonic() - spawned > 3.0 and not _worker_running(spool):
@@ -101,6 +113,20 @@ def wait_for(spool: Path, path: Path, config: str | None, instance: str) -> tupl
             spawned = time.monotonic()
         time.sleep(POLL)
     return 5, f"{name}: the asynchronous archiver did not answer within {WAIT_LIMIT:g} s"
+
+
+def _take(path: Path) -> str | None:
+    """Remove a status file and return its text, atomically: the worker may be replacing it
+    at this very moment, and a newer answer must not be deleted unread. None when gone."""
+    taken = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        os.rename(path, taken)
+    except FileNotFoundError:
+        return None
+    try:
+        return taken.read_text()
+    finally:
+        taken.unlink(missing_ok=True)
 
 
 def _mark(spool: Path, name: str, suffix: str, text: str) -> None:
@@ -125,9 +151,11 @@ def serve(spool: Path, pg_wal: Path, push_one: Callable[[Path], object], workers
     # returned, so a segment stays "ready" for a moment after its .ok was consumed; it must
     # not be pushed again. A failure, once reported, is retried when PostgreSQL asks again.
     archived: set[str] = set()
+    unanswered: dict[str, float] = {}  # archived, .ok taken, still ready: since when
     failed: set[str] = set()
 
     def one(path: Path) -> bool:
+        identity = _identity(path)
         try:
             push_one(path)
         except PitrError as exc:
@@ -136,7 +164,7 @@ def serve(spool: Path, pg_wal: Path, push_one: Callable[[Path], object], workers
         except Exception as exc:  # a worker must answer, whatever happened
             _mark(spool, path.name, ERROR, f"1\nunexpected error: {type(exc).__name__}: {exc}")
             return False
-        _mark(spool, path.name, OK, "")
+        _mark(spool, path.name, OK, identity)
         return True
 
     idle_since = cleaned = time.monotonic()
@@ -147,6 +175,7 @@ def serve(spool: Path, pg_wal: Path, push_one: Callable[[Path], object], workers
             ready = _ready(pg_wal)
             still = {p.name for p in ready}
             archived &= still
+            _requeue_lost(spool, archived, unanswered)
             failed = {n for n in failed if (spool / f"{n}{ERROR}").exists()}
             busy = running.keys() | archived | failed
             todo = [p for p in ready if p.name not in busy]
@@ -163,6 +192,23 @@ def serve(spool: Path, pg_wal: Path, push_one: Callable[[Path], object], workers
             time.sleep(0.02)
     _forget_done(spool, {p.name for p in _ready(pg_wal)})
     os.close(fd)
+
+
+def _requeue_lost(spool: Path, archived: set[str], unanswered: dict[str, float]) -> None:
+    """Push again a segment whose ``.ok`` was taken while PostgreSQL still lists it as ready
+    after ``REQUEUE_AFTER`` seconds: its archive_command died before answering (PostgreSQL
+    renames ``.ready`` within milliseconds of a success). Pushing again is harmless."""
+    now = time.monotonic()
+    for name in list(unanswered):
+        if name not in archived:
+            del unanswered[name]
+    for name in archived - unanswered.keys():
+        if not (spool / f"{name}{OK}").exists():
+            unanswered[name] = now
+    for name, since in list(unanswered.items()):
+        if now - since > REQUEUE_AFTER:
+            archived.discard(name)
+            del unanswered[name]
 
 
 def _ready(pg_wal: Path) -> list[Path]:

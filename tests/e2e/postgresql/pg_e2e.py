@@ -318,13 +318,15 @@ def make_site(
     gucs: Mapping[str, object] | None = None,
     file_repo: Path | None = None,
     wal_push: str = "wal-push",
+    archive_prefix: str = "",
 ) -> Site:
     """A new cluster whose archive_command is ``pitr wal-push`` into ``repository`` (the body
-    of the ``[repository]`` table), started."""
+    of the ``[repository]`` table), after ``archive_prefix`` (shell), started."""
     config = base / "pitr.toml"
     extra = dict(env or {})
     server = PostgresServer(archive_command="/bin/true", gucs=gucs, env=extra)
     config.write_text(
+        f'spool_dir = "{base / "spool"}"\n\n'  # each site its own --async worker
         f"[repository]\n{repository}\n\n"
         f"[instances.{INSTANCE}]\n"
         f'engine = "postgresql"\n'
@@ -335,7 +337,7 @@ def make_site(
         f'bindir = "{BINDIR}"\n'
     )
     config.chmod(0o644)
-    server.archive_command = f"{PITR} --config {config} {wal_push} %p"
+    server.archive_command = f"{archive_prefix}{PITR} --config {config} {wal_push} %p"
     server.init()
     server.start()
     site = Site(server, base, config, cli_env(extra, base), file_repo)

@@ -1,19 +1,22 @@
 """``archive_command = 'pitr wal-push --async %p'``: a resident worker archives ahead of the
 archiver; nothing is acknowledged before it is in the repository, and a recovery from what it
-archived is complete."""
+archived is complete. The same with the documented shell form, which answers from the
+worker's status file without starting pitr when the worker is ahead."""
 
 from __future__ import annotations
 
-import pwd
 import shutil
-from pathlib import Path
 
+import pytest
 from pg_e2e import checksum_sql, destroy_site, file_site, mark, markers, public_dir, seed
 
 
-def test_async_archiving_then_latest_recovery() -> None:
+@pytest.mark.parametrize("form", ["pitr", "shell"])
+def test_async_archiving_then_latest_recovery(form: str) -> None:
     base = public_dir()
-    site = file_site(base, wal_push="wal-push --async")
+    spool = base / "spool" / "main" / "archive"  # spool_dir = base/spool (see make_site)
+    prefix = f"rm {spool}/%f.ok 2>/dev/null || " if form == "shell" else ""
+    site = file_site(base, wal_push="wal-push --async", archive_prefix=prefix)
     try:
         seed(site, ("kept",))
         site.backup("full")
@@ -23,8 +26,6 @@ def test_async_archiving_then_latest_recovery() -> None:
             names.append(site.archive_now())
         archived = {log["last"] for log in site.ok("list")["logs"]}
         assert names[-1] in archived
-        home = Path(pwd.getpwnam("postgres").pw_dir)  # archive_command runs as postgres
-        spool = home / ".local/state/pitr/spool/main/archive"
         assert (spool / "worker.log").exists()  # the worker did the archiving
         with site.restore("--latest") as (doc, cluster):
             assert doc["status"] == "ACTIVE"
