@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment
+from pitr.catalog.segments import rows_of
 from pitr.catalog.store import CatalogStore
 from pitr.catalog.summary import page_refs, read_page, write_pages
 from pitr.config import RetentionSettings
@@ -119,5 +120,7 @@ def apply_expiry(store: CatalogStore, expiry: Expiry) -> None:
     refs = page_refs(storage, layout)
     for stream, names in by_stream.items():
         pages = refs.get(stream, [])
-        rows = [row for ref in pages for row in read_page(storage, ref) if row[0] not in names]
+        rows = [
+            row for ref in pages for row in rows_of(read_page(storage, ref)) if row[0] not in names
+        ]
         write_pages(storage, layout, stream, rows, replace=pages)

@@ -207,6 +207,7 @@ def test_expire_and_rebuild_commands(
     store: CatalogStore, repo_settings: RepositorySettings, tmp_path: Path
 ) -> None:
     populate(store)
+    compact(store.storage, store.layout, "00000001")  # expiry rewrites the pages too
     publish_backup(store, backup("F3", 10), manifest=False)
     dry = json.loads(cli(repo_settings, tmp_path, "expire", "--dry-run", "--json").stdout)
     assert dry["expired_backups"] == ["F1", "D1"]
@@ -218,6 +219,8 @@ def test_expire_and_rebuild_commands(
     catalog = store.load()
     assert [b.id for b in catalog.backups] == ["F2"]
     assert [s.name for s in catalog.streams["00000001"]] == [wal(n).name for n in range(7, 12)]
+    (page,) = page_refs(store.storage, store.layout)["00000001"]
+    assert (page.first, page.last) == (wal(7).name, wal(11).name)
     assert store.list_backups().orphans == {}
     assert not list(store.storage.list("main/backups/F1/"))
 
