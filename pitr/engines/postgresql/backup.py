@@ -11,9 +11,7 @@ trusted for those); the others are restored from the full.
 from __future__ import annotations
 
 import logging
-import os
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from typing import Any
 from pitr import __version__
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
-from pitr.engines.postgresql.files import DataFile, Sent, partition, scan, write_tar
+from pitr.engines.postgresql.files import DataFile, Sent, TarStream, partition, scan
 from pitr.engines.postgresql.server import ArchiverState, PgServer
 from pitr.engines.postgresql.walfile import parse_wal_name
 from pitr.errors import PreconditionFailed
@@ -35,7 +33,6 @@ from pitr.timeutil import compact_id_time, utcnow
 from pitr.transfer import Compression, StoredObject, upload
 
 log = logging.getLogger("pitr.postgresql")
-PIPE_SIZE = 1 << 20
 ARCHIVE_WAIT = 120.0
 
 
@@ -49,33 +46,10 @@ class BackupOptions:
 def _upload_partition(
     storage: Storage, key: str, files: list[DataFile], compression: Compression
 ) -> tuple[StoredObject, list[Sent]]:
-    """One tar stream, written by a thread into a pipe the uploader reads from."""
-    read_fd, write_fd = os.pipe()
-    try:
-        import fcntl
-
-        fcntl.fcntl(write_fd, 1031, PIPE_SIZE)  # F_SETPIPE_SZ: fewer wake-ups
-    except OSError:
-        pass
-    result: dict[str, Any] = {}
-
-    def writer() -> None:
-        try:
-            with os.fdopen(write_fd, "wb", buffering=PIPE_SIZE) as out:
-                result["sent"] = write_tar(files, out)
-        except BrokenPipeError:
-            pass  # the uploader failed; its error is the one to report
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=writer, name="tar-writer", daemon=True)
-    thread.start()
-    with os.fdopen(read_fd, "rb", buffering=PIPE_SIZE) as reader:
-        stored = upload(storage, key, reader, compression)
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return stored, result["sent"]
+    """One tar stream, made as the compressor reads it."""
+    stream = TarStream(files)
+    stored = upload(storage, key, stream, compression)
+    return stored, stream.sent
 
 
 #: Every user table (plain, partitioned, materialized view) with the relations that go with

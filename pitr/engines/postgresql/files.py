@@ -130,37 +130,58 @@ class Sent:
     crc32: int
 
 
-def write_tar(files: Iterable[DataFile], out: BinaryIO) -> list[Sent]:
-    """Stream ``files`` as a tar archive into ``out``; what was sent, file by file."""
-    sent: list[Sent] = []
-    for f in files:
-        info = tarfile.TarInfo(f.name)
-        info.mtime = f.mtime_ns // 1_000_000_000
-        info.mode = stat.S_IMODE(f.mode)
-        if f.is_dir:
-            info.type = tarfile.DIRTYPE
-            out.write(info.tobuf(format=tarfile.PAX_FORMAT))
-            continue
-        try:
-            fh = f.source.open("rb")
-        except FileNotFoundError:
-            continue  # dropped during the backup; replay does not need it
-        with fh:
-            st = os.fstat(fh.fileno())
-            info.size = st.st_size
-            out.write(info.tobuf(format=tarfile.PAX_FORMAT))
-            crc = 0
-            left = st.st_size
-            while left:
-                chunk = fh.read(min(CHUNK, left)) or bytes(min(CHUNK, left))  # shrank: pad
-                crc = zlib.crc32(chunk, crc)
-                out.write(chunk)
-                left -= len(chunk)
-            if st.st_size % BLOCK:
-                out.write(bytes(BLOCK - st.st_size % BLOCK))
-            sent.append(Sent(f.name, st.st_size, st.st_mtime_ns, crc))
-    out.write(bytes(2 * BLOCK))
-    return sent
+class TarStream:
+    """``files`` as a tar archive, produced as it is read (``read(n)``, as the compressor pulls
+    it): no pipe, no writer thread, no copy. ``sent`` lists what went in, file by file, once
+    the stream has been read to its end."""
+
+    def __init__(self, files: Iterable[DataFile]) -> None:
+        self.sent: list[Sent] = []
+        self._chunks = self._produce(files)
+        self._chunk = b""
+        self._at = 0  # how much of ``_chunk`` was read
+
+    def read(self, n: int = -1, /) -> bytes:
+        """At most ``n`` bytes (``n`` < 0: the next piece, not the whole rest); b"" at the end."""
+        if self._at >= len(self._chunk):
+            self._chunk, self._at = next(self._chunks, b""), 0
+        chunk = self._chunk
+        end = len(chunk) if n < 0 else min(len(chunk), self._at + n)
+        if self._at == 0 and end == len(chunk):
+            self._at = end
+            return chunk  # the whole piece: no copy
+        out = chunk[self._at : end]
+        self._at = end
+        return out
+
+    def _produce(self, files: Iterable[DataFile]) -> Iterator[bytes]:
+        for f in files:
+            info = tarfile.TarInfo(f.name)
+            info.mtime = f.mtime_ns // 1_000_000_000
+            info.mode = stat.S_IMODE(f.mode)
+            if f.is_dir:
+                info.type = tarfile.DIRTYPE
+                yield info.tobuf(format=tarfile.PAX_FORMAT)
+                continue
+            try:
+                fh = f.source.open("rb")
+            except FileNotFoundError:
+                continue  # dropped during the backup; replay does not need it
+            with fh:
+                st = os.fstat(fh.fileno())
+                info.size = st.st_size
+                yield info.tobuf(format=tarfile.PAX_FORMAT)
+                crc = 0
+                left = st.st_size
+                while left:
+                    chunk = fh.read(min(CHUNK, left)) or bytes(min(CHUNK, left))  # shrank: pad
+                    crc = zlib.crc32(chunk, crc)
+                    yield chunk
+                    left -= len(chunk)
+                if st.st_size % BLOCK:
+                    yield bytes(BLOCK - st.st_size % BLOCK)
+                self.sent.append(Sent(f.name, st.st_size, st.st_mtime_ns, crc))
+        yield bytes(2 * BLOCK)
 
 
 def safe_member(name: str) -> str:
