@@ -205,7 +205,7 @@ def extract_tar(
     checking each file's size and CRC-32 when ``expected`` has them, and leaving out the
     files named in ``skip`` (a later backup has them). Returns the file names written."""
     names: list[str] = []
-    with tarfile.open(fileobj=source, mode="r|") as archive:
+    with tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK) as archive:  # not 10 KB reads
         for member in archive:
             name = safe_member(member.name)
             target = _target(name, dest, tablespaces)
