@@ -7,12 +7,9 @@ restored servers, and the "test that matters" (DESIGN.md): marker rows A and B, 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
+from clirun import CLI_TIMEOUT, INSTANCE, PITR, Done, wait_for
 from servers import MariaDBServer
 from servers.common import (
     free_port,
@@ -30,41 +28,11 @@ from servers.common import (
     untrack_group,
 )
 
-PITR = Path(sys.executable).parent / "pitr"
-INSTANCE = "main"
-CLI_TIMEOUT = 300.0
-
 
 def public_dir(prefix: str = "pitr-my-") -> Path:
     path = make_base_dir(prefix)
     path.chmod(0o755)
     return path
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
-@dataclass
-class Done:
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(self.stdout)
-        return doc
-
-    def __str__(self) -> str:
-        return (
-            f"pitr {' '.join(self.args)} -> exit {self.returncode}\n"
-            f"--- stdout ---\n{self.stdout[-3000:]}\n--- stderr ---\n{self.stderr[-3000:]}"
-        )
 
 
 class Sql:

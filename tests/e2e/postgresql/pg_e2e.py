@@ -10,19 +10,18 @@ and a repository both OS users can use, JSON on stdout, exit codes.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from clirun import CLI_TIMEOUT, INSTANCE, PITR, Done, wait_for
 from servers import PostgresServer
 from servers.common import (
     free_port,
@@ -35,22 +34,10 @@ from servers.common import (
     untrack_group,
 )
 
-PITR = Path(sys.executable).parent / "pitr"
 BINDIR = Path("/usr/lib/postgresql/15/bin")
-INSTANCE = "main"
-CLI_TIMEOUT = 300.0
 #: pitr runs here as root while the archive_command runs it as postgres, both writing into one
 #: file repository: what root creates there must stay writable for postgres.
 SHARED_UMASK = 0o000
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 50 ms until it is truthy; AssertionError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def public_dir(prefix: str = "pitr-e2e-") -> Path:
@@ -66,37 +53,6 @@ def cli_env(extra: Mapping[str, str] | None, home: Path) -> dict[str, str]:
         k: v for k, v in os.environ.items() if not k.startswith(("PITR_", "AWS_", "ST_", "OS_"))
     }
     return {**base, "HOME": str(home), **(extra or {})}
-
-
-@dataclass
-class Done:
-    """A finished ``pitr`` run."""
-
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def error(self) -> str:
-        """The one ``error:`` line, last on stderr but for an optional ``HINT:`` line (log
-        lines may come before it)."""
-        lines = self.stderr.strip().splitlines()
-        errors = [n for n, line in enumerate(lines) if line.startswith("error: ")]
-        assert len(errors) == 1, str(self)
-        assert errors[0] >= len(lines) - 2, str(self)
-        assert all(line.startswith("HINT: ") for line in lines[errors[0] + 1 :]), str(self)
-        return lines[errors[0]]
-
-    def json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(self.stdout)
-        return doc
-
-    def __str__(self) -> str:
-        return (
-            f"pitr {' '.join(self.args)} -> exit {self.returncode}\n"
-            f"--- stdout ---\n{self.stdout[-3000:]}\n--- stderr ---\n{self.stderr[-3000:]}"
-        )
 
 
 def checksum_sql(table: str) -> str:
