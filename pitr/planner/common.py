@@ -123,14 +123,3 @@ def assemble(
         stop=stop,
         notes=tuple(notes),
     )
-
-
-def last_at_or_before(
-    transactions: Sequence[Transaction], accept: Callable[[Transaction], bool]
-) -> Transaction | None:
-    """The last transaction (in log order) for which ``accept`` holds."""
-    found = None
-    for tx in transactions:
-        if accept(tx):
-            found = tx
-    return found

@@ -10,9 +10,11 @@ the stop record.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from weakref import WeakKeyDictionary
 
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, Transaction
@@ -40,6 +42,20 @@ def segment_name(timeline: int, start: int, segment_size: int) -> str:
     segno = start // segment_size
     per_id = 0x100000000 // segment_size
     return f"{timeline:08X}{segno // per_id:08X}{segno % per_id:08X}"
+
+
+#: per run, the indices of its segments holding a commit, ascending (runs never change)
+_COMMIT_INDEX: WeakKeyDictionary[SegmentRun, list[int]] = WeakKeyDictionary()
+
+
+def _with_commits(run: SegmentRun) -> list[int]:
+    """Indices of the segments of ``run`` that hold a commit (or restore point), ascending:
+    computed once per run from its ``max_commit`` column."""
+    found = _COMMIT_INDEX.get(run)
+    if found is None:
+        found = [i for i, moment in enumerate(run.column("max_commit")) if moment is not None]
+        _COMMIT_INDEX[run] = found
+    return found
 
 
 @dataclass(frozen=True)
@@ -178,16 +194,29 @@ class Walker:
         return found, problems
 
     def last_commit_before(self, end: int) -> tuple[datetime | None, int | None]:
-        """Time and key of the last commit (or restore point) in segments before ``end``."""
-        position = self.align(end - 1)
-        for _ in range(256):  # WAL without any commit for 256 segments: treat as none
-            if position < 0:
-                break
-            _tli, run, i = self.locate(position)
-            seg = run[i] if run is not None and i is not None else None
-            if seg is not None and seg.max_commit is not None:
-                return seg.max_commit, seg.last_key
-            position -= self.size
+        """Time and key of the last commit (or restore point) in segments before ``end``.
+
+        However long the WAL without any commit (a bulk load, an index build), by bisection
+        over each leg's segments that hold one: leg ``n`` is read from
+        ``align(leg.begin)`` (0 for the first) up to where the next leg's reading starts."""
+        position = self.align(end - 1)  # the last segment start to consider
+        for n in range(len(self.path) - 1, -1, -1):
+            leg = self.path[n]
+            low = self.align(leg.begin) if n else 0
+            if position < low:
+                continue
+            run = self.catalog.streams.get(stream_of(leg.timeline))
+            if run is not None:
+                with_commits = _with_commits(run)
+                starts = run.start_keys
+                j = bisect.bisect_left(with_commits, bisect.bisect_right(starts, position)) - 1
+                while j >= 0 and starts[with_commits[j]] >= low:
+                    i = with_commits[j]
+                    if starts[i] % self.size == 0:  # a segment PostgreSQL would read
+                        seg = run[i]
+                        return seg.max_commit, seg.last_key
+                    j -= 1
+            position = low - self.size
         return None, None
 
     def path_end(self) -> int:

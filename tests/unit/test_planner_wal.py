@@ -287,3 +287,18 @@ def test_empty_catalogs(n: int) -> None:
 def test_transaction_rows_round_trip() -> None:
     tx = transactions(wal(3))[0]
     assert Transaction.from_list(tx.to_list()) == tx
+
+
+def test_a_long_stretch_without_commits_keeps_the_window() -> None:
+    """Commits in segments 0-10, then 289 segments without any (a long COPY, an index
+    build): the last archived commit is still found, however far back."""
+    catalog = pg_catalog([backup("F1", 2)], [wal(n, commits=n <= 10) for n in range(300)])
+    plan = build_plan(catalog, target(at=minute(5).isoformat()))
+    assert plan.recoverable, plan.problems
+    assert names(plan)[-1] == seg_name(5)
+    assert plan.window.latest == minute(10) + timedelta(seconds=50)
+    lsn = build_plan(catalog, target(lsn=f"0/{7 * SEG + 0x100:X}"))
+    assert lsn.recoverable, lsn.problems
+    after = build_plan(catalog, target(lsn=f"0/{20 * SEG:X}"))
+    assert not after.recoverable
+    assert f"after the last archived commit (0/{11 * SEG - 1000:X})" in after.problems[0]
