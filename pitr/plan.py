@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pitr.catalog.model import Backup, LogSegment, Transaction
+from pitr.catalog.model import Backup, LogSegment, TimelineHistory, Transaction
 from pitr.targets import Target
 from pitr.timeutil import format_time
 from pitr.transfer import StoredObject
@@ -88,6 +88,8 @@ class Plan:
     timeline: int | None = None  # PostgreSQL: the timeline replay follows
     stop: Stop | None = None
     notes: tuple[str, ...] = field(default=())
+    #: PostgreSQL: the timeline history file(s) replay reads to follow ``timeline``
+    histories: tuple[TimelineHistory, ...] = ()
 
     @property
     def full(self) -> Backup | None:
@@ -102,7 +104,9 @@ class Plan:
         return next((s.segments for s in self.steps if s.action == "replay_logs"), ())
 
     def required_objects(self) -> tuple[StoredObject, ...]:
-        return tuple(o for step in self.steps for o in step.objects)
+        """Every object recovery reads: the steps' and the timeline history files'."""
+        objects = [o for step in self.steps for o in step.objects]
+        return (*objects, *(h.object for h in self.histories))
 
     @property
     def bytes(self) -> int:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pitr.catalog import Catalog
-from pitr.catalog.model import Backup, LogSegment, Transaction
+from pitr.catalog.model import Backup, LogSegment, TimelineHistory, Transaction
 from pitr.plan import Plan, Step, Stop, Window
 from pitr.targets import Target
 
@@ -99,6 +99,7 @@ def assemble(
     stop_text: str,
     timeline: int | None = None,
     notes: Iterable[str] = (),
+    histories: Iterable[TimelineHistory] = (),
 ) -> Plan:
     steps = [Step("restore_full", chain.full.objects, backup=chain.full)]
     if chain.diff is not None:
@@ -122,4 +123,5 @@ def assemble(
         timeline=timeline,
         stop=stop,
         notes=tuple(notes),
+        histories=tuple(histories),
     )

@@ -17,7 +17,7 @@ from datetime import datetime
 from weakref import WeakKeyDictionary
 
 from pitr.catalog import Catalog
-from pitr.catalog.model import Backup, LogSegment, Transaction
+from pitr.catalog.model import Backup, LogSegment, TimelineHistory, Transaction
 from pitr.catalog.segments import SegmentRun
 from pitr.plan import Plan, Stop, Window
 from pitr.planner.common import (
@@ -88,6 +88,13 @@ def timeline_path(catalog: Catalog, timeline: int) -> Path | None:
         begin = switch
     legs.append(Leg(timeline, begin, None))
     return tuple(legs)
+
+
+def histories_followed(catalog: Catalog, timeline: int) -> tuple[TimelineHistory, ...]:
+    """The history files PostgreSQL reads to follow ``timeline``: its own, which lists every
+    ancestor (timeline 1 has none). Recovery fetches it through ``restore_command``."""
+    history = next((h for h in catalog.histories if h.timeline == timeline), None)
+    return (history,) if history is not None and timeline != 1 else ()
 
 
 def leg_of(path: Path, timeline: int) -> Leg | None:
@@ -354,6 +361,21 @@ def plan_wal(catalog: Catalog, target: Target, located: Located, missing: frozen
             Window(None, None),
             tli,
         )
+    followed = histories_followed(catalog, tli)
+    gone = [h for h in followed if h.object.key in missing]
+    if gone:
+        return refuse(
+            catalog,
+            target,
+            [
+                f"missing timeline history file {h.timeline:08X}.history (needed to follow "
+                f"timeline {tli}): its data object {h.object.key} is gone (the index document "
+                "remains)"
+                for h in gone
+            ],
+            Window(None, None),
+            tli,
+        )
     walker = Walker(catalog, path, size)
     window = window_on(catalog, walker, None, missing)
     point = next((p for p in points if p.timeline in {leg.timeline for leg in path}), None)
@@ -369,7 +391,7 @@ def plan_wal(catalog: Catalog, target: Target, located: Located, missing: frozen
             window,
             tli,
         )
-    return _plan_on_path(catalog, target, walker, window, tli, point, missing)
+    return _plan_on_path(catalog, target, walker, window, point, missing, followed)
 
 
 def _choose_timeline(
@@ -399,10 +421,12 @@ def _plan_on_path(
     target: Target,
     walker: Walker,
     window: Window,
-    tli: int,
     point: _Point | None,
     missing: frozenset[str],
+    histories: tuple[TimelineHistory, ...],
 ) -> Plan:
+    tli = walker.path[-1].timeline
+
     def usable(b: Backup) -> bool:
         if not usable_on(walker.path, b):
             return False
@@ -444,6 +468,7 @@ def _plan_on_path(
         start=format_lsn(start),
         stop_text=stop_text,
         timeline=tli,
+        histories=histories,
     )
 
 

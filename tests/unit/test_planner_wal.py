@@ -302,3 +302,19 @@ def test_a_long_stretch_without_commits_keeps_the_window() -> None:
     after = build_plan(catalog, target(lsn=f"0/{20 * SEG:X}"))
     assert not after.recoverable
     assert f"after the last archived commit (0/{11 * SEG - 1000:X})" in after.problems[0]
+
+
+def test_the_history_file_followed_is_required_and_named_when_gone() -> None:
+    catalog = two_timelines()
+    plan = build_plan(catalog, target(latest=True))  # type: ignore[arg-type]
+    assert plan.recoverable and plan.timeline == 2
+    key = "main/history/00000002.history"
+    assert key in {o.key for o in plan.required_objects()}
+    gone = build_plan(catalog, target(latest=True), missing=frozenset({key}))  # type: ignore[arg-type]
+    assert not gone.recoverable and not gone.steps
+    (problem,) = gone.problems
+    assert "missing timeline history file 00000002.history" in problem and key in problem
+    # Timeline 1 needs no history file: a plan on it is untouched by its loss.
+    old = target(at=(minute(7) + timedelta(seconds=10)).isoformat())
+    kept = build_plan(catalog, old, missing=frozenset({key}))  # type: ignore[arg-type]
+    assert kept.recoverable and kept.timeline == 1 and kept.histories == ()
