@@ -1,7 +1,8 @@
 """Recovery targets: parse what the DBA typed, validate it for the engine, describe it.
 
 Exactly one of ``--at``, ``--xid``, ``--lsn``, ``--restore-point`` (PostgreSQL), ``--gtid``,
-``--position`` (MariaDB/MySQL) or ``--latest``; ``--exclusive`` stops just before the target;
+``--position`` (MariaDB/MySQL) or ``--latest``; ``--exclusive`` stops just before the target
+(a position is already a stop between transactions: it takes no ``--exclusive``);
 ``--timeline`` (PostgreSQL) picks the timeline to follow. Everything wrong is a ``UsageError``
 (exit 2) before anything is read from the repository.
 """
@@ -182,6 +183,15 @@ def parse_target(
         raise UsageError(f"--timeline applies to PostgreSQL only, not {engine}")
     if exclusive and kind in ("latest", "restore_point"):
         raise UsageError(f"--exclusive cannot be combined with {OPTION_OF[kind]}")
+    if exclusive and kind == "position":
+        # A position is a boundary between transactions, not a transaction: replay already
+        # applies everything before it and nothing from it on (--stop-position).
+        raise UsageError(
+            "--exclusive cannot be combined with --position: replay stops at the position, "
+            "before the transaction that starts there",
+            hint="give the position where the unwanted transaction starts, as 'pitr events' "
+            "shows it",
+        )
     fields: dict[str, Any] = {
         "kind": kind,
         "inclusive": not exclusive,

@@ -126,9 +126,18 @@ def test_gtids() -> None:
 
 
 def test_positions() -> None:
-    t = parse_target("mariadb", position="mysql-bin.000042:1234", exclusive=True)
+    t = parse_target("mariadb", position="mysql-bin.000042:1234")
     assert t.position == ("mysql-bin.000042", 1234)
     assert t.value == "mysql-bin.000042:1234"
     for bad in ["mysql-bin.000042", "mysql-bin.000042:x", ":12", "a:1", "/etc/passwd:100"]:
         with pytest.raises(UsageError):
             parse_target("mariadb", position=bad)
+
+
+@pytest.mark.parametrize("engine", ["mariadb", "mysql"])
+def test_an_exclusive_position_is_refused(engine: str) -> None:
+    """A position is where replay stops, between two transactions: nothing to exclude."""
+    with pytest.raises(UsageError, match="--exclusive cannot be combined with --position") as err:
+        parse_target(engine, position="mysql-bin.000042:1234", exclusive=True)
+    assert err.value.exit_code == 2
+    assert "pitr events" in (err.value.hint or "")
