@@ -1,41 +1,67 @@
 """The ``pitr`` executable.
 
-``pitr wal-push --async %p`` runs once per WAL segment, and PostgreSQL's archiver waits for it;
-most of the time its answer is already in a status file the archiving worker wrote. That one
-form is answered here, before the command line (click, every command's imports) is loaded.
-Anything else — other options, ``--json``, an error to explain — goes to ``pitr.cli``.
+PostgreSQL runs ``pitr wal-push %p`` (archive_command) and ``pitr wal-fetch %f %p``
+(restore_command) once per WAL segment and waits for each. Their plain forms are answered
+here, before the command line (click, every command's imports) is loaded: ``wal-push --async``
+from the status file the archiving worker wrote, ``wal-push`` and ``wal-fetch`` through
+:mod:`pitr.walcommands`, which ``pitr.cli`` uses too. Anything else — other options,
+``--json``, ``--debug``, ``--help`` — goes to ``pitr.cli``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass, field
+
+_FAST_COMMANDS = {"wal-push": 1, "wal-fetch": 2}  # command: its number of arguments
 
 
-def _async_push(argv: list[str]) -> int | None:
-    """Exit code for ``[--config F] wal-push --async [-q|--quiet] [-i|--instance N] PATH``,
-    or None when ``argv`` is anything else (or something needs explaining)."""
+@dataclass
+class _Call:
+    command: str
+    config: str | None = None
+    instance: str | None = None
+    background: bool = False  # wal-push --async
+    quiet: bool = False
+    spool: str | None = None  # wal-fetch --spool
+    args: list[str] = field(default_factory=list)
+
+
+def _parse(argv: list[str]) -> _Call | None:
+    """The call when ``argv`` is a plain form this module answers, else None."""
     config = None
     if argv[:1] == ["--config"] and len(argv) > 1:
         config, argv = argv[1], argv[2:]
-    if argv[:1] != ["wal-push"]:
+    elif argv[:1] and argv[0].startswith("--config="):
+        config, argv = argv[0].partition("=")[2], argv[1:]
+    if not argv or argv[0] not in _FAST_COMMANDS:
         return None
-    instance = os.environ.get("PITR_INSTANCE") or None
-    background, paths, args = False, [], argv[1:]
-    while args:
-        arg = args.pop(0)
-        if arg == "--async":
-            background = True
+    call = _Call(argv[0], config, os.environ.get("PITR_INSTANCE") or None)
+    rest = argv[1:]
+    while rest:
+        arg = rest.pop(0)
+        name, eq, value = arg.partition("=")
+        if name in ("-i", "--instance", "--spool") and not eq:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        if name in ("-i", "--instance"):
+            call.instance = value
+        elif name == "--spool" and call.command == "wal-fetch":
+            call.spool = value
+        elif arg == "--async" and call.command == "wal-push":
+            call.background = True
         elif arg in ("-q", "--quiet"):
-            continue
-        elif arg in ("-i", "--instance") and args:
-            instance = args.pop(0)
+            call.quiet = True
         elif arg.startswith("-"):
             return None
         else:
-            paths.append(arg)
-    if not background or len(paths) != 1:
-        return None
+            call.args.append(arg)
+    return call if len(call.args) == _FAST_COMMANDS[call.command] else None
+
+
+def _async_push(call: _Call) -> int | None:
     from pathlib import Path
 
     from pitr.config import load_settings
@@ -43,24 +69,71 @@ def _async_push(argv: list[str]) -> int | None:
     from pitr.errors import PitrError
 
     try:
-        settings = load_settings(config)
-        inst = settings.instance(instance)
+        settings = load_settings(call.config)
+        inst = settings.instance(call.instance)
     except PitrError:
-        return None
+        return None  # the command line explains it
     if inst.engine != "postgresql":
         return None
     source = None if settings.source == "environment" else str(Path(settings.source).absolute())
-    code, message = wait_for(spool_for(settings.spool_dir, inst.name), Path(paths[0]), source,
-                             inst.name)  # fmt: skip
+    path = Path(call.args[0])
+    code, message = wait_for(spool_for(settings.spool_dir, inst.name), path, source, inst.name)
     if code:
         sys.stderr.write(f"error: {message}\n")
     return code
 
 
+def _run(call: _Call) -> int:
+    from pitr.config import load_settings
+    from pitr.output import configure_logging, redact_secrets
+    from pitr.walcommands import fetch, push
+
+    configure_logging(debug=False, quiet=call.quiet)
+    settings = load_settings(call.config)
+    redact_secrets(settings.secrets())
+    if call.command == "wal-fetch":
+        name, dest = call.args
+        return 0 if fetch(settings, call.instance, name, dest, call.spool) else 1
+    _pushed, text = push(settings, call.instance, call.args[0])
+    if not call.quiet:
+        sys.stdout.write(text + "\n")
+    return 0
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    from pitr.errors import Interrupted
+
+    raise Interrupted(f"interrupted by signal {signum}")
+
+
+def _answer(call: _Call) -> int:
+    """Run a fast form; errors become one line (and a HINT line) and the exit code."""
+    import signal
+
+    from pitr.errors import PitrError
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(call)
+    except PitrError as exc:
+        message, hint, code = exc.message, exc.hint, exc.exit_code
+    except KeyboardInterrupt:
+        message, hint, code = "interrupted", None, 130
+    except Exception as exc:  # the last line of defence, as in the command line
+        message = f"unexpected error: {type(exc).__name__}: {exc}".splitlines()[0]
+        hint, code = "run again with --debug for the traceback", 1
+    sys.stderr.write(f"error: {message}\n")
+    if hint:
+        sys.stderr.write(f"HINT: {hint}\n")
+    return code
+
+
 def main() -> None:
-    code = _async_push(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
+    call = _parse(sys.argv[1:])
+    if call is not None:
+        code = _async_push(call) if call.background else _answer(call)
+        if code is not None:
+            sys.exit(code)
     from pitr.cli import main as cli_main
 
     cli_main()

@@ -252,22 +252,48 @@ def fetch(storage: Storage, key: str, compression: str, dest: Writable) -> int:
     ``restore_command`` fetching by name). Integrity rests on the zstd frame's own content
     checksum and on the reader's checks (PostgreSQL verifies every WAL record's CRC).
     Returns the bytes written; ``ObjectNotFound`` when the key is missing."""
-    written = 0
-    corrupt: type[Exception] = _NeverRaised
     with storage.open(key) as stream:
-        reader: Readable = stream
-        if compression == "zstd":
-            import zstandard
+        return _decompress_into(stream, key, compression, dest)
 
-            corrupt = zstandard.ZstdError
-            pulled: Any = stream
-            reader = zstandard.ZstdDecompressor().stream_reader(
-                pulled, read_size=READ_SIZE, closefd=False
-            )
-        try:
-            while data := reader.read(READ_SIZE):
-                dest.write(data)
-                written += len(data)
-        except corrupt as exc:
-            raise VerificationFailed(f"{key}: does not decompress: {exc}") from None
+
+def read_back(storage: Storage, key: str, compression: Literal["zstd", "none"]) -> StoredObject:
+    """Describe an object already in the repository by reading it whole: its stored and raw
+    sizes and sha256 (to tell whether it holds the same content as a local file)."""
+    raw = _HashingSink()
+    with storage.open(key) as stream:
+        stored = _CountingReader(stream, hash_raw=True)
+        _decompress_into(stored, key, compression, raw)
+    digest = stored.hexdigest() or ""
+    return StoredObject(key, stored.size, digest, raw.size, compression, raw.hash.hexdigest())
+
+
+class _HashingSink:
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes, /) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def _decompress_into(source: Readable, key: str, compression: str, dest: Writable) -> int:
+    written = 0
+    reader: Readable = source
+    corrupt: type[Exception] = _NeverRaised
+    if compression == "zstd":
+        import zstandard
+
+        corrupt = zstandard.ZstdError
+        pulled: Any = source  # zstandard's stubs want IO[bytes]; read() is enough
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            pulled, read_size=READ_SIZE, closefd=False
+        )
+    try:
+        while data := reader.read(READ_SIZE):
+            dest.write(data)
+            written += len(data)
+    except corrupt as exc:
+        raise VerificationFailed(f"{key}: does not decompress: {exc}") from None
     return written

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pitr.catalog.model import LogSegment, SegmentIndex, TimelineHistory
-from pitr.catalog.store import CatalogStore, same_content
+from pitr.catalog.store import CatalogStore
 from pitr.catalog.summary import compact
 from pitr.engines.postgresql.waldump import index_segment
 from pitr.engines.postgresql.walfile import (
@@ -29,12 +29,12 @@ from pitr.engines.postgresql.walfile import (
     parse_wal_name,
     read_long_header,
 )
-from pitr.errors import ObjectNotFound, PitrError, RepositoryError, UsageError
+from pitr.errors import ObjectExists, ObjectNotFound, PitrError, RepositoryError, UsageError
 from pitr.executor import REQUESTED
 from pitr.proc import find_tool
 from pitr.targets import format_lsn
 from pitr.timeutil import format_time, utcnow
-from pitr.transfer import Compression, StoredObject, fetch, upload
+from pitr.transfer import Compression, StoredObject, fetch, read_back, upload
 
 log = logging.getLogger("pitr.postgresql")
 HEADER_BYTES = 64
@@ -60,13 +60,32 @@ def wal_push(ctx: PushContext, path: Path) -> bool:
         return _push_history(ctx, path, wal)
     # .partial and .backup files are kept (for people and for completeness) but PostgreSQL
     # never asks restore_command for them during replay: no index document.
-    suffix = ctx.compression.suffix
-    key = ctx.store.layout.log_object(wal.stream, wal.name, suffix)
-    if ctx.store.storage.exists(key):
-        return False
-    with path.open("rb") as fh:
-        upload(ctx.store.storage, key, fh, ctx.compression)
-    return True
+    key = ctx.store.layout.log_object(wal.stream, wal.name, ctx.compression.suffix)
+    return _upload_once(ctx, path, key, wal.name) is not None
+
+
+def _upload_once(ctx: PushContext, path: Path, key: str, name: str) -> StoredObject | None:
+    """Upload ``path`` to ``key`` unless an object is already there (create-if-absent, so
+    two pushers never overwrite each other). None when one is there with the same content;
+    ``RepositoryError`` when its content differs."""
+    try:
+        with path.open("rb") as fh:
+            return upload(
+                ctx.store.storage, key, fh, ctx.compression, if_absent=True, hash_raw=True
+            )
+    except ObjectExists:
+        there = read_back(ctx.store.storage, key, ctx.compression.algorithm)
+        if there.raw_sha256 == _sha256(path):
+            log.info("%s is already archived with the same content", name)
+            return None
+        raise _different(name, key) from None
+
+
+def _different(name: str, key: str) -> RepositoryError:
+    return RepositoryError(
+        f"{name} is already archived with different content ({key}); refusing to overwrite",
+        hint="two clusters may be archiving into the same repository and instance",
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -82,29 +101,22 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
     with path.open("rb") as fh:
         header = read_long_header(fh.read(HEADER_BYTES), wal.name)
     check_segment(header, wal)
-    existing = store.segment_index(wal.stream, wal.name)
-    if existing is not None:
-        local = StoredObject("", 0, "", path.stat().st_size, "none", _sha256(path))
-        if same_content(existing.segment.object, local):
-            log.info("%s is already archived with the same content", wal.name)
-            return False
-        raise RepositoryError(
-            f"{wal.name} is already archived with different content; refusing to overwrite",
-            hint="two clusters may be archiving into the same repository and instance",
-        )
     now = utcnow()
+    key = store.layout.log_object(wal.stream, wal.name, ctx.compression.suffix)
     waldump = find_tool("pg_waldump", ctx.bindir)
     with ThreadPoolExecutor(1, thread_name_prefix="pg_waldump") as pool:  # while compressing
         indexing = pool.submit(index_segment, path, wal.name, waldump, fallback_time=now)
-        with path.open("rb") as fh:
-            stored = upload(
-                store.storage,
-                store.layout.log_object(wal.stream, wal.name, ctx.compression.suffix),
-                fh,
-                ctx.compression,
-                hash_raw=True,
-            )
+        try:
+            with path.open("rb") as fh:
+                uploaded = upload(
+                    store.storage, key, fh, ctx.compression, if_absent=True, hash_raw=True
+                )
+        except ObjectExists:
+            uploaded = None
         index = indexing.result()
+    stored = uploaded or _already_there(ctx, key, path, wal)
+    if stored is None:
+        return False
     start = wal.start_lsn(header.segment_size)
     times = [t.time for t in index.transactions if t.time is not None]
     xids = [t.xid for t in index.transactions if t.xid is not None]
@@ -141,6 +153,23 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
         except PitrError as exc:  # the summary is a cache: archiving has succeeded
             log.warning("could not update the catalog summary: %s", exc.message)
     return published
+
+
+def _already_there(ctx: PushContext, key: str, path: Path, wal: WalName) -> StoredObject | None:
+    """The segment's data object was there before this push: None when the segment is
+    archived with the same content; the object when a push was interrupted before its index
+    document (same content: publish the index now); ``RepositoryError`` when it differs."""
+    existing = ctx.store.segment_index(wal.stream, wal.name)
+    local_sha = _sha256(path)
+    if existing is not None:
+        if existing.segment.object.raw_sha256 == local_sha:
+            log.info("%s is already archived with the same content", wal.name)
+            return None
+        raise _different(wal.name, key)
+    there = read_back(ctx.store.storage, key, ctx.compression.algorithm)
+    if there.raw_sha256 != local_sha:
+        raise _different(wal.name, key)
+    return there
 
 
 def _push_history(ctx: PushContext, path: Path, wal: WalName) -> bool:
