@@ -179,3 +179,29 @@ def test_fast_forms_answer_like_the_command_line(repo: Repo, tmp_path: Path) -> 
     wrong = repo.pitr("wal-push", "--instance", "other", str(segment(tmp_path / "w")))
     assert wrong.returncode == 2
     assert "other" in wrong.stderr
+
+
+def test_plain_forms_never_load_the_command_line(repo: Repo, tmp_path: Path) -> None:
+    """archive_command and restore_command run once per segment: no click, no rich."""
+    wal = segment(tmp_path / "pg_wal")
+    dest = tmp_path / "fetched"
+    code = (
+        "import sys\nfrom pitr.entry import main\n"
+        "codes = []\n"
+        f"for argv in (['wal-push', {str(wal)!r}], ['wal-fetch', {SEGMENT!r}, {str(dest)!r}]):\n"
+        f"    sys.argv = ['pitr', '--config', {str(repo.config)!r}, *argv]\n"
+        "    try:\n        main()\n    except SystemExit as exc:\n        codes.append(exc.code)\n"
+        "print(codes, [m for m in ('click', 'rich', 'pitr.cli') if m in sys.modules])"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PITR_", "AWS_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**base, **repo.env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[0, 0] []"
+    assert dest.read_bytes() == wal.read_bytes()
