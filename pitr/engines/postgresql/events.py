@@ -3,8 +3,8 @@
 Answered from the index documents (no WAL is downloaded): time, xid, LSN, segment, and what
 the commit record says about relations — dropped tables by name (names come from the relation
 maps recorded with each backup: a dropped table's name is no longer in the database), tables
-truncated or rewritten. ``--rows`` adds rows inserted/updated/deleted per table by reading
-the segments themselves with pg_waldump.
+truncated or rewritten, tables created (named once a later backup knows them). ``--rows`` adds
+rows inserted/updated/deleted per table by reading the segments themselves with pg_waldump.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pitr import proc
 from pitr.catalog import Catalog
 from pitr.catalog.model import LogSegment, Transaction
 from pitr.catalog.store import CatalogStore
+from pitr.engines.postgresql.waldump import FIRST_NORMAL_OID
 from pitr.timeutil import format_time
 from pitr.transfer import download
 
@@ -28,7 +29,6 @@ _HEAP = re.compile(
     r"^rmgr: (Heap2?)\s+len.*?tx:\s+(\d+), lsn: \S+, prev \S+, desc: ([A-Z0-9_+]+)(.*)$"
 )
 _BLOCK = re.compile(r"blkref #0: rel \d+/(\d+)/(\d+)")
-FIRST_NORMAL_OID = 16384  # below: the system catalogs' own relations
 _TUPLES = re.compile(r"ntuples: (\d+)")
 ROW_OPS = {"INSERT": "INSERT", "INSERT+INIT": "INSERT", "UPDATE": "UPDATE",
            "HOT_UPDATE": "UPDATE", "UPDATE+INIT": "UPDATE", "HOT_UPDATE+INIT": "UPDATE",
@@ -53,16 +53,18 @@ def describe(
     rows: Counter[tuple[str, str]] | None,
     relations: dict[str, str] | None = None,
 ) -> str:
-    """One line for a transaction: what its commit record dropped or rewrote (by table
-    name: ``relations`` also names indexes and TOAST relations), then rows changed."""
+    """One line for a transaction: what its commit record dropped, rewrote or created (by
+    table name: ``relations`` also names indexes and TOAST relations), then rows changed."""
     parts = []
     for item in tx.summary.split():
         what, _, oids = item.partition("=")
-        tables = _named([o for o in oids.split(",") if o], relations or names)
+        numbers = [o for o in oids.split(",") if o]
         if what == "drop":
-            parts.append("DROP TABLE " + tables)
+            parts.append("DROP TABLE " + _named(numbers, relations or names))
         elif what == "rewrite":
-            parts.append("TRUNCATE or rewrite of " + tables)
+            parts.append("TRUNCATE or rewrite of " + _named(numbers, relations or names))
+        elif what == "create":
+            parts.extend(_created(numbers, names, relations or names))
     for (op, rel), count in sorted((rows or Counter()).items()):
         if rel in names:
             parts.append(f"{op} {names[rel]}: {count} rows")
@@ -81,6 +83,21 @@ def _named(numbers: list[str], names: dict[str, str]) -> str:
         plural = "s" if len(unknown) > 1 else ""
         known.append(f"relation{plural} {', '.join(unknown)} (not named in any backup)")
     return ", ".join(known)
+
+
+def _created(numbers: list[str], names: dict[str, str], relations: dict[str, str]) -> list[str]:
+    """``CREATE TABLE`` for the tables a later backup names; the indexes and TOAST relations
+    it knows go without saying (creating a table creates them, an index is not a table); the
+    numbers no backup knows yet are listed as relations."""
+    said = []
+    tables = sorted({names[n] for n in numbers if n in names})
+    if tables:
+        said.append("CREATE TABLE " + ", ".join(tables))
+    unknown = [n for n in numbers if n not in relations]
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        said.append(f"CREATE relation{plural} {', '.join(unknown)} (not named in any backup)")
+    return said
 
 
 def segments_between(

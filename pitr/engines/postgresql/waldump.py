@@ -1,15 +1,24 @@
 """Index a WAL segment with ``pg_waldump``: commits (xid, time, LSN), restore points.
 
-Only the Transaction and XLOG resource managers are decoded, which keeps indexing to a few
-milliseconds per 16 MB segment on the ``archive_command`` path. Each commit's summary keeps
-what its record says about relations: dropped ones (``DROP``: their OIDs, from "dropped
-stats") and rewritten or truncated ones (files unlinked at commit without dropped stats);
-``pitr events`` turns OIDs into names and can add row counts on demand.
+Only the Transaction, XLOG and Storage resource managers are decoded, which keeps indexing to
+a few milliseconds per 16 MB segment on the ``archive_command`` path. Each commit's summary
+keeps what its record says about relations: dropped ones (``DROP``: their OIDs, from "dropped
+stats"), rewritten or truncated ones (files unlinked at commit without dropped stats) and
+created ones (below); ``pitr events`` turns OIDs into names and can add row counts on demand.
+
+A new relation's first file has the relation's OID as its number: a Storage ``CREATE`` record
+of the transaction (or of one of its subtransactions) whose number the commit also invalidates
+in the relation cache is a relation created. The new files of a TRUNCATE or rewrite have fresh
+numbers no relation cache entry bears; a rewrite's transient relation is dropped again in the
+same commit. A creation logged before the transaction had an xid (``CREATE INDEX`` on its own),
+or whose commit lies in a later segment than its file's creation, is not reported.
 """
 
 from __future__ import annotations
 
 import re
+from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +37,11 @@ _COMMIT = re.compile(
 )
 _RELS = re.compile(r"rels: ([^;]*)")
 _DROPPED = re.compile(r"dropped stats: ([^;]*)")
+_SUBXACTS = re.compile(r"subxacts:([\d ]*)")
+_RELCACHE = re.compile(r"relcache (\d+)")
+#: A relation's main fork (``base/5/16385``) or an unlogged one's init fork (``16385_init``).
+_CREATED = re.compile(r"^CREATE (?:\S+/)?(\d+)(?:_init)?$")
+FIRST_NORMAL_OID = 16384  # below: the system catalogs' own relations
 
 
 @dataclass(frozen=True)
@@ -37,10 +51,12 @@ class WalIndex:
     records_end: int | None  # LSN just past the last decoded record
 
 
-def commit_summary(detail: str) -> str:
-    """``drop=16384,16387 rewrite=16391`` from a commit record's description tail."""
+def commit_summary(detail: str, created: Collection[str] = ()) -> str:
+    """``drop=16384,16387 rewrite=16391 create=16400`` from a commit record's description
+    tail and the file numbers its transaction created (see the module's docstring)."""
     parts = []
     dropped = _DROPPED.search(detail)
+    oids: list[str] = []
     if dropped:
         oids = [e.split("/")[2] for e in dropped.group(1).split() if e.startswith("2/")]
         if oids:
@@ -49,6 +65,12 @@ def commit_summary(detail: str) -> str:
     if rels and not dropped:
         files = [f.rsplit("/", 1)[1] for f in rels.group(1).split()]
         parts.append("rewrite=" + ",".join(files))
+    if created:
+        invalidated = set(_RELCACHE.findall(detail))
+        new = {n for n in created if n in invalidated and n not in oids}
+        new = {n for n in new if int(n) >= FIRST_NORMAL_OID}
+        if new:
+            parts.append("create=" + ",".join(sorted(new, key=int)))
     return " ".join(parts)
 
 
@@ -62,20 +84,28 @@ def parse(output: str, fallback_time: datetime) -> WalIndex:
         if m := _RECORD.match(line):
             end = parse_lsn(m.group(3))
             break
+    created: defaultdict[int, list[str]] = defaultdict(list)  # file numbers, by xid
     for line in lines:
-        if "desc: COMMIT" not in line and "desc: RESTORE_POINT" not in line:
+        if "desc: C" not in line and "desc: RESTORE_POINT" not in line:
             continue  # most records: skipped without a regular expression
         m = _RECORD.match(line)
         if not m:
             continue
         rmgr, xid, lsn_text, desc = m.groups()
         lsn = parse_lsn(lsn_text)
-        if rmgr == "Transaction":
+        if rmgr == "Storage":
+            if (f := _CREATED.match(desc)) and xid != "0":
+                created[int(xid)].append(f.group(1))
+        elif rmgr == "Transaction":
             c = _COMMIT.match(desc)
             if c:
                 moment = datetime.fromisoformat(c.group(1)).replace(tzinfo=UTC)
                 last_time = moment
-                summary = commit_summary(c.group(2))
+                subxacts = _SUBXACTS.search(c.group(2))
+                mine = created.pop(int(xid), [])
+                for sub in subxacts.group(1).split() if subxacts else []:
+                    mine += created.pop(int(sub), [])
+                summary = commit_summary(c.group(2), mine)
                 transactions.append(
                     Transaction(moment, format_lsn(lsn), lsn, int(xid), None, None, summary)
                 )
@@ -88,7 +118,7 @@ def parse(output: str, fallback_time: datetime) -> WalIndex:
 def index_segment(path: Path, name: str, waldump: str, *, fallback_time: datetime) -> WalIndex:
     """Run ``pg_waldump`` on a segment and index what it shows."""
     done = proc.run(
-        [waldump, "--rmgr=Transaction", "--rmgr=XLOG", str(path)],
+        [waldump, "--rmgr=Transaction", "--rmgr=XLOG", "--rmgr=Storage", str(path)],
         what="pg_waldump",
         env={"TZ": "UTC", "LC_ALL": "C"},
         timeout=600,
