@@ -34,6 +34,23 @@ class Window:
 
 
 @dataclass(frozen=True)
+class ScopedWindow:
+    """The window of one PostgreSQL timeline (``scope`` "timeline"), MariaDB GTID domain
+    ("domain") or MySQL GTID source ("source"); ``gtids`` is the domain's state at its end."""
+
+    scope: Literal["timeline", "domain", "source"]
+    id: int | str
+    window: Window
+    gtids: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {self.scope: self.id, **self.window.to_dict()}
+        if self.gtids is not None:
+            doc["gtids"] = self.gtids
+        return doc
+
+
+@dataclass(frozen=True)
 class Step:
     """One step of a plan, in order: restore a full, apply a differential, replay logs."""
 
@@ -90,6 +107,8 @@ class Plan:
     notes: tuple[str, ...] = field(default=())
     #: PostgreSQL: the timeline history file(s) replay reads to follow ``timeline``
     histories: tuple[TimelineHistory, ...] = ()
+    #: the window of every timeline (PostgreSQL) or GTID domain (MariaDB; MySQL: source)
+    windows: tuple[ScopedWindow, ...] = ()
 
     @property
     def full(self) -> Backup | None:
@@ -120,6 +139,7 @@ class Plan:
             "recoverable": self.recoverable,
             "steps": [s.to_dict() for s in self.steps],
             "window": self.window.to_dict(),
+            "windows": [w.to_dict() for w in self.windows],
             "bytes": self.bytes,
         }
         if self.timeline is not None:

@@ -37,6 +37,8 @@ def plan_text(plan: Plan) -> str:
     lines += [f"  problem: {p}" for p in plan.problems]
     lines += [f"  note: {n}" for n in plan.notes]
     lines.append(f"Recoverable window: {plan.window.describe()}")
+    if len(plan.windows) > 1:
+        lines += [f"  {w.scope} {w.id}: {w.window.describe()}" for w in plan.windows]
     return "\n".join(lines)
 
 

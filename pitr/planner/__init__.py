@@ -12,10 +12,12 @@ Planning happens in up to three calls, the caller doing the reading in between:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pitr.catalog import Catalog
 from pitr.catalog.model import LogSegment
 from pitr.plan import Plan, Window
-from pitr.planner import binlog, wal
+from pitr.planner import binlog, wal, windows
 from pitr.planner.common import Located
 from pitr.targets import Target
 
@@ -36,7 +38,9 @@ def build_plan(
     missing: frozenset[str] = frozenset(),
 ) -> Plan:
     if catalog.engine == "postgresql":
-        return wal.plan_wal(catalog, target, located or {}, missing)
+        plan = wal.plan_wal(catalog, target, located or {}, missing)
+        known = {plan.timeline: plan.window} if plan.timeline is not None else {}
+        return replace(plan, windows=windows.of_timelines(catalog, missing, known))
     return binlog.plan_binlog(catalog, target, located or {}, missing)
 
 
@@ -49,4 +53,5 @@ def window(catalog: Catalog) -> Window:
             return Window(None, None)
         walker = wal.Walker(catalog, path, wal.segment_size_of(catalog))
         return wal.window_on(catalog, walker, None, frozenset())
-    return binlog.window_of(catalog, binlog.Gtids(catalog.engine, Target("latest")), frozenset())
+    gtids = binlog.Gtids(catalog.engine, Target("latest"))
+    return binlog.window_of(binlog.chains_of(catalog, gtids, frozenset()))

@@ -15,6 +15,7 @@ order, not rounded to the second.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, Transaction
@@ -28,6 +29,7 @@ from pitr.planner.common import (
     choose_chain,
     refuse,
 )
+from pitr.planner.windows import BinlogChain, of_domains
 from pitr.targets import Target
 
 FILE_SHIFT = 40
@@ -202,10 +204,18 @@ def documents_needed(catalog: Catalog, target: Target) -> list[LogSegment]:
     return found
 
 
-def window_of(catalog: Catalog, gtids: Gtids, missing: frozenset[str]) -> Window:
+def chains_of(catalog: Catalog, gtids: Gtids, missing: frozenset[str]) -> list[BinlogChain]:
+    """Every full backup with the binlogs archived contiguously after its position."""
+    return [
+        (full, chain_from(catalog, full, gtids, missing)[0])
+        for full in catalog.backups
+        if full.type == "full"
+    ]
+
+
+def window_of(chains: Sequence[BinlogChain]) -> Window:
     earliest = latest = None
-    for full in (b for b in catalog.backups if b.type == "full"):
-        segments, _ = chain_from(catalog, full, gtids, missing)
+    for full, segments in chains:
         if earliest is None or full.end_time < earliest:
             earliest = full.end_time
         times = [s.max_commit for s in segments if s.max_commit is not None]
@@ -218,8 +228,19 @@ def plan_binlog(
     catalog: Catalog, target: Target, located: Located, missing: frozenset[str]
 ) -> Plan:
     gtids = Gtids(catalog.engine, target)
-    window = window_of(catalog, gtids, missing)
+    chains = chains_of(catalog, gtids, missing)
+    plan = _plan(catalog, target, located, missing, gtids, window_of(chains))
+    return replace(plan, windows=of_domains(catalog.engine, chains))
 
+
+def _plan(
+    catalog: Catalog,
+    target: Target,
+    located: Located,
+    missing: frozenset[str],
+    gtids: Gtids,
+    window: Window,
+) -> Plan:
     def usable(b: Backup) -> bool:
         if target.kind == "time" and target.time is not None:
             return b.end_time <= target.time

@@ -314,3 +314,27 @@ def test_names_repeat_across_streams() -> None:
     doc = doc_of(plan(cat, Target("position", position=(name(2), 500))))
     assert doc["steps"][0]["backup"] == "F2"
     assert [s.stream for s in plan(cat, Target("latest")).segments] == [other, other]
+
+
+def test_a_window_per_gtid_domain() -> None:
+    """Domain 1 had one transaction, in file 2: its window ends with that binlog."""
+    segments = []
+    for s in (seg(n) for n in range(1, 5)):
+        after = s.gtids_after if s.start_key < key(2, 0) else f"{s.gtids_after},1-2-1"
+        before = s.gtids_before if s.start_key < key(3, 0) else f"{s.gtids_before},1-2-1"
+        segments.append(LogSegment(**{**s.__dict__, "gtids_before": before, "gtids_after": after}))
+    doc = doc_of(plan(catalog([backup("F1", 1, 1)], segments), Target("latest")))
+    assert doc["windows"] == [
+        {"domain": 0, "earliest": "2026-03-01T00:01:09+00:00",
+         "latest": "2026-03-01T00:04:20+00:00", "gtids": "0-1-12"},
+        {"domain": 1, "earliest": "2026-03-01T00:01:09+00:00",
+         "latest": "2026-03-01T00:02:20+00:00", "gtids": "1-2-1"},
+    ]  # fmt: skip
+    assert doc["window"]["latest"] == doc["windows"][0]["latest"]
+    # A domain only in the backup's state, never after: its window ends at the backup.
+    full = Backup(**{**backup("F1", 1, 1).__dict__, "gtid_state": "0-1-1,5-5-5"})
+    doc = doc_of(plan(catalog([full], [seg(1)]), Target("latest")))
+    backup_point = "2026-03-01T00:01:09+00:00"
+    assert doc["windows"][1] == {
+        "domain": 5, "earliest": backup_point, "latest": backup_point, "gtids": "5-5-5"
+    }  # fmt: skip

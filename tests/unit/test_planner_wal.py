@@ -20,6 +20,7 @@ from pitr.catalog.model import Transaction
 from pitr.plan import Plan
 from pitr.planner import build_plan, documents_needed
 from pitr.targets import Target, parse_target
+from pitr.views import plan_text
 
 
 def target(**options: object) -> Target:
@@ -318,3 +319,29 @@ def test_the_history_file_followed_is_required_and_named_when_gone() -> None:
     old = target(at=(minute(7) + timedelta(seconds=10)).isoformat())
     kept = build_plan(catalog, old, missing=frozenset({key}))  # type: ignore[arg-type]
     assert kept.recoverable and kept.timeline == 1 and kept.histories == ()
+
+
+def test_a_window_per_timeline() -> None:
+    plan = build_plan(two_timelines(), target(latest=True))  # type: ignore[arg-type]
+    doc = plan.to_dict()["plan"]
+    assert doc["windows"] == [
+        {"timeline": 1, "earliest": "2026-03-01T00:01:55+00:00",
+         "latest": "2026-03-01T00:09:50+00:00"},
+        {"timeline": 2, "earliest": "2026-03-01T00:01:55+00:00",
+         "latest": "2026-03-01T00:28:30+00:00"},
+    ]  # fmt: skip
+    assert doc["window"] == {k: doc["windows"][1][k] for k in ("earliest", "latest")}
+    # Without its history file, timeline 2 has no window; timeline 1 keeps its own.
+    gone = frozenset({"main/history/00000002.history"})
+    old = build_plan(two_timelines(), target(at=minute(7).isoformat()), missing=gone)  # type: ignore[arg-type]
+    assert [w.to_dict() for w in old.windows][1] == {
+        "timeline": 2, "earliest": None, "latest": None
+    }  # fmt: skip
+    assert old.windows[0].window == old.window
+
+
+def test_plan_text_lists_the_window_of_each_timeline() -> None:
+    text = plan_text(build_plan(two_timelines(), target(latest=True)))  # type: ignore[arg-type]
+    assert "  timeline 1: 2026-03-01T00:01:55+00:00 to 2026-03-01T00:09:50+00:00" in text
+    assert "  timeline 2: 2026-03-01T00:01:55+00:00 to 2026-03-01T00:28:30+00:00" in text
+    assert "timeline 1:" not in plan_text(build_plan(FULL_ONLY, target(latest=True)))
