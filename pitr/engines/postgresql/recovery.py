@@ -30,7 +30,7 @@ from pitr.engines.postgresql.restore import (
     write_recovery,
 )
 from pitr.engines.postgresql.server import PgServer
-from pitr.errors import NotRecoverable, PitrError, PreconditionFailed
+from pitr.errors import Interrupted, NotRecoverable, PitrError, PreconditionFailed, ToolFailed
 from pitr.executor import Prefetcher
 from pitr.plan import Plan
 from pitr.planning import make_plan
@@ -208,6 +208,7 @@ def restore_beside(
     port: int | None,
     config: str,
 ) -> Recovered:
+    server.require_tools(["postgres", *(["pg_ctl"] if port else [])])
     plan = make_plan(store, target).plan
     _require(plan)
     if dest.exists() and not dest.is_dir():
@@ -337,6 +338,7 @@ def secure_newest_wal(server: PgServer, store: CatalogStore) -> str | None:
 def recover_in_place(
     store: CatalogStore, server: PgServer, target: Target, config: str
 ) -> Recovered:
+    server.require_tools(server.control_tools())
     datadir = server.datadir
     staging = datadir.with_name(f"{datadir.name}.pitr-restoring")
     plan = _plan_with_newest_wal(store, server, target)
@@ -351,28 +353,46 @@ def recover_in_place(
     staging.mkdir(mode=0o700)
     try:
         _prepare(store, plan, staging, owner, {}, config)
+        server.stop()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    server.stop()
-    if (datadir / IN_PROGRESS).exists():
-        shutil.rmtree(datadir)  # our own half-recovered directory from an interrupted run
-    elif datadir.exists():
-        aside = datadir.with_name(f"{datadir.name}.pitr-{compact_id_time(utcnow())}")
-        datadir.rename(aside)
-        log.info("data directory set aside as %s", aside)
-    if aside is not None:
-        with (staging / IN_PROGRESS).open("a") as marker:
-            marker.write(f"\n{PREVIOUS}{aside}\n")
-    staging.rename(datadir)
     try:
+        if (datadir / IN_PROGRESS).exists():
+            shutil.rmtree(datadir)  # our own half-recovered directory from an interrupted run
+        elif datadir.exists():
+            moved = datadir.with_name(f"{datadir.name}.pitr-{compact_id_time(utcnow())}")
+            datadir.rename(moved)
+            aside = moved
+            log.info("data directory set aside as %s", aside)
+        if aside is not None:
+            with (staging / IN_PROGRESS).open("a") as marker:
+                marker.write(f"\n{PREVIOUS}{aside}\n")
+        staging.rename(datadir)
         reached = _replay(server, store, plan, owner)
         _wait_for_history(store, int(reached["timeline"]))
-    except PitrError as exc:
-        kept = f"; the replaced data directory is kept at {aside}" if aside else ""
-        raise _reworded(exc, f"recovery failed: {exc.message}{kept}") from exc
+    except (PitrError, OSError) as exc:
+        raise _failed_after_swap(exc, datadir, aside) from exc
     return Recovered(store.instance, plan, datadir, reached, _last_commit(reached), aside,
                      server.port)  # fmt: skip
+
+
+def _failed_after_swap(exc: PitrError | OSError, datadir: Path, aside: Path | None) -> PitrError:
+    """Once the instance is stopped for the swap, any failure is exit 7 naming where its data
+    directory now is (an interruption keeps its own code): the reason is kept in the message."""
+    reason = exc.message if isinstance(exc, PitrError) else f"{type(exc).__name__}: {exc}"
+    if aside is not None:
+        kept = f"the previous data directory is kept at {aside}"
+        hint = (
+            f"fix the cause and run the same recover again ({aside} is never touched); "
+            f"to go back instead, put {aside} back in place of {datadir}"
+        )
+    else:
+        kept, hint = f"no previous data directory was set aside for {datadir}", None
+    message = f"recovery failed: {reason}; {kept}"
+    if isinstance(exc, Interrupted):
+        return _reworded(exc, message)
+    return ToolFailed(message, hint=hint)
 
 
 def _set_aside_by(directory: Path) -> Path | None:

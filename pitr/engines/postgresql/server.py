@@ -76,6 +76,35 @@ class PgServer:
     def tool(self, name: str) -> str:
         return proc.find_tool(name, self.bindir, hint="install PostgreSQL or set bindir")
 
+    def control_tools(self) -> list[str]:
+        """The programs stopping and starting this instance takes: ``pg_ctl`` unless both
+        ``start_command`` and ``stop_command`` are configured."""
+        s = self.settings
+        return [] if s.start_command and s.stop_command else ["pg_ctl"]
+
+    def require_tools(self, names: list[str]) -> None:
+        """Find every program an operation will run before it changes anything: one missing
+        half-way would leave a directory restored, stopped or swapped for nothing (exit 6)."""
+        missing = []
+        for name in names:
+            try:
+                proc.find_tool(name, self.bindir)
+            except PreconditionFailed:
+                missing.append(name)
+        if not missing:
+            return
+        configured = self.settings.bindir
+        where = (
+            f"bindir {configured} (configured)" if configured
+            else f"bindir {self.bindir} (default)" if self.bindir
+            else "no bindir (not configured, no /usr/lib/postgresql/*/bin)"
+        )  # fmt: skip
+        raise PreconditionFailed(
+            f"{', '.join(missing)} not found: looked in {where} and on PATH; nothing was changed",
+            hint=f"set bindir in [instances.{self.settings.name}] to the directory holding "
+            "PostgreSQL's programs (e.g. /usr/lib/postgresql/15/bin)",
+        )
+
     @property
     def os_user(self) -> str:
         """Who owns (or will own) the data directory: PostgreSQL runs as that user."""

@@ -10,6 +10,7 @@ and a repository both OS users can use, JSON on stdout, exit codes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -394,3 +395,37 @@ def drop_xid(site: Site, victim: str) -> int:
     # Its primary key index and TOAST relations read as the table: one name, nothing else.
     assert matching[0]["summary"] == f"DROP TABLE public.{victim}", matching
     return int(matching[0]["xid"])
+
+
+# -- what recover leaves on disk ---------------------------------------------------------
+
+
+def tree_digest(root: Path) -> str:
+    """Names, modes and contents of every file under ``root``: "untouched" means equal."""
+    digest = hashlib.sha256()
+    for top, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(top) / name
+            digest.update(f"{path.relative_to(root)}:{path.lstat().st_mode:o}\n".encode())
+            if path.is_file() and not path.is_symlink():
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def controldata(datadir: Path) -> dict[str, str]:
+    done = subprocess.run(
+        ["runuser", "-u", "postgres", "--", str(BINDIR / "pg_controldata"), "-D", str(datadir)],
+        capture_output=True, text=True, check=True, env={**os.environ, "LC_ALL": "C"},
+    )  # fmt: skip
+    return dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in done.stdout.splitlines())
+    )
+
+
+def set_aside(site: Site) -> list[Path]:
+    """The directories recover set aside (``<datadir>.pitr-<UTC time>``)."""
+    datadir = site.server.datadir
+    found = datadir.parent.glob(f"{datadir.name}.pitr-*")
+    return sorted(p for p in found if p.name != f"{datadir.name}.pitr-restoring")

@@ -6,7 +6,6 @@ Nothing here archives the damage beforehand: ``recover`` must secure the newest 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -22,6 +21,7 @@ from pg_e2e import (
     Site,
     assert_at_point,
     before_target,
+    controldata,
     damage,
     destroy_site,
     file_site,
@@ -30,7 +30,9 @@ from pg_e2e import (
     move_to_tablespace,
     public_dir,
     seed,
+    set_aside,
     table_exists,
+    tree_digest,
     wait_for,
 )
 from servers.common import free_port
@@ -43,37 +45,6 @@ def site() -> Iterator[Site]:
         yield site
     finally:
         destroy_site(site)
-
-
-def tree_digest(root: Path) -> str:
-    """Names, modes and contents of every file under ``root``: "untouched" means equal."""
-    digest = hashlib.sha256()
-    for top, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(top) / name
-            digest.update(f"{path.relative_to(root)}:{path.lstat().st_mode:o}\n".encode())
-            if path.is_file() and not path.is_symlink():
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def controldata(datadir: Path) -> dict[str, str]:
-    done = subprocess.run(
-        ["runuser", "-u", "postgres", "--", str(BINDIR / "pg_controldata"), "-D", str(datadir)],
-        capture_output=True, text=True, check=True, env={**os.environ, "LC_ALL": "C"},
-    )  # fmt: skip
-    return dict(
-        (key.strip(), value.strip())
-        for key, _, value in (line.partition(":") for line in done.stdout.splitlines())
-    )
-
-
-def set_aside(site: Site) -> list[Path]:
-    """The directories recover set aside (``<datadir>.pitr-<UTC time>``)."""
-    datadir = site.server.datadir
-    found = datadir.parent.glob(f"{datadir.name}.pitr-*")
-    return sorted(p for p in found if p.name != f"{datadir.name}.pitr-restoring")
 
 
 def test_recover_in_place_twice_across_timelines(site: Site) -> None:
