@@ -110,12 +110,8 @@ class LogSegment:
         """Stream-qualified name: log names repeat across streams."""
         return f"{self.stream}/{self.name}"
 
-    def summary_row(self) -> dict[str, Any]:
-        """What the catalog summary keeps: everything but per-transaction detail."""
-        return self.to_dict(with_format=False)
-
-    def to_dict(self, *, with_format: bool = True) -> dict[str, Any]:
-        doc: dict[str, Any] = {"format": FORMAT, "kind": "log-segment"} if with_format else {}
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"format": FORMAT, "kind": "log-segment"}
         doc.update(
             {
                 "name": self.name,
