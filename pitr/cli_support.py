@@ -19,6 +19,7 @@ from pitr.errors import Interrupted, PitrError
 if TYPE_CHECKING:
     from pitr.catalog.store import CatalogStore
     from pitr.config import Settings
+    from pitr.locks import InstanceLock
     from pitr.output import Output
     from pitr.targets import Target
 
@@ -152,6 +153,24 @@ def catalog_store(run: Run, instance: str | None) -> CatalogStore:
 
     settings = run.settings()
     return open_catalog(settings, settings.instance(instance))
+
+
+def instance_lock(
+    run: Run, store: CatalogStore, command: str, wait: float, resource: str = "instance"
+) -> InstanceLock:
+    """The lock of ``store``'s instance, as configured (``lock_dir``, ``[locks]``)."""
+    from pitr.locks import InstanceLock
+
+    settings = run.settings()
+    return InstanceLock(
+        store.storage,
+        store.instance,
+        settings.lock_dir,
+        command,
+        wait=wait,
+        stale_after=settings.locks.stale_hours * 3600,
+        resource=resource,
+    )
 
 
 def short_lived() -> None:

@@ -77,6 +77,13 @@ class StatusSettings:
 
 
 @dataclass(frozen=True)
+class LockSettings:
+    """The ``[locks]`` table: when a lock held from another host is reported as stale."""
+
+    stale_hours: float = 6.0
+
+
+@dataclass(frozen=True)
 class InstanceSettings:
     """One ``[instances.NAME]`` table: a local database instance pitr protects."""
 
@@ -105,6 +112,7 @@ class Settings:
     instances: Mapping[str, InstanceSettings]
     retention: RetentionSettings = RetentionSettings()
     status: StatusSettings = StatusSettings()
+    locks: LockSettings = LockSettings()
     timezone: str | None = None
     lock_dir: str = field(default_factory=lambda: str(_state_dir() / "locks"))
     spool_dir: str = field(default_factory=lambda: str(_state_dir() / "spool"))
@@ -188,6 +196,7 @@ _TABLES: dict[str, type[Any]] = {
     "repository": RepositorySettings,
     "retention": RetentionSettings,
     "status": StatusSettings,
+    "locks": LockSettings,
 }
 
 
@@ -212,7 +221,7 @@ def _from_document(source: str, doc: dict[str, Any], env: Mapping[str, str]) -> 
             raise ConfigError(f"{source}: {key}: expected a string")
     instances = _instances(source, doc.get("instances", {}), env)
     settings = Settings(source=source, instances=instances, **tables, **top)
-    _validate(settings)
+    _validate(settings, env)
     return settings
 
 
@@ -318,13 +327,38 @@ def _type_name(t: Any) -> str:
     )
 
 
-def _validate(settings: Settings) -> None:
+#: The Swift credentials a repository needs, and the variables that stand in for each (the
+#: lookup of ``pitr.storage.swift.connection_options``, not imported here: it is the hot path
+#: of ``wal-push --async``).
+SWIFT_CREDENTIALS = {
+    "auth_url": ("ST_AUTH", "OS_AUTH_URL"),
+    "user": ("ST_USER", "OS_USERNAME"),
+    "key": ("ST_KEY", "OS_PASSWORD"),
+}
+
+
+def _swift_value(repo: RepositorySettings, key: str, env: Mapping[str, str]) -> str | None:
+    value: str | None = getattr(repo, key)
+    for var in SWIFT_CREDENTIALS[key]:
+        value = value or env.get(var)
+    return value
+
+
+def _validate(settings: Settings, env: Mapping[str, str]) -> None:
     repo = settings.repository
     src = settings.source
     try:
-        parse_repository_url(repo.url)
+        location = parse_repository_url(repo.url)
     except ConfigError as exc:
         raise ConfigError(f"{src}: [repository] url: {exc.message}", hint=exc.hint) from None
+    if location.scheme == "swift":
+        missing = [k for k, names in SWIFT_CREDENTIALS.items() if not _swift_value(repo, k, env)]
+        if missing:
+            raise ConfigError(
+                f"{src}: [repository] {', '.join(missing)}: not set for a swift:// repository",
+                hint="set them in the file or through ST_AUTH/ST_USER/ST_KEY "
+                "(or OS_AUTH_URL/OS_USERNAME/OS_PASSWORD)",
+            )
     if not 1 <= repo.compression_level <= 22:
         raise ConfigError(f"{src}: [repository] compression_level: must be between 1 and 22")
     if repo.compression_threads < 0 or repo.concurrency < 1:
@@ -333,6 +367,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"{src}: [repository] timeout: must be a positive number of seconds")
     if settings.retention.full is not None and settings.retention.full < 1:
         raise ConfigError(f"{src}: [retention] full: must keep at least one full backup")
+    if settings.locks.stale_hours <= 0:
+        raise ConfigError(f"{src}: [locks] stale_hours: must be a positive number of hours")
     for inst in settings.instances.values():
         if inst.port is not None and not 0 < inst.port < 65536:
             raise ConfigError(f"{src}: [instances.{inst.name}] port: not a TCP port")

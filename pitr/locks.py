@@ -7,8 +7,9 @@ Two layers, taken in this order and released in reverse:
    it dies. The file's content (host, pid, command, start) is only there for humans.
 2. a lock object in the repository (``Layout(instance).lock``), created if absent. It serialises
    runs on different hosts sharing the repository. A process cannot be checked on another host,
-   so an object left by another host is never broken automatically: past ``stale_after`` the
-   message tells the operator which key to remove if that host is really gone. An object left
+   so an object left by another host is never broken automatically: past ``stale_after``
+   (``[locks] stale_hours``) the message tells the operator which key to remove if that host is
+   really gone. An object left
    by a dead process of this host is taken over (the local flock proves nobody here holds it).
 
 On Swift two racing creators can both "win"; every creator therefore reads the object back and

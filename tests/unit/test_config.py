@@ -9,6 +9,7 @@ import pytest
 from pitr.config import load_settings
 from pitr.errors import ConfigError
 from pitr.repository_url import parse_repository_url
+from pitr.storage.swift import connection_options
 
 GOOD = """
 timezone = "Europe/Paris"
@@ -98,6 +99,11 @@ def test_environment_only_configuration() -> None:
         ('[instances.a]\nengine = "mysql"\nflavour = 1\n', "[instances.a] unknown key(s)"),
         ('timezone = "Mars/Olympus"\n', "unknown time zone"),
         ("[retention]\nfull = 0\n", "keep at least one full"),
+        ("[locks]\nstale_hours = 0\n", "[locks] stale_hours: must be a positive number"),
+        ('[locks]\nstale_hours = "6h"\n', "[locks] stale_hours: expected a number"),
+        ("[locks]\nstale_after = 6\n", "[locks] unknown key(s): stale_after"),
+        ('[repository]\nurl = "swift://c/x"\n', "[repository] auth_url, user, key: not set"),
+        ('[repository]\nurl = "swift://c/x"\nuser = "u"\nkey = "k"\n', "] auth_url: not set"),
         ("instances = 3\n", "[instances] must contain"),
     ],
 )
@@ -134,6 +140,40 @@ def test_environment_overrides(tmp_path: Path) -> None:
     assert settings.instance(None).port == 5433
     assert settings.timezone == "UTC"
     assert settings.retention.days == 3.0
+
+
+def test_lock_stale_age(tmp_path: Path) -> None:
+    path = write(tmp_path, '[repository]\nurl = "file:///r"\n')
+    assert load_settings(path, env={}).locks.stale_hours == 6.0
+    path = write(tmp_path, '[repository]\nurl = "file:///r"\n[locks]\nstale_hours = 1\n')
+    assert load_settings(path, env={}).locks.stale_hours == 1.0
+    env = {"PITR_LOCKS_STALE_HOURS": "0.5"}
+    assert load_settings(path, env=env).locks.stale_hours == 0.5
+    with pytest.raises(ConfigError, match="environment PITR_LOCKS_STALE_HOURS: expected a number"):
+        load_settings(path, env={"PITR_LOCKS_STALE_HOURS": "6h"})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ST_AUTH": "http://swift/auth/v1.0", "ST_USER": "a:u", "ST_KEY": "k"},
+        {"OS_AUTH_URL": "http://keystone/v3", "OS_USERNAME": "u", "OS_PASSWORD": "p"},
+        {"ST_AUTH": "http://swift/auth/v1.0", "OS_USERNAME": "u", "ST_KEY": "k"},
+    ],
+)
+def test_swift_credentials_from_the_environment(tmp_path: Path, env: dict[str, str]) -> None:
+    """The configuration accepts exactly what the Swift driver will connect with."""
+    path = write(tmp_path, '[repository]\nurl = "swift://c/x"\n')
+    repository = load_settings(path, env=env).repository
+    assert connection_options(repository, env)["authurl"].startswith("http://")
+    for missing in env:
+        partial = {k: v for k, v in env.items() if k != missing}
+        with pytest.raises(ConfigError, match="not set"):
+            load_settings(path, env=partial)
+        with pytest.raises(ConfigError, match="not set"):
+            connection_options(repository, partial)
+    file_only = '[repository]\nurl = "swift://c/x"\nauth_url = "http://a"\nuser = "u"\nkey = "k"\n'
+    assert load_settings(write(tmp_path, file_only), env={}).repository.key == "k"
 
 
 def test_environment_override_errors_name_the_variable(tmp_path: Path) -> None:

@@ -186,6 +186,19 @@ def test_other_host_is_never_taken_over(repo: LocalStorage, lock_dir: str) -> No
     assert repo.get_bytes(KEY) == lock_doc("db2", 4242, acquired)
 
 
+def test_stale_age_is_configurable(repo: LocalStorage, lock_dir: str) -> None:
+    acquired = datetime(2026, 3, 4, 2, 0, tzinfo=UTC)
+    repo.put_bytes(KEY, lock_doc("db2", 4242, acquired))
+    now = acquired + timedelta(minutes=90)
+    for stale_after, stale in ((3600, True), (7200, False)):
+        lock = InstanceLock(repo, "main", lock_dir, "b", stale_after=stale_after, clock=lambda: now)
+        with pytest.raises(LockHeld) as info:
+            lock.__enter__()
+        hint = info.value.hint or ""
+        assert hint.startswith("held for 1.5 h; if host db2 is gone") == stale
+        assert (hint == WAIT_HINT) != stale
+
+
 def test_same_host_live_pid_is_not_taken_over(repo: LocalStorage, lock_dir: str) -> None:
     repo.put_bytes(KEY, lock_doc(HOST, 1, datetime.now(UTC)))
     with pytest.raises(LockHeld, match=f"pid 1 on {HOST}"):
