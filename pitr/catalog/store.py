@@ -31,7 +31,7 @@ from pitr.catalog.model import (
 )
 from pitr.catalog.segments import SegmentRun, columns_of, concat, to_row
 from pitr.catalog.summary import page_refs, read_page, tail_documents
-from pitr.errors import FormatError, ObjectExists, ObjectNotFound, RepositoryError
+from pitr.errors import FormatError, ObjectExists, ObjectNotFound, RepositoryError, UsageError
 from pitr.storage.base import ObjectInfo, PutResult, Readable, Storage
 from pitr.transfer import StoredObject
 
@@ -328,8 +328,18 @@ def _just_before(key: str) -> str:
 
 
 def check_backup_id(catalog: Catalog, backup_id: str) -> Backup:
+    """The backup called ``backup_id``. Absent, it is bad input (``UsageError``, exit 2) unless
+    a differential names it as its parent: then the catalog is damaged (``FormatError``)."""
     backup = catalog.backup(backup_id)
-    if backup is None:
-        known = ", ".join(b.id for b in catalog.backups[-5:]) or "none"
-        raise FormatError(f"unknown backup {backup_id!r} (newest: {known})")
-    return backup
+    if backup is not None:
+        return backup
+    children = [b.id for b in catalog.backups if b.parent == backup_id]
+    if children:
+        raise FormatError(
+            f"backup {backup_id!r}, the parent of {', '.join(children)}, is not in the catalog"
+        )
+    known = ", ".join(b.id for b in catalog.backups[-5:]) or "none"
+    raise UsageError(
+        f"unknown backup {backup_id!r} (newest: {known})",
+        hint="'pitr list' shows every backup id",
+    )
