@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pitr.errors import (
     ObjectNotFound,
@@ -23,6 +23,9 @@ from pitr.errors import (
     error_dict,
 )
 from pitr.storage.base import Storage
+
+if TYPE_CHECKING:
+    from pitr.config import Settings
 
 PROBE_PREFIX = ".pitr-check/"
 PROBE_SIZE = 64 * 1024
@@ -109,3 +112,26 @@ def check_repository(storage: Storage, report: CheckReport) -> None:
     finally:
         if report.items and report.items[0].ok:
             report.step("repository delete", delete)
+
+
+def run_checks(settings: Settings, instance: str | None) -> CheckReport:
+    """Everything ``pitr check`` checks, in order: the configuration, the repository end to
+    end, then the engine checks of the instance (or of every configured one). The first
+    failing step stops the rest; it is ``report.error``."""
+    from pitr.engines.base import engine_for
+    from pitr.planning import open_catalog
+    from pitr.storage import open_storage
+
+    report = CheckReport()
+    report.add("config", True, f"{settings.source} is valid")
+    names = [settings.instance(instance).name] if instance else sorted(settings.instances)
+    for name in names:
+        report.add(f"instance {name}", True, f"engine {settings.instances[name].engine}")
+    report.step("repository open", lambda: open_storage(settings.repository).describe())
+    if report.error is None:
+        check_repository(open_storage(settings.repository), report)
+    for name in names:
+        if report.error is None:
+            inst = settings.instances[name]
+            engine_for(settings, inst).check(open_catalog(settings, inst), report)
+    return report

@@ -17,6 +17,7 @@ from pitr.cli_support import (
     begin,
     catalog_store,
     engine_of,
+    instance_lock,
     instance_option,
     lock_wait_option,
     output_options,
@@ -47,26 +48,9 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
 @click.pass_obj
 def check(run: Run, instance: str | None) -> None:
     """Check the configuration and the repository (write, list, read back, delete a probe)."""
-    from pitr.check import CheckReport, check_repository
-    from pitr.storage import open_storage
+    from pitr.check import run_checks
 
-    settings = run.settings()
-    report = CheckReport()
-    report.add("config", True, f"{settings.source} is valid")
-    names = [settings.instance(instance).name] if instance else sorted(settings.instances)
-    for name in names:
-        report.add(f"instance {name}", True, f"engine {settings.instances[name].engine}")
-    report.step("repository open", lambda: open_storage(settings.repository).describe())
-    if report.error is None:
-        check_repository(open_storage(settings.repository), report)
-    if report.error is None:
-        from pitr.engines.base import engine_for
-        from pitr.planning import open_catalog
-
-        for name in names:
-            inst = settings.instances[name]
-            if report.error is None:
-                engine_for(settings, inst).check(open_catalog(settings, inst), report)
+    report = run_checks(run.settings(), instance)
     out = run.output
     out.emit(report.to_dict(), text=None)
     out.table(
@@ -165,18 +149,18 @@ def verify(run: Run, instance: str | None, backup_id: str | None) -> None:
 @click.pass_obj
 def expire(run: Run, instance: str | None, dry_run: bool, lock_wait: float) -> None:
     """Apply the retention policy; never removes what the recoverable window needs."""
-    from pitr.locks import InstanceLock
-    from pitr.retention import apply_expiry, plan_expiry
+    from pitr.retention import apply_expiry, check_policy, expiry_of
     from pitr.timeutil import utcnow
     from pitr.views import human_bytes
 
-    settings = run.settings()
+    policy = run.settings().retention
+    check_policy(policy)
     store = catalog_store(run, instance)
-    with InstanceLock(store.storage, store.instance, settings.lock_dir, "expire", wait=lock_wait):
-        expiry = plan_expiry(
-            store.load(), settings.retention, utcnow(), store.list_backups().orphans
-        )
-        if not dry_run:
+    if dry_run:  # a read: no lock
+        expiry = expiry_of(store, policy, utcnow())
+    else:
+        with instance_lock(run, store, "expire", lock_wait):
+            expiry = expiry_of(store, policy, utcnow())
             apply_expiry(store, expiry)
     verb = "would delete" if dry_run else "deleted"
     result = {
@@ -236,13 +220,9 @@ def catalog() -> None:
 def rebuild(run: Run, instance: str | None, lock_wait: float) -> None:
     """Recompute the catalog summary from the per-object documents."""
     from pitr.catalog.rebuild import rebuild_catalog
-    from pitr.locks import InstanceLock
 
-    settings = run.settings()
     store = catalog_store(run, instance)
-    with InstanceLock(
-        store.storage, store.instance, settings.lock_dir, "catalog rebuild", wait=lock_wait
-    ):
+    with instance_lock(run, store, "catalog rebuild", lock_wait):
         counts = rebuild_catalog(store)
     run.output.emit(counts, text=f"rebuilt: {counts['backups']} backup(s), {counts['logs']} log(s)")
 
@@ -256,17 +236,13 @@ def rebuild(run: Run, instance: str | None, lock_wait: float) -> None:
 @click.pass_obj
 def backup(run: Run, instance: str | None, kind: str | None, lock_wait: float) -> None:
     """Take a backup and publish it to the repository."""
-    from pitr.catalog.summary import compact
-    from pitr.locks import InstanceLock
+    from pitr.catalog.summary import compact_all
     from pitr.views import human_bytes
 
     engine, store = engine_of(run, instance)
-    with InstanceLock(
-        store.storage, store.instance, run.settings().lock_dir, "backup", wait=lock_wait
-    ):
+    with instance_lock(run, store, "backup", lock_wait):
         result = engine.backup(store, kind)
-        for stream in store.storage.list_prefixes(store.layout.logs):  # keep planning fast
-            compact(store.storage, store.layout, stream.removeprefix(store.layout.logs)[:-1])
+        compact_all(store.storage, store.layout)
     doc = {
         "backup": {
             "id": result.id,
@@ -380,18 +356,16 @@ def archive(
 ) -> None:
     """Ship the transaction logs not yet in the repository; safe to run every minute."""
     from pitr.errors import UsageError
-    from pitr.locks import InstanceLock
 
     if seconds is not None and not follow:
         raise UsageError("--for applies to --follow")
     engine, store = engine_of(run, instance)
     # A follower runs for days: it holds its own lock, so backups and expiry still run.
-    with InstanceLock(
-        store.storage,
-        store.instance,
-        run.settings().lock_dir,
+    with instance_lock(
+        run,
+        store,
         "archive --follow" if follow else "archive",
-        wait=lock_wait,
+        lock_wait,
         resource="follow" if follow else "instance",
     ):
         result = engine.archive(store, follow=follow, duration=seconds)
@@ -431,7 +405,6 @@ def recover(
     import sys as _sys
 
     from pitr.errors import NotRecoverable, UsageError
-    from pitr.locks import InstanceLock
     from pitr.planning import make_plan
     from pitr.views import plan_text
 
@@ -453,9 +426,7 @@ def recover(
             "directory will be stopped and set aside",
             abort=True,
         )
-    with InstanceLock(
-        store.storage, store.instance, run.settings().lock_dir, "recover", wait=lock_wait
-    ):
+    with instance_lock(run, store, "recover", lock_wait):
         result = engine.recover(store, target)
     run.output.emit(result, text=recovery_text(result))
 
@@ -479,22 +450,15 @@ def events(
     timezone: str | None,
 ) -> None:
     """The transactions in the archived logs, to find the bad one."""
-    import re
-
-    from pitr.errors import UsageError
+    from pitr.eventfilter import compile_grep, matching
     from pitr.timeutil import parse_time
 
     zone = timezone or run.settings().timezone
     since = parse_time(start, timezone=zone) if start else None
     until = parse_time(end, timezone=zone) if end else None
-    try:
-        pattern = re.compile(grep) if grep else None
-    except re.error as exc:
-        raise UsageError(f"--grep: not a regular expression: {exc}") from None
+    pattern = compile_grep(grep)
     engine, store = engine_of(run, instance)
-    found = engine.events(store, store.load(), since, until, rows=rows)
-    if pattern is not None:
-        found = [e for e in found if pattern.search(" ".join(str(v) for v in e.values()))]
+    found = matching(engine.events(store, store.load(), since, until, rows=rows), pattern)
     out = run.output
     out.emit({"events": found})
     out.table(

@@ -41,12 +41,17 @@ class Expiry:
         return sum(b.bytes for b in self.backups) + sum(s.object.size for s in self.segments)
 
 
-def kept_fulls(catalog: Catalog, policy: RetentionSettings, now: datetime) -> list[Backup]:
+def check_policy(policy: RetentionSettings) -> None:
+    """Refuse an empty policy before anything is read or locked (it is bad input)."""
     if policy.full is None and policy.days is None:
         raise UsageError(
             "no retention policy is configured: nothing would ever expire",
             hint="set [retention] full = N and/or days = D in pitr.toml",
         )
+
+
+def kept_fulls(catalog: Catalog, policy: RetentionSettings, now: datetime) -> list[Backup]:
+    check_policy(policy)
     all_fulls = fulls(catalog)
     keep: set[str] = set()
     if policy.full is not None:
@@ -71,6 +76,11 @@ def plan_expiry(
     gone = tuple(b for b in catalog.backups if b not in keep)
     segments = _expired_logs(catalog, keep) if keep else ()
     return Expiry(keep, gone, segments, dict(orphans or {}))
+
+
+def expiry_of(store: CatalogStore, policy: RetentionSettings, now: datetime) -> Expiry:
+    """What the policy expires in the repository now, unfinished backups included."""
+    return plan_expiry(store.load(), policy, now, store.list_backups().orphans)
 
 
 def _expired_logs(catalog: Catalog, keep: Sequence[Backup]) -> tuple[LogSegment, ...]:

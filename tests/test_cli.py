@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from servers import MotoServer, SwiftServer
 from servers.common import free_port
 
 import pitr
+from pitr.storage.local import LocalStorage
 
 SECRET = "S3cr3t-Do-Not-Leak-4711"
 
@@ -96,6 +98,61 @@ def test_unknown_option_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     first = done.stderr.splitlines()[0]
     assert first.startswith("error: No such option") and "--frobnicate" in first
+
+
+def test_swift_without_credentials_is_a_configuration_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 'url = "swift://pitr-nocreds/prod"\nuser = "a:u"')
+    done = run("--config", str(config), "list", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: {config}: [repository] auth_url, key: not set for a swift:// repository",
+        "HINT: set them in the file or through ST_AUTH/ST_USER/ST_KEY "
+        "(or OS_AUTH_URL/OS_USERNAME/OS_PASSWORD)",
+    ]
+    assert done.stdout == ""
+
+
+def test_expire_without_a_policy_changes_nothing(tmp_path: Path) -> None:
+    """Bad input: exit 2 before the lock is taken: no lock file, no repository directory."""
+    repo, locks = tmp_path / "repo", tmp_path / "locks"
+    write_config(tmp_path, f'url = "file://{repo}"', '[instances.main]\nengine = "postgresql"')
+    for dry_run in ([], ["--dry-run"]):
+        done = run("expire", *dry_run, cwd=tmp_path, env={"PITR_LOCK_DIR": str(locks)})
+        assert done.returncode == 2
+        assert done.stderr.splitlines() == [
+            "error: no retention policy is configured: nothing would ever expire",
+            "HINT: set [retention] full = N and/or days = D in pitr.toml",
+        ]
+    assert not repo.exists() and not locks.exists()
+
+
+@pytest.mark.parametrize(
+    ("stale_hours", "hint"),
+    [
+        ("1", "HINT: held for 2.0 h; if host db2 is gone, remove the lock object "),
+        ("3", "HINT: wait for it to finish, or pass --lock-wait SECONDS"),
+    ],
+)
+def test_a_lock_from_another_host_is_stale_after_the_configured_age(
+    tmp_path: Path, stale_hours: str, hint: str
+) -> None:
+    repo = LocalStorage(str(tmp_path / "repo"))
+    key = "main/locks/instance.json"
+    acquired = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    doc = {"format": "1.0", "kind": "lock", "host": "db2", "pid": 4242, "command": "backup"}
+    repo.put_bytes(key, json.dumps(doc | {"acquired": acquired, "token": "0" * 32}).encode())
+    write_config(
+        tmp_path,
+        f'url = "file://{repo.root}"',
+        '[retention]\nfull = 1\n[locks]\nstale_hours = 6\n[instances.main]\nengine = "mysql"',
+    )
+    env = {"PITR_LOCKS_STALE_HOURS": stale_hours, "PITR_LOCK_DIR": str(tmp_path / "locks")}
+    done = run("expire", cwd=tmp_path, env=env)
+    assert done.returncode == 75
+    error, given = done.stderr.splitlines()
+    assert error.startswith("error: instance 'main' is locked by 'backup' (pid 4242 on db2)")
+    assert given.startswith(hint)
+    assert json.loads(repo.get_bytes(key))["host"] == "db2"  # never broken automatically
 
 
 def test_check_file_repository_json(tmp_path: Path) -> None:

@@ -121,6 +121,13 @@ def compact(storage: Storage, layout: Layout, stream: str) -> int:
     return len(tail)
 
 
+def compact_all(storage: Storage, layout: Layout) -> int:
+    """``compact`` every log stream of the instance (after a backup, under its lock), so
+    planning stays at a few requests. Returns the number of segments newly summarised."""
+    streams = [p.removeprefix(layout.logs)[:-1] for p in storage.list_prefixes(layout.logs)]
+    return sum(compact(storage, layout, stream) for stream in streams)
+
+
 def _merge(storage: Storage, layout: Layout, stream: str, pages: Sequence[PageRef]) -> None:
     rows_by_name: dict[str, Sequence[Any]] = {}
     for columns in parallel(lambda ref: read_page(storage, ref), pages):

@@ -19,6 +19,7 @@ from pitr.catalog.store import CatalogStore
 from pitr.catalog.summary import compact, page_refs
 from pitr.config import RepositorySettings
 from pitr.errors import FormatError, RepositoryError
+from pitr.locks import InstanceLock
 from pitr.planning import make_plan
 from pitr.storage import Storage
 from pitr.targets import parse_target
@@ -148,13 +149,14 @@ def test_plan_names_a_data_object_gone_while_its_index_remains(store: CatalogSto
 
 
 def cli(
-    repo: RepositorySettings, tmp_path: Path, *args: str, **env: str
+    repo: RepositorySettings, tmp_path: Path, *args: str, tables: str = "", **env: str
 ) -> subprocess.CompletedProcess[str]:
+    """``pitr ARGS`` with the repository, ``[retention] full = 1`` and ``tables``."""
     lines = [f"{k} = {json.dumps(v)}" for k, v in repo.__dict__.items() if v is not None]
     config = tmp_path / "pitr.toml"
     config.write_text(
         "[repository]\n" + "\n".join(lines) + "\n[retention]\nfull = 1\n"
-        '[instances.main]\nengine = "postgresql"\n'
+        f'{tables}\n[instances.main]\nengine = "postgresql"\n'
     )
     return subprocess.run(
         [sys.executable, "-m", "pitr", "--config", str(config), *args],
@@ -203,17 +205,86 @@ def test_list_plan_verify_status_commands(
     assert json.loads(done.stdout)["status"] == "CRIT"
 
 
+@pytest.mark.parametrize(
+    ("thresholds", "code", "states"),
+    [
+        (  # a backup a year old is fine, and an archive a year behind
+            "backup_warn_hours = 1e5\nbackup_crit_hours = 2e5\n"
+            "archive_warn_minutes = 1e7\narchive_crit_minutes = 2e7",
+            0,
+            {"backup": "OK", "archive": "OK"},
+        ),
+        (  # the backup is older than WARN's 2 h, not than CRIT's
+            "backup_warn_hours = 2\nbackup_crit_hours = 2e5\n"
+            "archive_warn_minutes = 1e7\narchive_crit_minutes = 2e7",
+            1,
+            {"backup": "WARN", "archive": "OK"},
+        ),
+        (  # the archive is older than WARN's 30 min, not than CRIT's
+            "backup_warn_hours = 1e5\nbackup_crit_hours = 2e5\n"
+            "archive_warn_minutes = 30\narchive_crit_minutes = 2e7",
+            1,
+            {"backup": "OK", "archive": "WARN"},
+        ),
+    ],
+)
+def test_status_thresholds_from_the_config(
+    store: CatalogStore,
+    repo_settings: RepositorySettings,
+    tmp_path: Path,
+    thresholds: str,
+    code: int,
+    states: dict[str, str],
+) -> None:
+    populate(store)
+    state = ["OK", "WARN", "CRIT"][code]
+    done = cli(repo_settings, tmp_path, "status", "--json", tables=f"[status]\n{thresholds}")
+    assert done.returncode == code, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["status"] == state
+    assert {c["name"]: c["status"] for c in doc["checks"]} == states
+    text = cli(repo_settings, tmp_path, "status", tables=f"[status]\n{thresholds}")
+    assert text.returncode == code
+    assert text.stdout.startswith(f"PITR {state} - backup {states['backup']}: last backup F2, ")
+
+
+def test_verify_an_unknown_backup_is_a_usage_error(
+    store: CatalogStore, repo_settings: RepositorySettings, tmp_path: Path
+) -> None:
+    populate(store)
+    done = cli(repo_settings, tmp_path, "verify", "--backup", "NOPE")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "error: unknown backup 'NOPE' (newest: F1, D1, F2)",
+        "HINT: 'pitr list' shows every backup id",
+    ]
+    # A differential whose full is gone: the catalog is damaged, not the input.
+    store.storage.delete(store.layout.manifest("F1"))
+    store.storage.delete(store.layout.backups_summary)
+    done = cli(repo_settings, tmp_path, "verify", "--backup", "D1")
+    assert done.returncode == 3
+    assert done.stderr.splitlines()[0] == (
+        "error: backup 'F1', the parent of D1, is not in the catalog"
+    )
+
+
 def test_expire_and_rebuild_commands(
     store: CatalogStore, repo_settings: RepositorySettings, tmp_path: Path
 ) -> None:
     populate(store)
     compact(store.storage, store.layout, "00000001")  # expiry rewrites the pages too
     publish_backup(store, backup("F3", 10), manifest=False)
-    dry = json.loads(cli(repo_settings, tmp_path, "expire", "--dry-run", "--json").stdout)
+    # A dry run is a read: it needs no lock (another run holds it here) and writes nothing.
+    with InstanceLock(store.storage, "main", str(tmp_path / "other-run"), "backup"):
+        objects = list(store.storage.list())
+        done = cli(repo_settings, tmp_path, "expire", "--dry-run", "--json")
+        assert done.returncode == 0, done.stderr
+        assert list(store.storage.list()) == objects
+    dry = json.loads(done.stdout)
     assert dry["expired_backups"] == ["F1", "D1"]
     assert dry["kept"] == ["F2"]
     assert dry["expired_logs"] == [wal(n).name for n in range(7)]
-    assert len(store.load().backups) == 3  # nothing deleted yet
+    assert dry["unfinished_backups"] == ["F3"]
     done = cli(repo_settings, tmp_path, "expire", "--json")
     assert done.returncode == 0, done.stderr
     catalog = store.load()

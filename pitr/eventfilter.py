@@ -1,0 +1,33 @@
+"""``pitr events --grep REGEX``: keep the transactions whose line matches.
+
+The pattern is compiled before anything is read, so a bad one is a usage error that touches
+nothing. An event matches when the pattern is found in its values joined by spaces (time,
+xid or GTID, position, log, summary: what its line shows).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from pitr.errors import UsageError
+
+
+def compile_grep(grep: str | None) -> re.Pattern[str] | None:
+    """The ``--grep`` pattern; None without one."""
+    if not grep:
+        return None
+    try:
+        return re.compile(grep)
+    except re.error as exc:
+        raise UsageError(f"--grep: not a regular expression: {exc}") from None
+
+
+def matching(
+    events: Sequence[dict[str, Any]], pattern: re.Pattern[str] | None
+) -> list[dict[str, Any]]:
+    """The events ``pattern`` finds; all of them without a pattern."""
+    if pattern is None:
+        return list(events)
+    return [e for e in events if pattern.search(" ".join(str(v) for v in e.values()))]
