@@ -4,8 +4,8 @@
 uploaded in parallel (nothing staged) → ``pg_backup_stop`` → the manifest, published only once
 the WAL the backup needs is in the repository (an archive_command that keeps failing ends the
 wait). A differential sends only the files whose size or modification time differ from its
-full's, plus every file modified while the full was being taken (the time stamps cannot be
-trusted for those); the others are restored from the full.
+full's, and those whose time stamps cannot be trusted (see ``_changed``) once their CRC-32
+shows they differ; the others are restored from the full.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 from pitr import __version__
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
-from pitr.engines.postgresql.files import DataFile, Sent, TarStream, partition, scan
+from pitr.engines.postgresql.files import CHUNK, DataFile, Sent, TarStream, partition, scan
 from pitr.engines.postgresql.server import ArchiverState, PgServer
 from pitr.engines.postgresql.walfile import parse_wal_name
 from pitr.errors import PreconditionFailed
@@ -34,6 +35,10 @@ from pitr.transfer import Compression, StoredObject, upload
 
 log = logging.getLogger("pitr.postgresql")
 ARCHIVE_WAIT = 120.0
+#: How long before the full started a recorded modification time stops being trusted: a file
+#: written during the full (or within the file system's time stamp resolution of it) may
+#: change again and keep its size and time stamp.
+RACY_WINDOW_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -96,16 +101,39 @@ def _relations(server: PgServer) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _changed(f: DataFile, full: Backup) -> bool:
-    """Must a differential send this file? (Directories always go: they cost nothing.)"""
+def _changed(f: DataFile, records: dict[str, list[Any]], racy_from_ns: int) -> bool:
+    """Must a differential send this file? ``records`` are the full's ([size, mtime_ns,
+    crc32] by name). A new file, or another size or modification time: yes. The same size
+    and time stamp: no — unless the recorded time stamp is at or after ``racy_from_ns`` (the
+    full's start less ``RACY_WINDOW_NS``): then the file is read and sent when its CRC-32
+    differs from the copy the full holds. Directories always go: they cost nothing."""
     if f.is_dir:
         return True
-    before = full.engine_meta.get("files", {}).get(f.name)
+    before = records.get(f.name)
     if before is None:
         return True
-    size, mtime_ns = before[0], before[1]
-    racy = mtime_ns >= (full.start_time.timestamp() - 2) * 1e9  # changed during the full
-    return bool(size != f.size or mtime_ns != f.mtime_ns or racy)
+    size, mtime_ns, crc = before[0], before[1], before[2]
+    if size != f.size or mtime_ns != f.mtime_ns:
+        return True
+    return bool(mtime_ns >= racy_from_ns and _crc32(f.source) != crc)
+
+
+def _crc32(path: Path) -> int | None:
+    """The file's CRC-32, as ``TarStream`` computes it (None: it is gone)."""
+    crc = 0
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                crc = zlib.crc32(chunk, crc)
+    except FileNotFoundError:
+        return None
+    return crc
+
+
+def _to_send(files: list[DataFile], full: Backup) -> list[DataFile]:
+    records = full.engine_meta.get("files", {})
+    racy_from = int(full.start_time.timestamp() * 1e9) - RACY_WINDOW_NS
+    return [f for f in files if _changed(f, records, racy_from)]
 
 
 def _one(conn: Any, sql: str, *params: Any) -> Any:
@@ -134,7 +162,7 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
         log.info("backup %s: started at %s", backup_id, format_lsn(start_lsn))
         try:
             files, tablespaces = scan(server.datadir)
-            send = [f for f in files if _changed(f, parent)] if parent and kind == "diff" else files
+            send = _to_send(files, parent) if parent and kind == "diff" else files
             relations = _relations(server)
             config_files = _outside_config(conn, server.datadir)
             parts = _upload_all(store, backup_id, send, options)
