@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from pg_e2e import (
@@ -16,6 +17,7 @@ from pg_e2e import (
     destroy_site,
     drop_xid,
     make_site,
+    mark,
     markers,
     public_dir,
     seed,
@@ -75,6 +77,27 @@ def test_s3_time_target_on_full_and_differential(s3_site: Site) -> None:
     verified = site.ok("verify")
     assert verified["failed"] == []
     assert verified["verified"] == verified["objects"] > 0
+
+
+def test_s3_recover_in_place(s3_site: Site) -> None:
+    """In place on S3: the newest WAL is secured by recover itself (nothing archived it), the
+    data directory set aside, the new timeline archived into the bucket."""
+    site = s3_site
+    seed(site, ("victim",))
+    full = site.backup("full")
+    point = before_target(site, "s3", "victim")
+    damage(site, point)
+    mark(site, "end")
+    doc = site.ok("recover", "--at", point.time.isoformat(), "--yes")["recovery"]
+    assert doc["recovered_from_backup"] == full["id"]
+    assert doc["timeline"] == 2
+    assert Path(doc["previous_datadir"]).is_dir()
+    assert_at_point(site, point)
+    assert "end" not in markers(site)
+    site.archive_now()
+    latest = site.ok("plan", "--latest")["plan"]
+    assert latest["recoverable"] is True
+    assert latest["timeline"] == 2
 
 
 def test_swift_quick_start_story_in_place(swift_site: Site) -> None:

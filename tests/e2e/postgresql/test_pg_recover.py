@@ -104,6 +104,37 @@ def test_recover_in_place_twice_across_timelines(site: Site) -> None:
     assert controldata(Path(doc["previous_datadir"]))["Latest checkpoint's TimeLineID"] == "2"
 
 
+def test_recover_to_a_target_on_timeline_2(site: Site) -> None:
+    """After a first in-place recovery (timeline 2), the mistake happens again on timeline 2:
+    the second recovery's target lies on timeline 2 itself, after the branch point."""
+    seed(site, ("victim",))
+    site.backup("full")
+    first = before_target(site, "one", "victim")
+    damage(site, first)
+    doc = site.ok("recover", "--xid", str(first.xid), "--yes")["recovery"]
+    assert doc["timeline"] == 2
+    assert_at_point(site, first)
+
+    # On timeline 2: new markers, the target, the same damage again.
+    second = before_target(site, "two", "victim")
+    damage(site, second)
+    mark(site, "end")
+    site.archive_now()  # for plan (recover secures the newest WAL itself)
+    for kind in ("xid", "at"):
+        plan = site.ok("plan", *second.option(kind))["plan"]
+        assert plan["recoverable"] is True
+        assert plan["timeline"] == 2
+    doc = site.ok("recover", *second.option("xid"), "--yes")["recovery"]
+    assert doc["timeline"] == 3
+    assert doc["reached"]["xid"] == second.xid
+    assert_at_point(site, second)
+    found = markers(site)
+    assert {"one-A", "one-B"} <= found
+    assert "one-C" not in found  # timeline 1 after the first target: never on timeline 2
+    assert "end" not in found
+    assert len(set_aside(site)) == 2
+
+
 def assert_set_aside(previous: Path, datadir: Path, keep_file: str) -> None:
     """The instance's directory as recover stopped it, renamed beside it: complete (a copy of
     it starts, archiving off, on its own port) with everything up to that moment."""
