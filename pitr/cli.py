@@ -21,7 +21,6 @@ from pitr.cli_support import (
     instance_option,
     lock_wait_option,
     output_options,
-    postgres_of,
     recovery_text,
     run_main,
     short_lived,
@@ -276,29 +275,14 @@ def wal_push(run: Run, instance: str | None, background: bool, path: str) -> Non
     """PostgreSQL archive_command: 'pitr wal-push %p' (or 'pitr wal-push --async %p')."""
     from pathlib import Path
 
-    if background:
-        from pitr.engines.postgresql.asyncpush import spool_for, wait_for
-        from pitr.errors import PitrError
+    from pitr.walcommands import push, push_async
 
-        settings = run.settings()
-        inst = settings.instance(instance)
-        config = None if settings.source == "environment" else str(Path(settings.source).absolute())
-        code, message = wait_for(
-            spool_for(settings.spool_dir, inst.name), Path(path), config, inst.name
-        )
-        if code:
-            error = PitrError(message)
-            error.exit_code = code
-            raise error
-        run.output.emit({"file": Path(path).name, "archived": True}, text=message)
+    if background:
+        text = push_async(run.settings(), instance, path)
+        run.output.emit({"file": Path(path).name, "archived": True}, text=text)
         return
-    engine, store = postgres_of(run, instance, "wal-push")
-    pushed = engine.wal_push(store, Path(path))
-    name = Path(path).name
-    run.output.emit(
-        {"file": name, "archived": pushed},
-        text=f"{name} {'archived' if pushed else 'was already archived'}",
-    )
+    pushed, text = push(run.settings(), instance, path)
+    run.output.emit({"file": Path(path).name, "archived": pushed}, text=text)
 
 
 @cli.command(name="wal-push-worker", hidden=True)
@@ -310,9 +294,10 @@ def wal_push_worker(run: Run, instance: str | None, pg_wal: str) -> None:
     from pathlib import Path
 
     from pitr.engines.postgresql.asyncpush import serve, spool_for
+    from pitr.walcommands import open_postgres
 
-    engine, store = postgres_of(run, instance, "wal-push")
     settings = run.settings()
+    engine, store = open_postgres(settings, instance, "wal-push")
     workers = settings.repository.concurrency
     serve(
         spool_for(settings.spool_dir, store.instance),
@@ -331,13 +316,9 @@ def wal_push_worker(run: Run, instance: str | None, pg_wal: str) -> None:
 @click.pass_obj
 def wal_fetch(run: Run, instance: str | None, spool: str | None, name: str, dest: str) -> int:
     """PostgreSQL restore_command: 'pitr wal-fetch %f %p'; exit 1 when not archived."""
-    import logging
-    from pathlib import Path
+    from pitr.walcommands import fetch
 
-    engine, store = postgres_of(run, instance, "wal-fetch")
-    found = engine.wal_fetch(store, name, Path(dest), Path(spool) if spool else None)
-    if not found:
-        logging.getLogger("pitr").info("%s is not in the repository", name)
+    found = fetch(run.settings(), instance, name, dest, spool)
     run.output.emit({"file": name, "found": found})
     return 0 if found else 1
 

@@ -191,24 +191,6 @@ def engine_of(run: Run, instance: str | None) -> tuple[Any, Any]:
     return engine_for(settings, inst), catalog_store(run, instance)
 
 
-def postgres_of(run: Run, instance: str | None, command: str) -> tuple[Any, Any]:
-    from dataclasses import replace
-
-    from pitr.catalog.store import CatalogStore
-    from pitr.engines.postgresql import PostgresEngine
-    from pitr.errors import UsageError
-    from pitr.storage import open_storage
-
-    settings = run.settings()
-    inst = settings.instance(instance)
-    if inst.engine != "postgresql":
-        raise UsageError(f"{command} is for PostgreSQL instances; {inst.name} is {inst.engine}")
-    # archive_command and restore_command keep retrying for at least a minute (SPEC).
-    repo = replace(settings.repository, timeout=max(settings.repository.timeout, 60.0))
-    store = CatalogStore(open_storage(repo), inst.name, inst.engine)
-    return PostgresEngine(settings, inst), store
-
-
 def recovery_text(result: dict[str, Any]) -> str:
     r = result["recovery"]
     lines = [f"{r['instance']}: {r['status']} in {r['datadir']}"]

@@ -2,9 +2,9 @@
 
 PostgreSQL runs ``pitr wal-push %p`` (archive_command) and ``pitr wal-fetch %f %p``
 (restore_command) once per WAL segment and waits for each. Their plain forms are answered
-here, before the command line (click, every command's imports) is loaded: ``wal-push --async``
-from the status file the archiving worker wrote, ``wal-push`` and ``wal-fetch`` through
-:mod:`pitr.walcommands`, which ``pitr.cli`` uses too. Anything else — other options,
+here, before the command line (click, every command's imports) is loaded, through
+:mod:`pitr.walcommands`, which ``pitr.cli`` uses too (``wal-push --async`` is answered from
+the status file the archiving worker wrote). Anything else — other options,
 ``--json``, ``--debug``, ``--help`` — goes to ``pitr.cli``.
 """
 
@@ -61,32 +61,10 @@ def _parse(argv: list[str]) -> _Call | None:
     return call if len(call.args) == _FAST_COMMANDS[call.command] else None
 
 
-def _async_push(call: _Call) -> int | None:
-    from pathlib import Path
-
-    from pitr.config import load_settings
-    from pitr.engines.postgresql.asyncpush import spool_for, wait_for
-    from pitr.errors import PitrError
-
-    try:
-        settings = load_settings(call.config)
-        inst = settings.instance(call.instance)
-    except PitrError:
-        return None  # the command line explains it
-    if inst.engine != "postgresql":
-        return None
-    source = None if settings.source == "environment" else str(Path(settings.source).absolute())
-    path = Path(call.args[0])
-    code, message = wait_for(spool_for(settings.spool_dir, inst.name), path, source, inst.name)
-    if code:
-        sys.stderr.write(f"error: {message}\n")
-    return code
-
-
 def _run(call: _Call) -> int:
     from pitr.config import load_settings
     from pitr.output import configure_logging, redact_secrets
-    from pitr.walcommands import fetch, push
+    from pitr.walcommands import fetch, push, push_async
 
     configure_logging(debug=False, quiet=call.quiet)
     settings = load_settings(call.config)
@@ -94,7 +72,10 @@ def _run(call: _Call) -> int:
     if call.command == "wal-fetch":
         name, dest = call.args
         return 0 if fetch(settings, call.instance, name, dest, call.spool) else 1
-    _pushed, text = push(settings, call.instance, call.args[0])
+    if call.background:
+        text = push_async(settings, call.instance, call.args[0])
+    else:
+        text = push(settings, call.instance, call.args[0])[1]
     if not call.quiet:
         sys.stdout.write(text + "\n")
     return 0
@@ -131,9 +112,7 @@ def _answer(call: _Call) -> int:
 def main() -> None:
     call = _parse(sys.argv[1:])
     if call is not None:
-        code = _async_push(call) if call.background else _answer(call)
-        if code is not None:
-            sys.exit(code)
+        sys.exit(_answer(call))
     from pitr.cli import main as cli_main
 
     cli_main()

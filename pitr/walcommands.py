@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pitr.errors import UsageError
+from pitr.errors import PitrError, UsageError
 
 if TYPE_CHECKING:
     from pitr.catalog.store import CatalogStore
@@ -46,6 +46,30 @@ def push(settings: Settings, instance: str | None, path: str) -> tuple[bool, str
     pushed = engine.wal_push(store, Path(path))
     name = Path(path).name
     return pushed, f"{name} {'archived' if pushed else 'was already archived'}"
+
+
+def push_async(settings: Settings, instance: str | None, path: str) -> str:
+    """Hand ``path`` to the resident archiving worker (starting it if none runs) and wait
+    for its answer: the line to print, or ``WorkerAnswer`` with the worker's exit code."""
+    from pitr.engines.postgresql.asyncpush import spool_for, wait_for
+
+    inst = settings.instance(instance)
+    if inst.engine != "postgresql":
+        raise UsageError(f"wal-push is for PostgreSQL instances; {inst.name} is {inst.engine}")
+    config = None if settings.source == "environment" else str(Path(settings.source).absolute())
+    spool = spool_for(settings.spool_dir, inst.name)
+    code, message = wait_for(spool, Path(path), config, inst.name)
+    if code:
+        raise WorkerAnswer(message, code)
+    return message
+
+
+class WorkerAnswer(PitrError):
+    """The asynchronous worker could not archive the file: its message and exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def fetch(
