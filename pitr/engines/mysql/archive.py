@@ -5,6 +5,13 @@ is published (create-if-absent) — the document's presence means the binlog is 
 again, it finds them archived by their head and size without reading them (idempotent). A
 binlog purged before it was shipped leaves a hole in its stream's numbering: reported here,
 refused by the planner for any target across it.
+
+Another pitr may ship the same binlogs meanwhile (``archive --follow`` holds its own lock, so a
+cron ``pitr archive`` runs beside it): what a shipper knows is loaded once, so before it starts
+a new stream or reports a gap it reloads the catalog, and before it uploads it asks whether the
+file's index document appeared (one small read). Two shipping the same file at the same moment
+upload the same bytes to the same key; the second to publish finds the same content: already
+archived.
 """
 
 from __future__ import annotations
@@ -27,8 +34,8 @@ from pitr.engines.mysql.streams import (
     read_head,
     segment_document,
 )
-from pitr.errors import FormatError, PitrError, PreconditionFailed
-from pitr.timeutil import utcnow
+from pitr.errors import FormatError, PitrError, PreconditionFailed, RepositoryError
+from pitr.timeutil import from_document, utcnow
 from pitr.transfer import Compression, upload
 
 log = logging.getLogger("pitr.mysql")
@@ -58,6 +65,41 @@ class Shipper:
     def stream_of(self, head: Head, size: int | None = None) -> tuple[str, bool]:
         return assign_stream(self.flavor, self.known, self.backups, head, size)
 
+    def refresh(self) -> None:
+        """Reload what the repository holds (another pitr may have archived since)."""
+        catalog = self.store.load()
+        self.known, self.backups = known_of(catalog.streams), catalog.backups
+
+    def _placed(self, head: Head, size: int) -> tuple[str, bool]:
+        """``stream_of``, from a fresh catalog when this file would not simply follow one
+        this shipper knows (a new stream, or a gap: perhaps only unknown here)."""
+        stream, done = self.stream_of(head, size)
+        if done or any(k.stream == stream and k.number in (head.number - 1, head.number)
+                       for k in self.known):  # fmt: skip
+            return stream, done
+        self.refresh()
+        return self.stream_of(head, size)
+
+    def _published_meanwhile(self, stream: str, head: Head, size: int) -> bool:
+        """True when this very file's index document appeared since the catalog was read;
+        ``RepositoryError`` when one for another file of that name did (before the upload
+        could overwrite its data)."""
+        existing = self.store.segment_index(stream, head.name)
+        if existing is None:
+            return False
+        seg = existing.segment
+        created = from_document(seg.extra.get("created"))
+        if (seg.gtids_before, created, seg.object.raw_size) != (head.gtids_before, head.created,
+                                                               size):  # fmt: skip
+            raise RepositoryError(
+                f"{head.name} is already archived with different content "
+                f"({self.store.layout.log_index(stream, head.name)})",
+                hint="two servers may be archiving into the same repository and instance",
+            )
+        self.known.append(Known(stream, head.name, self.system, seg.gtids_before,
+                                seg.gtids_after, size, head.created))  # fmt: skip
+        return True
+
     def ship(self, path: Path, name: str | None = None, *, rotated: bool = False) -> bool:
         """Archive one closed binlog; False when it already is. With ``rotated``, a file
         that does not end with its ROTATE (or STOP) event yet is left for later (False)."""
@@ -66,12 +108,16 @@ class Shipper:
         head = read_head(path, self.system)
         if head.name != name:  # a spool copy keeps the server's name
             head = Head(name, head.system, head.server_id, head.gtids_before, head.created)
-        stream, done = self.stream_of(head, size)
+        stream, done = self._placed(head, size)
         if done:
             self.already.append(name)
             return False
         index = index_binlog_file(path)
         if rotated and index.next_file is None and not index.stopped:
+            return False
+        if self._published_meanwhile(stream, head, size):
+            self.already.append(name)
+            log.info("already archived %s (stream %s)", name, stream)
             return False
         if name != index.name:
             index = _renamed(index, name)
