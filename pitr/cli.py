@@ -71,7 +71,7 @@ def list_(run: Run, instance: str | None) -> None:
     """Backups, log coverage and the recoverable window."""
     short_lived()
     from pitr.inventory import describe
-    from pitr.views import backups_rows, logs_rows
+    from pitr.views import backups_rows, logs_rows, window_lines
 
     listing = describe(catalog_store(run, instance).load())
     out = run.output
@@ -80,8 +80,8 @@ def list_(run: Run, instance: str | None) -> None:
     out.table(
         ["stream", "first log", "last log", "logs", "size", "last commit"], logs_rows(listing)
     )
-    window = listing["window"]
-    out.say(f"Recoverable window: {window['earliest']} to {window['latest']}")
+    for line in window_lines(listing):
+        out.say(line)
 
 
 @cli.command()

@@ -10,7 +10,7 @@ from typing import Any
 from pitr.catalog import Catalog
 from pitr.catalog.segments import SegmentRun
 from pitr.config import StatusSettings
-from pitr.planner import window
+from pitr.planner import window, windows_of
 from pitr.timeutil import format_time, from_microseconds
 
 
@@ -31,7 +31,8 @@ def stream_coverage(run: SegmentRun) -> dict[str, Any]:
 
 
 def describe(catalog: Catalog) -> dict[str, Any]:
-    """``pitr list --json``: backups, log coverage per stream, the recoverable window."""
+    """``pitr list --json``: backups, log coverage per stream, the recoverable window (and
+    the window of each timeline or GTID domain)."""
     return {
         "instance": catalog.instance,
         "datastore": catalog.engine,
@@ -52,6 +53,7 @@ def describe(catalog: Catalog) -> dict[str, Any]:
         ],
         "logs": [stream_coverage(run) for _, run in sorted(catalog.streams.items()) if len(run)],
         "window": window(catalog).to_dict(),
+        "windows": [w.to_dict() for w in windows_of(catalog)],
     }
 
 

@@ -79,3 +79,14 @@ def inspect_rows(result: dict[str, Any]) -> list[list[Any]]:
             ]
         )
     return rows
+
+
+def window_lines(listing: dict[str, Any]) -> list[str]:
+    """``pitr list``'s recoverable window, then each timeline's or domain's when several."""
+    window = listing["window"]
+    lines = [f"Recoverable window: {window['earliest']} to {window['latest']}"]
+    if len(listing["windows"]) > 1:
+        for w in listing["windows"]:
+            scope = next(k for k in ("timeline", "domain", "source") if k in w)
+            lines.append(f"  {scope} {w[scope]}: {w['earliest']} to {w['latest']}")
+    return lines

@@ -16,12 +16,12 @@ from dataclasses import replace
 
 from pitr.catalog import Catalog
 from pitr.catalog.model import LogSegment
-from pitr.plan import Plan, Window
+from pitr.plan import Plan, ScopedWindow, Window
 from pitr.planner import binlog, wal, windows
 from pitr.planner.common import Located
 from pitr.targets import Target
 
-__all__ = ["Located", "build_plan", "documents_needed", "window"]
+__all__ = ["Located", "build_plan", "documents_needed", "window", "windows_of"]
 
 
 def documents_needed(catalog: Catalog, target: Target) -> list[LogSegment]:
@@ -55,3 +55,12 @@ def window(catalog: Catalog) -> Window:
         return wal.window_on(catalog, walker, None, frozenset())
     gtids = binlog.Gtids(catalog.engine, Target("latest"))
     return binlog.window_of(binlog.chains_of(catalog, gtids, frozenset()))
+
+
+def windows_of(catalog: Catalog) -> tuple[ScopedWindow, ...]:
+    """The recoverable window of every timeline (PostgreSQL), GTID domain (MariaDB) or GTID
+    source (MySQL), as ``plan --json`` gives them."""
+    if catalog.engine == "postgresql":
+        return windows.of_timelines(catalog, frozenset(), {})
+    gtids = binlog.Gtids(catalog.engine, Target("latest"))
+    return windows.of_domains(catalog.engine, binlog.chains_of(catalog, gtids, frozenset()))

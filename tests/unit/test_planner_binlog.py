@@ -15,6 +15,7 @@ from typing import Any
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, Transaction
 from pitr.catalog.segments import SegmentRun
+from pitr.inventory import describe
 from pitr.plan import Plan
 from pitr.planner import build_plan, documents_needed
 from pitr.planner.binlog import FILE_SHIFT
@@ -331,6 +332,8 @@ def test_a_window_per_gtid_domain() -> None:
          "latest": "2026-03-01T00:02:20+00:00", "gtids": "1-2-1"},
     ]  # fmt: skip
     assert doc["window"]["latest"] == doc["windows"][0]["latest"]
+    listing = describe(catalog([backup("F1", 1, 1)], segments))  # pitr list --json
+    assert listing["windows"] == doc["windows"]
     # A domain only in the backup's state, never after: its window ends at the backup.
     full = Backup(**{**backup("F1", 1, 1).__dict__, "gtid_state": "0-1-1,5-5-5"})
     doc = doc_of(plan(catalog([full], [seg(1)]), Target("latest")))

@@ -345,3 +345,18 @@ def test_plan_text_lists_the_window_of_each_timeline() -> None:
     assert "  timeline 1: 2026-03-01T00:01:55+00:00 to 2026-03-01T00:09:50+00:00" in text
     assert "  timeline 2: 2026-03-01T00:01:55+00:00 to 2026-03-01T00:28:30+00:00" in text
     assert "timeline 1:" not in plan_text(build_plan(FULL_ONLY, target(latest=True)))
+
+
+def test_list_gives_the_windows_a_plan_gives() -> None:
+    """``pitr list --json`` has the same per-timeline windows as ``plan --json``."""
+    from pitr.inventory import describe
+    from pitr.views import window_lines
+
+    catalog = two_timelines()
+    listing = describe(catalog)  # type: ignore[arg-type]
+    plan = build_plan(catalog, target(latest=True))  # type: ignore[arg-type]
+    assert listing["windows"] == [w.to_dict() for w in plan.windows]
+    assert [w["timeline"] for w in listing["windows"]] == [1, 2]
+    assert window_lines(listing)[1:] == [
+        f"  timeline {w['timeline']}: {w['earliest']} to {w['latest']}" for w in listing["windows"]
+    ]
