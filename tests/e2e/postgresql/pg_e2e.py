@@ -308,6 +308,16 @@ def file_site(base: Path, **kwargs: Any) -> Site:
     return make_site(base, f'url = "file://{repo}"', file_repo=repo, **kwargs)
 
 
+@contextlib.contextmanager
+def fresh_file_site() -> Iterator[Site]:
+    """A site with a file repository in a fresh public directory, destroyed afterwards."""
+    site = file_site(public_dir())
+    try:
+        yield site
+    finally:
+        destroy_site(site)
+
+
 def destroy_site(site: Site) -> None:
     try:
         site.server.destroy()

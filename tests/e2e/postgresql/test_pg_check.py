@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from pg_e2e import Site, destroy_site, file_site, public_dir
+from pg_e2e import Site, fresh_file_site
 
 STEPS = ["reachable", "wal_level", "archive_mode", "archive_command", "archive round trip"]
 #: What each case sets (ALTER SYSTEM, then a restart), the step that fails, the error and hint.
@@ -32,11 +32,8 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
-    site = file_site(public_dir())
-    try:
+    with fresh_file_site() as site:
         yield site
-    finally:
-        destroy_site(site)
 
 
 def instance_steps(report: dict[str, object]) -> list[tuple[str, bool]]:

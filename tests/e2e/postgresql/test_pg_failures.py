@@ -25,11 +25,9 @@ from pg_e2e import (
     before_target,
     controldata,
     damage,
-    destroy_site,
-    file_site,
+    fresh_file_site,
     mark,
     markers,
-    public_dir,
     seed,
     set_aside,
     tree_digest,
@@ -42,11 +40,8 @@ BARE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 @pytest.fixture
 def site() -> Iterator[Site]:
-    site = file_site(public_dir())
-    try:
+    with fresh_file_site() as site:
         yield site
-    finally:
-        destroy_site(site)
 
 
 def story(site: Site) -> Point:

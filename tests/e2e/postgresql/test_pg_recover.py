@@ -23,12 +23,10 @@ from pg_e2e import (
     before_target,
     controldata,
     damage,
-    destroy_site,
-    file_site,
+    fresh_file_site,
     mark,
     markers,
     move_to_tablespace,
-    public_dir,
     seed,
     set_aside,
     table_exists,
@@ -40,11 +38,8 @@ from servers.common import free_port
 
 @pytest.fixture
 def site() -> Iterator[Site]:
-    site = file_site(public_dir())
-    try:
+    with fresh_file_site() as site:
         yield site
-    finally:
-        destroy_site(site)
 
 
 def test_recover_in_place_twice_across_timelines(site: Site) -> None:
