@@ -236,6 +236,7 @@ def rebuild(run: Run, instance: str | None, lock_wait: float) -> None:
 def backup(run: Run, instance: str | None, kind: str | None, lock_wait: float) -> None:
     """Take a backup and publish it to the repository."""
     from pitr.catalog.summary import compact_all
+    from pitr.timeutil import format_time
     from pitr.views import human_bytes
 
     engine, store = engine_of(run, instance)
@@ -249,6 +250,8 @@ def backup(run: Run, instance: str | None, kind: str | None, lock_wait: float) -
             "parent": result.parent,
             "start": result.start,
             "end": result.end,
+            "start_time": format_time(result.start_time),
+            "end_time": format_time(result.end_time),
             "bytes": result.bytes,
             "raw_bytes": result.raw_bytes,
         }

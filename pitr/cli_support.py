@@ -240,6 +240,8 @@ def run_main(cli: click.Group, argv: list[str] | None = None) -> None:
         hint = "see 'pitr --help'" if isinstance(exc, click.UsageError) else None
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             hint = f"see '{exc.ctx.command_path} --help'"
+        if _current is not None and "--json" in (sys.argv[1:] if argv is None else argv):
+            _current.json_mode = True  # refused while parsing, before --json was taken
         sys.exit(_report(exc, exc.exit_code, exc.format_message(), hint))
     except KeyboardInterrupt as exc:
         sys.exit(_report(exc, 130, "interrupted", None))

@@ -309,3 +309,18 @@ def test_async_wal_push_answers_without_loading_the_command_line(tmp_path: Path)
     )
     assert done.stdout.splitlines()[-1] == "0 []"
     assert not (status / "000000010000000000000007.ok").exists()  # acknowledged once
+
+
+def test_json_error_document_for_options_refused_while_parsing(tmp_path: Path) -> None:
+    """An option click refuses before it has seen --json still answers in JSON."""
+    write_config(
+        tmp_path, f'url = "file://{tmp_path}/repo"', '[instances.main]\nengine = "postgresql"'
+    )
+    done = run("plan", "--json", "--bogus", cwd=tmp_path)
+    assert done.returncode == 2
+    error = json.loads(done.stdout)["error"]
+    assert error["exit_code"] == 2 and "--bogus" in error["message"]
+    assert done.stderr.startswith("error: ")
+    plain = run("plan", "--bogus", cwd=tmp_path)
+    assert plain.returncode == 2 and plain.stdout == ""
+    assert not (tmp_path / "repo").exists()

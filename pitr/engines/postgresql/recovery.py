@@ -234,7 +234,8 @@ def restore_beside(
         raise
     if port is None:
         (dest / IN_PROGRESS).unlink()  # complete: only starting it remains
-        return Recovered(store.instance, plan, dest, {}, None, None, None, status="RESTORED")
+        nothing = {"lsn": None, "xid": None, "gtid": None}  # replay runs when it is started
+        return Recovered(store.instance, plan, dest, nothing, None, None, None, status="RESTORED")
     restored = PgServer(settings, datadir=str(dest), port=port, env=server.env)
     reached = _replay(restored, store, plan, owner)
     return Recovered(store.instance, plan, dest, reached, _last_commit(reached), None, port)

@@ -233,6 +233,7 @@ class Site:
     def backup(self, kind: str) -> dict[str, Any]:
         doc: dict[str, Any] = self.ok("backup", "--type", kind)["backup"]
         assert doc["type"] == kind
+        assert doc["start_time"] <= doc["end_time"]  # times; start and end are LSNs
         return doc
 
     # -- restoring beside ----------------------------------------------------------------

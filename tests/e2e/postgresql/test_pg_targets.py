@@ -195,6 +195,7 @@ def test_restore_without_port_leaves_a_startable_directory(story: Story) -> None
         assert done.returncode == 0, str(done)
         doc = done.json()["recovery"]
         assert doc["status"] == "RESTORED" and doc["differential"] == story.diff_id
+        assert doc["reached"] == {"lsn": None, "xid": None, "gtid": None}  # not started yet
         assert (dest / "recovery.signal").exists() and (dest / "backup_label").exists()
         assert not (dest / "pitr-restore-in-progress").exists()
         cluster = Cluster(dest, free_port())
