@@ -305,7 +305,7 @@ def wal_push_worker(run: Run, instance: str | None, pg_wal: str) -> None:
     serve(
         spool_for(settings.spool_dir, store.instance),
         Path(pg_wal),
-        lambda path: engine.wal_push(store, path, workers),
+        lambda path: engine.wal_push(store, path),
         workers,
     )
 

@@ -122,8 +122,10 @@ def upload(
     *,
     if_absent: bool = False,
     hash_raw: bool = False,
+    size: int = -1,
 ) -> StoredObject:
-    """Compress ``source`` into ``key`` as it is read; return what was stored."""
+    """Compress ``source`` into ``key`` as it is read; return what was stored. ``size``, when
+    known, lets zstd fit its parameters to the input (and is checked: another length fails)."""
     raw = _CountingReader(source, hash_raw)
     if compression.algorithm == "zstd":
         import zstandard
@@ -132,7 +134,7 @@ def upload(
             level=compression.level, threads=_workers(compression.threads), write_checksum=True
         )
         pulled: Any = raw  # zstandard's stubs want IO[bytes]; read() is enough
-        with cctx.stream_reader(pulled, read_size=READ_SIZE, closefd=False) as compressed:
+        with cctx.stream_reader(pulled, size, read_size=READ_SIZE, closefd=False) as compressed:
             result = storage.put(key, compressed, if_absent=if_absent)
     else:
         result = storage.put(key, raw, if_absent=if_absent)

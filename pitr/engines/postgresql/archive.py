@@ -15,7 +15,7 @@ import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pitr.catalog.model import LogSegment, SegmentIndex, TimelineHistory
@@ -104,19 +104,25 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
     now = utcnow()
     key = store.layout.log_object(wal.stream, wal.name, ctx.compression.suffix)
     waldump = find_tool("pg_waldump", ctx.bindir)
-    with ThreadPoolExecutor(1, thread_name_prefix="pg_waldump") as pool:  # while compressing
+    # pg_waldump and the raw sha256 run beside the compressor (each releases the GIL).
+    with ThreadPoolExecutor(2, thread_name_prefix="wal-push") as pool:
         indexing = pool.submit(index_segment, path, wal.name, waldump, fallback_time=now)
+        hashing = pool.submit(_sha256, path)
         try:
             with path.open("rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
                 uploaded = upload(
-                    store.storage, key, fh, ctx.compression, if_absent=True, hash_raw=True
+                    store.storage, key, fh, ctx.compression, if_absent=True, size=size
                 )
         except ObjectExists:
             uploaded = None
-        index = indexing.result()
-    stored = uploaded or _already_there(ctx, key, path, wal)
-    if stored is None:
-        return False
+        index, raw_sha256 = indexing.result(), hashing.result()
+    if uploaded is None:
+        stored = _already_there(ctx, key, raw_sha256, wal)
+        if stored is None:
+            return False
+    else:
+        stored = replace(uploaded, raw_sha256=raw_sha256)
     start = wal.start_lsn(header.segment_size)
     times = [t.time for t in index.transactions if t.time is not None]
     xids = [t.xid for t in index.transactions if t.xid is not None]
@@ -155,12 +161,11 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
     return published
 
 
-def _already_there(ctx: PushContext, key: str, path: Path, wal: WalName) -> StoredObject | None:
+def _already_there(ctx: PushContext, key: str, local_sha: str, wal: WalName) -> StoredObject | None:
     """The segment's data object was there before this push: None when the segment is
     archived with the same content; the object when a push was interrupted before its index
     document (same content: publish the index now); ``RepositoryError`` when it differs."""
     existing = ctx.store.segment_index(wal.stream, wal.name)
-    local_sha = _sha256(path)
     if existing is not None:
         if existing.segment.object.raw_sha256 == local_sha:
             log.info("%s is already archived with the same content", wal.name)
