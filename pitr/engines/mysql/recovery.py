@@ -21,6 +21,7 @@ from typing import Any
 
 from pitr.catalog.store import CatalogStore
 from pitr.engines.mysql.archive import Shipper, flush_and_archive
+from pitr.engines.mysql.relay import writers
 from pitr.engines.mysql.replay import Expected, expected_end, replay_plan, start_own
 from pitr.engines.mysql.restore import BinlogFetch, restore_base
 from pitr.engines.mysql.server import MyServer
@@ -129,6 +130,7 @@ def restore_beside(
     try:
         fetch, files = _restore_into(store, server, plan, dest, scratch)
         expected = expected_end(store, plan)
+        ids = writers(store, plan) if server.flavor == "mariadb" else None
         _chown_tree(dest, _owner(server.datadir) if server.settings.datadir else None)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -137,7 +139,7 @@ def restore_beside(
     try:
         own = start_own(server, dest, port, _server_id(plan))
         try:
-            reached = replay_plan(own, plan, files, expected)
+            reached = replay_plan(own, plan, files, expected, ids)
         except BaseException:
             own.stop()
             raise

@@ -2,11 +2,15 @@
 
 The restored server first gets the backup's GTID state (MariaDB ``gtid_binlog_state``, MySQL
 ``gtid_purged``), so that it continues the same GTID sequence and ``gtid_strict_mode`` accepts
-what follows. Then ``mariadb-binlog`` reads every binlog of the plan in order — from the
-backup's position in the first to the stop position (a transaction boundary from pitr's index)
-in the last — into ONE ``mariadb`` client session: temporary tables and transactions that span
-a rotation survive. Success is not the tools' exit status alone: the server's GTID position
-must then equal the one the index says the stop position has.
+what follows. Then every binlog of the plan is applied in order, from the backup's position in
+the first to the stop position (a transaction boundary from pitr's index) in the last, in ONE
+session: temporary tables and transactions that span a rotation survive. A MariaDB server pitr
+started itself (restore beside) applies them with its replication SQL thread (pitr.engines.
+mysql.relay, several times faster); the instance's own server (recover in place: its
+``log_slave_updates`` is its configuration's, and read-only) and MySQL (not tested here) read
+``mariadb-binlog``'s output into one ``mariadb`` client session. Success is not the tools' exit
+status alone: the server's GTID position must then equal the one the index says the stop
+position has.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pitr import proc
 from pitr.catalog.model import LogSegment, Transaction
 from pitr.catalog.store import CatalogStore
 from pitr.engines.mysql.backup import StderrTail
+from pitr.engines.mysql.relay import relay_replay, server_options
 from pitr.engines.mysql.server import MyServer, launch, wait_for
 from pitr.errors import ToolFailed
 from pitr.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
@@ -145,8 +150,16 @@ def check_reached(server: MyServer, expected: Expected) -> str:
     return reached
 
 
-def replay_plan(server: MyServer, plan: Plan, files: Sequence[Path], expected: Expected) -> str:
-    """Backup GTID state, replay from the backup's position to the stop, check."""
+def replay_plan(
+    server: MyServer,
+    plan: Plan,
+    files: Sequence[Path],
+    expected: Expected,
+    writers: frozenset[int] | None = None,
+) -> str:
+    """Backup GTID state, replay from the backup's position to the stop, check. ``writers``
+    (the server ids in the binlogs, pitr.engines.mysql.relay.writers) on a server pitr
+    started: replay with its SQL thread; None: ``mariadb-binlog | mariadb``."""
     last_backup = plan.differential or plan.full
     assert last_backup is not None and plan.stop is not None
     set_gtid_state(server, last_backup.gtid_state)
@@ -163,7 +176,10 @@ def replay_plan(server: MyServer, plan: Plan, files: Sequence[Path], expected: E
     try:
         log.info("replaying %d binlog(s) from %s to %s", len(files), last_backup.end,
                  stop.position or "their end")  # fmt: skip
-        replay(server, files, start, end)
+        if writers is None:
+            replay(server, files, start, end)
+        else:
+            relay_replay(server, files, start, end, writers)
     finally:
         for name, before in saved.items():
             if before.isdigit():
@@ -216,8 +232,9 @@ def start_own(base: MyServer, datadir: Path, port: int | None, server_id: int) -
             f"--log-error={datadir / SERVER_LOG}", f"--log-bin={datadir / 'mysql-bin'}",
             f"--server-id={server_id}", "--binlog-format=ROW", "--skip-slave-start",
             f"--max-allowed-packet={MAX_PACKET}", f"--innodb-buffer-pool-size={_pool()}",
-            f"--innodb-log-file-size={REDO_LOG}",
-            *innodb_options(datadir)]  # fmt: skip
+            f"--innodb-log-file-size={REDO_LOG}", *innodb_options(datadir)]  # fmt: skip
+    if base.flavor == "mariadb":
+        argv += server_options(datadir)
     argv += [f"--port={port}", "--bind-address=127.0.0.1"] if port else ["--skip-networking"]
     if base.flavor == "mysql":  # replaying GTID_NEXT needs GTIDs on (MySQL: not run here)
         argv += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON"]

@@ -1,7 +1,8 @@
-"""Replay as one client session across binlog rotations, on a real MariaDB 10.11: a target
-naming two GTID domains (sessions writing with ``gtid_domain_id = 1``), and statement-logged
-work on a temporary table created before ``FLUSH BINARY LOGS`` and read after it — replayed
-file by file, the temporary table would be gone when the next binlog uses it."""
+"""Replay as one session across binlog rotations, on a real MariaDB 10.11: a target naming two
+GTID domains (sessions writing with ``gtid_domain_id = 1``), and statement-logged work on a
+temporary table created before ``FLUSH BINARY LOGS`` and read after it — replayed file by file,
+the temporary table would be gone when the next binlog uses it. A restore beside replays with
+the restored server's replication SQL thread: it must leave no replication state behind."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class Story:
     site: Site
     domains_target: str  # both domains' GTIDs just after P2 (domain 1)
     final_checksum: int
+    slave_pos: str  # the instance's gtid_slave_pos when the backup was taken
 
 
 def session(site: Site, *setup: str) -> pymysql.connections.Connection[Any]:
@@ -41,6 +43,7 @@ def story() -> Iterator[Story]:
     try:
         seed(site, ())
         site.sql("CREATE TABLE shop.final (id INT PRIMARY KEY, v VARCHAR(64))")
+        site.sql("SET GLOBAL gtid_slave_pos = '0-1-1'")  # as if it once was a replica
         site.backup("full")
         # two GTID domains: this session writes in domain 1, the others in domain 0
         other = session(site, "SET SESSION gtid_domain_id = 1")
@@ -69,7 +72,7 @@ def story() -> Iterator[Story]:
         mark(site, "end")
         site.flush()
         site.archive()
-        yield Story(site, target, site.checksum("final"))
+        yield Story(site, target, site.checksum("final"), "0-1-1")
     finally:
         site.destroy()
 
@@ -96,3 +99,24 @@ def test_a_temporary_table_used_across_a_rotation(story: Story) -> None:
         assert restored.one("SELECT v FROM shop.final WHERE id = 107") == "7"
         assert restored.checksum("final") == story.final_checksum
         assert "end" in restored.markers()
+
+
+def test_replay_leaves_no_replication_state(story: Story) -> None:
+    site = story.site
+    with site.restore("--gtid", story.domains_target) as (_doc, restored):
+        assert restored.sql("SHOW ALL SLAVES STATUS") == []
+        assert restored.one("SELECT @@gtid_slave_pos") == story.slave_pos
+        assert restored.one("SELECT @@server_id") == site.one("SELECT @@server_id")
+        left = [p.name for p in restored.datadir.iterdir() if "relay" in p.name
+                or (p.name.startswith("master-") and p.name.endswith(".info"))]  # fmt: skip
+        assert left == []
+        connections = restored.datadir / "multi-master.info"
+        assert not connections.exists() or "pitr" not in connections.read_text()
+        # the replayed transactions are in the restored server's binlog, as they were written
+        writers = set()
+        for name, *_size in restored.sql("SHOW BINARY LOGS"):
+            events = restored.sql(f"SHOW BINLOG EVENTS IN '{name}'")
+            writers |= {int(e[3]) for e in events if e[2] == "Gtid"}
+        assert writers == {int(site.one("SELECT @@server_id"))}
+        restored.sql("INSERT INTO shop.markers (name) VALUES ('after')")
+        assert restored.gtid().startswith("0-1-") and "1-1-" in restored.gtid()
