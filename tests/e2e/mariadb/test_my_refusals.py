@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from my_e2e import Site, file_site, mark, public_dir, seed, wait_for
+from servers.common import free_port, pid_alive
 
 from pitr.catalog.model import SegmentIndex
 
@@ -157,7 +158,8 @@ def _object_of(index: Path) -> Path:
 def test_a_replay_ending_short_of_the_target_keeps_the_replaced_directory() -> None:
     """The repository's copy of a binlog lacks its last transactions while its index still
     lists them (written so on purpose: object and checksums consistent, so only the GTID
-    check after replay can tell). The server's copy was purged after archiving, as usual."""
+    check after replay can tell). The server's copy was purged after archiving, as usual.
+    A restore beside (replay by the SQL thread) refuses it too, leaving no relay log."""
     site = file_site(public_dir())
     site.config.write_text(site.config.read_text().replace(
         "[repository]\n", '[repository]\ncompression = "none"\n'))  # fmt: skip
@@ -172,6 +174,16 @@ def test_a_replay_ending_short_of_the_target_keeps_the_replaced_directory() -> N
         site.archive()
         wait_for(lambda: purged(site), 60, "the archived binlogs to be purged")
         cut_short(_index_holding(site, target), keep=1)  # s-A stays, s-B and s-C go
+        # beside first: the SQL thread applies what the short copy holds, then waits
+        dest = site.base / "beside"
+        done = site.run("restore", "--gtid", target, "--to", str(dest), "--port",
+                        str(free_port()))  # fmt: skip
+        assert done.returncode == 7, str(done)
+        assert "replay did not reach the target" in done.stderr
+        assert f"the restored directory is kept at {dest}" in done.stderr
+        assert not any("relay" in p.name for p in dest.iterdir())
+        assert not (dest / "pitr-server.pid").exists() or not pid_alive(
+            int((dest / "pitr-server.pid").read_text()))  # fmt: skip
         done = site.run("recover", "--gtid", target, "--yes")
         site.server.proc = None  # pitr stopped the harness' server and started the restored one
         site.managed = True
