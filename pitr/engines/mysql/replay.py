@@ -49,25 +49,42 @@ REDO_LOG = 256 << 20  # replay writes a lot: fewer checkpoints than with the def
 
 @dataclass(frozen=True)
 class Expected:
-    """Where replay must end: GTID state, and the last transaction applied."""
+    """The GTID state replay starts from (at the backup's position) and must end with, and
+    the last transaction applied."""
 
     gtids: str | None
     last: Transaction | None
+    start_gtids: str | None = None
 
 
 def expected_end(store: CatalogStore, plan: Plan) -> Expected:
-    """The GTID state at the plan's stop position, from the index documents."""
+    """The GTID states at the backup's position and at the plan's stop position, from the
+    index documents.
+
+    The backup's own record is not used for the start: mariadb-backup writes
+    ``gtid_current_pos``, which also holds what a former replica applied (``gtid_slave_pos``)
+    and never wrote to its binlog; continuing from it would make the restored binlog claim
+    those domains. The binlog at the backup's position says what its GTID state was."""
     segments = plan.segments
     stop = plan.stop
-    assert stop is not None and segments
-    last_seg = segments[-1]
-    located = store.transactions([last_seg])[last_seg.ref]
-    limit = last_seg.end_key if stop.at_end or stop.key is None else stop.key
+    backup = plan.differential or plan.full
+    assert stop is not None and segments and backup is not None
     mariadb = plan.datastore == "mariadb"
-    state = last_seg.gtids_before
-    last = None
-    for tx in located:
-        if tx.end is None or key_in(last_seg, int(tx.end.rsplit(":", 1)[1])) > limit:
+    start, _ = _state_in(store, segments[0], backup.end_key, mariadb)
+    last_seg = segments[-1]
+    limit = last_seg.end_key if stop.at_end or stop.key is None else stop.key
+    state, last = _state_in(store, last_seg, limit, mariadb)
+    return Expected(state, last or _last_before(store, plan), start or backup.gtid_state)
+
+
+def _state_in(
+    store: CatalogStore, segment: LogSegment, limit: int, mariadb: bool
+) -> tuple[str | None, Transaction | None]:
+    """The GTID state after ``segment``'s transactions that end at or before ``limit`` (a
+    key), and the last of them."""
+    state, last = segment.gtids_before, None
+    for tx in store.transactions([segment])[segment.ref]:
+        if tx.end is None or key_in(segment, int(tx.end.rsplit(":", 1)[1])) > limit:
             break
         last = tx
         if tx.gtid is not None and state is not None:
@@ -75,7 +92,7 @@ def expected_end(store: CatalogStore, plan: Plan) -> Expected:
                 state = str(MariaGtidPosition.parse(state).advance(MariaGtid.parse(tx.gtid)))
             else:
                 state = str(MysqlGtidSet.parse(state).add(MysqlGtid.parse(tx.gtid)))
-    return Expected(state, last or _last_before(store, plan))
+    return state, last
 
 
 def _last_before(store: CatalogStore, plan: Plan) -> Transaction | None:
@@ -162,7 +179,7 @@ def replay_plan(
     started: replay with its SQL thread; None: ``mariadb-binlog | mariadb``."""
     last_backup = plan.differential or plan.full
     assert last_backup is not None and plan.stop is not None
-    set_gtid_state(server, last_backup.gtid_state)
+    set_gtid_state(server, expected.start_gtids)
     stop = plan.stop
     segments: Sequence[LogSegment] = plan.segments
     start = offset_of(last_backup.end_key)
