@@ -96,11 +96,14 @@ def _status(cursor: Any) -> dict[str, Any]:
     return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
 
 
-def _wait(server: MyServer, ours: set[str]) -> dict[str, Any]:
+def _wait(server: MyServer, names: Sequence[Path]) -> dict[str, Any]:
     """Until the SQL thread stopped (its UNTIL reached, or an error) or applied every event of
-    the relay logs pitr placed (it then waits in the server's own, empty, relay log)."""
+    the relay logs pitr placed: it then waits, in the server's own empty relay log or at the
+    end of the last one placed."""
     import pymysql
 
+    ours = {n.name for n in names} | {str(n) for n in names}
+    last, end = names[-1], names[-1].stat().st_size
     conn = server.connect()
     try:
         with conn.cursor() as cur:
@@ -109,7 +112,9 @@ def _wait(server: MyServer, ours: set[str]) -> dict[str, Any]:
                 if status["Slave_SQL_Running"] != "Yes":
                     return status
                 state = str(status.get("Slave_SQL_Running_State") or "")
-                if status["Relay_Log_File"] not in ours and state.startswith(WAITING):
+                where = str(status["Relay_Log_File"])
+                at_end = where in (last.name, str(last)) and int(status["Relay_Log_Pos"]) >= end
+                if state.startswith(WAITING) and (where not in ours or at_end):
                     cur.execute(f"STOP SLAVE '{CONNECTION}' SQL_THREAD")
                     return _status(cur)
                 time.sleep(POLL)
@@ -141,7 +146,7 @@ def relay_replay(
         )
         connected = True
         server.query(f"START SLAVE '{CONNECTION}' SQL_THREAD{until}")
-        status = _wait(server, {n.name for n in names} | {str(n) for n in names})
+        status = _wait(server, names)
         if status["Last_SQL_Errno"]:
             raise ToolFailed(f"replay stopped: error {status['Last_SQL_Errno']}: "
                              f"{status['Last_SQL_Error']}")  # fmt: skip
