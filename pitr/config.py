@@ -327,9 +327,8 @@ def _type_name(t: Any) -> str:
     )
 
 
-#: The Swift credentials a repository needs, and the variables that stand in for each (the
-#: lookup of ``pitr.storage.swift.connection_options``, not imported here: it is the hot path
-#: of ``wal-push --async``).
+#: The Swift credentials a repository needs, and the variables that stand in for each: checked
+#: when the configuration is read, and used by ``pitr.storage.swift`` to connect.
 SWIFT_CREDENTIALS = {
     "auth_url": ("ST_AUTH", "OS_AUTH_URL"),
     "user": ("ST_USER", "OS_USERNAME"),
@@ -337,7 +336,8 @@ SWIFT_CREDENTIALS = {
 }
 
 
-def _swift_value(repo: RepositorySettings, key: str, env: Mapping[str, str]) -> str | None:
+def swift_credential(repo: RepositorySettings, key: str, env: Mapping[str, str]) -> str | None:
+    """A Swift credential (a key of ``SWIFT_CREDENTIALS``): the file's, else its variables'."""
     value: str | None = getattr(repo, key)
     for var in SWIFT_CREDENTIALS[key]:
         value = value or env.get(var)
@@ -352,7 +352,9 @@ def _validate(settings: Settings, env: Mapping[str, str]) -> None:
     except ConfigError as exc:
         raise ConfigError(f"{src}: [repository] url: {exc.message}", hint=exc.hint) from None
     if location.scheme == "swift":
-        missing = [k for k, names in SWIFT_CREDENTIALS.items() if not _swift_value(repo, k, env)]
+        missing = [
+            k for k, names in SWIFT_CREDENTIALS.items() if not swift_credential(repo, k, env)
+        ]
         if missing:
             raise ConfigError(
                 f"{src}: [repository] {', '.join(missing)}: not set for a swift:// repository",

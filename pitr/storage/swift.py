@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from pitr.config import SWIFT_CREDENTIALS, swift_credential
 from pitr.errors import (
     ConfigError,
     ObjectExists,
@@ -50,9 +51,7 @@ LIST_PAGE = 1000
 
 def connection_options(settings: RepositorySettings, env: Mapping[str, str]) -> dict[str, Any]:
     """Keyword arguments for ``swiftclient.Connection`` from the config, then ST_*/OS_* vars."""
-    auth_url = settings.auth_url or env.get("ST_AUTH") or env.get("OS_AUTH_URL")
-    user = settings.user or env.get("ST_USER") or env.get("OS_USERNAME")
-    key = settings.key or env.get("ST_KEY") or env.get("OS_PASSWORD")
+    auth_url, user, key = (swift_credential(settings, k, env) for k in SWIFT_CREDENTIALS)
     project = settings.project or env.get("OS_PROJECT_NAME") or env.get("OS_TENANT_NAME")
     version = (
         settings.auth_version
