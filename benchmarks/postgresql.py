@@ -80,6 +80,18 @@ POLL = 0.02  # s between looks at a restored server's postmaster.pid
 # -- small helpers ---------------------------------------------------------------------------
 
 
+def shell_form(spool: Path, pitr: str) -> str:
+    """The documented shell form of ``pitr wal-push --async`` (docs/postgresql.md): answered
+    from the worker's status file without Python, waiting for it in the shell while a worker
+    runs."""
+    return (
+        f"d={spool}; rm $d/%f.ok 2>/dev/null && exit 0; "
+        "[ -e $d/worker.lock ] && ! flock -ns $d/worker.lock true && "
+        "for i in $(seq 400); do rm $d/%f.ok 2>/dev/null && exit 0; sleep 0.005; done; "
+        f"exec {pitr} %p"
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -610,7 +622,7 @@ class Bench:
         )
         commands = {
             "pitr": f"{pitr_async} %p",
-            "pitr-sh": f"rm {ok}/%f.ok 2>/dev/null || {pitr_sh} %p",
+            "pitr-sh": shell_form(ok, pitr_sh),
             "pgbr": f"{shlex.join(self.pgbr('archive-push', conf=push_conf))} %p",
         }
         self.quiet(f"asynchronous archiving, a burst of {len(segments)} segments")
