@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
@@ -218,6 +219,17 @@ class Site(Sql):
         finally:
             restored.stop()
             remove_tree(dest)
+
+
+def keep_pristine(site: Site, repo: Path) -> None:
+    """Copy ``repo`` aside, for tests that damage it to start again from (``pristine``)."""
+    shutil.copytree(repo, site.base / "repo.orig")
+
+
+def pristine(site: Site, repo: Path) -> None:
+    """``repo`` as ``keep_pristine`` copied it."""
+    shutil.rmtree(repo)
+    shutil.copytree(site.base / "repo.orig", repo)
 
 
 def remove_tree(path: Path) -> None:

@@ -4,13 +4,12 @@ on stderr with its documented exit code, nothing changed on disk."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from my_e2e import Site, file_site, mark, public_dir, seed
+from my_e2e import Site, file_site, keep_pristine, mark, pristine, public_dir, seed
 
 
 @dataclass
@@ -38,7 +37,7 @@ def shared() -> Iterator[Story]:
         site.archive()
         names = [e["log"] for e in site.ok("events")["events"]]
         repo = site.repo_dir  # type: ignore[attr-defined]
-        shutil.copytree(repo, site.base / "repo.orig")
+        keep_pristine(site, repo)
         yield Story(site, repo, full["id"], gtid, sorted(set(names)))
     finally:
         site.destroy()
@@ -47,8 +46,7 @@ def shared() -> Iterator[Story]:
 @pytest.fixture
 def story(shared: Story) -> Story:
     """The shared story with its repository as it was after the setup (tests damage it)."""
-    shutil.rmtree(shared.repo)
-    shutil.copytree(shared.site.base / "repo.orig", shared.repo)
+    pristine(shared.site, shared.repo)
     return shared
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from my_e2e import Site, file_site, mark, public_dir, seed, wait_for
+from my_e2e import Site, file_site, keep_pristine, mark, pristine, public_dir, seed, wait_for
 from servers.common import free_port, pid_alive
 
 from pitr.catalog.model import SegmentIndex
@@ -67,7 +67,7 @@ def shared() -> Iterator[Story]:
         site.flush()
         site.archive()
         repo = site.repo_dir / "main"  # type: ignore[attr-defined]
-        shutil.copytree(repo, site.base / "repo.orig")
+        keep_pristine(site, repo)
         yield Story(site, repo, (a["id"], b["id"]), d["id"])
     finally:
         site.destroy()
@@ -76,8 +76,7 @@ def shared() -> Iterator[Story]:
 @pytest.fixture
 def story(shared: Story) -> Story:
     """The shared story with its repository as it was after the setup (tests edit it)."""
-    shutil.rmtree(shared.repo)
-    shutil.copytree(shared.site.base / "repo.orig", shared.repo)
+    pristine(shared.site, shared.repo)
     return shared
 
 

@@ -16,7 +16,6 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from pg_e2e import (
     BINDIR,
     Point,
@@ -25,7 +24,6 @@ from pg_e2e import (
     before_target,
     controldata,
     damage,
-    fresh_file_site,
     mark,
     markers,
     seed,
@@ -36,12 +34,6 @@ from servers.common import free_port
 
 #: A PATH without /usr/local/bin, where this machine links pg_ctl and postgres.
 BARE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-@pytest.fixture
-def site() -> Iterator[Site]:
-    with fresh_file_site() as site:
-        yield site
 
 
 def story(site: Site) -> Point:

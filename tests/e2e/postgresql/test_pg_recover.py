@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from pg_e2e import (
     before_target,
     controldata,
     damage,
-    fresh_file_site,
     mark,
     markers,
     move_to_tablespace,
@@ -34,12 +32,6 @@ from pg_e2e import (
     wait_for,
 )
 from servers.common import free_port
-
-
-@pytest.fixture
-def site() -> Iterator[Site]:
-    with fresh_file_site() as site:
-        yield site
 
 
 def test_recover_in_place_twice_across_timelines(site: Site) -> None:
