@@ -190,7 +190,7 @@ class S3Storage(Storage):
         digest: Any,
         if_absent: bool,
     ) -> PutResult:
-        if if_absent and self.exists(key):
+        if if_absent and self.exists(key):  # before uploading it all: the usual refusal
             raise ObjectExists(key)
         upload_id: str = self._call(
             f"start upload {key}",
@@ -226,6 +226,7 @@ class S3Storage(Storage):
                 fut.result()  # the first failed part's error, if any
             etags = [f.result() for f in futures]
             parts = [{"ETag": e, "PartNumber": i + 1} for i, e in enumerate(etags)]
+            extra: dict[str, Any] = {"IfNoneMatch": "*"} if if_absent else {}  # and atomic
             response = self._call(
                 f"complete upload {key}",
                 lambda: self.client.complete_multipart_upload(
@@ -233,6 +234,7 @@ class S3Storage(Storage):
                     Key=full,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                    **extra,
                 ),
                 key,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -151,6 +152,38 @@ def test_create_if_absent_race_has_one_winner(storage: Storage) -> None:
     else:  # Swift: concurrent writers may both land, but the object is one writer's, whole
         assert len(winners) >= 1
     assert storage.get_bytes("race.json") in winners
+
+
+class _Interloper(io.BytesIO):
+    """A large source that, once its first part has been read, lets another writer create
+    the same key: the write in progress must then be refused, not replace it."""
+
+    def __init__(self, storage: Storage, key: str, data: bytes) -> None:
+        super().__init__(data)
+        self.storage, self.key, self.done = storage, key, False
+
+    def read(self, n: int | None = -1, /) -> bytes:
+        if self.tell() >= part_size(0) and not self.done:
+            self.done = True
+            self.storage.put_bytes(self.key, b"the other writer", if_absent=True)
+        return super().read(n)
+
+
+def test_create_if_absent_refuses_when_another_writer_wins_during_a_large_put(
+    storage: Storage,
+) -> None:
+    """Checked when the object is committed, not only before it is sent (S3: the multipart
+    upload's completion is conditional too)."""
+    source = _Interloper(storage, "large", bytes(3 * part_size(0)))
+    if storage.supports_create_if_absent:
+        with pytest.raises(ObjectExists):
+            storage.put("large", source, if_absent=True)
+        assert storage.get_bytes("large") == b"the other writer"
+    else:  # Swift: the later writer may land, but whole
+        with contextlib.suppress(ObjectExists):
+            storage.put("large", source, if_absent=True)
+        assert storage.stat("large").size in (16, 3 * part_size(0))
+    assert source.done
 
 
 def test_concurrent_writers_on_different_keys(storage: Storage) -> None:
