@@ -29,6 +29,9 @@ LOG_EVENT_BINLOG_IN_USE_F = 0x1
 FLAGS_OFFSET = 17  # of the flags field within an event header
 
 _U32 = struct.Struct("<I")
+# The CRC32 of any bytes followed by their own CRC32 (little-endian) is this constant, and of
+# no other 4 bytes appended: a single crc32() over a whole event checks its stored checksum.
+CRC_RESIDUE = 0x2144DF1C
 _FDE_FIXED = struct.Struct("<H50sIB")  # binlog version, server version, create time, header len
 
 
@@ -284,9 +287,9 @@ class EventStream:
             buf, pos = b"", 0
         base = count = 0
         mv = memoryview(buf)
+        have = len(buf)  # kept with buf: len() per event is measurable here
         unpack = HEADER.unpack_from
         crc_of = zlib.crc32
-        crc_at = _U32.unpack_from
         csum = self._csum()
         min_size = HEADER_LEN + csum
         limit = self.max_in_memory
@@ -296,13 +299,14 @@ class EventStream:
         last_sid = -1
         try:
             while True:
-                if len(buf) - pos < HEADER_LEN:
+                if have - pos < HEADER_LEN:
                     buf = self._read_at_least(buf, pos, HEADER_LEN)
                     base += pos
                     pos = 0
                     mv = memoryview(buf)
-                    if len(buf) < HEADER_LEN:
-                        self._tail(base, len(buf))
+                    have = len(buf)
+                    if have < HEADER_LEN:
+                        self._tail(base, have)
                         return
                 ts, code, server_id, size, _next, flags = unpack(buf, pos)
                 if size < min_size:
@@ -316,18 +320,20 @@ class EventStream:
                         return
                     buf, pos, base = large, 0, self.valid_end
                     mv = memoryview(buf)
+                    have = len(buf)
                     continue
                 end = pos + size
-                if end > len(buf):
+                if end > have:
                     buf = self._read_at_least(buf, pos, size)
                     base += pos
                     pos = 0
                     end = size
                     mv = memoryview(buf)
-                    if len(buf) < size:
-                        self._tail(base, len(buf))
+                    have = len(buf)
+                    if have < size:
+                        self._tail(base, have)
                         return
-                if csum and crc_of(mv[pos : end - CRC_LEN]) != crc_at(buf, end - CRC_LEN)[0]:
+                if csum and crc_of(mv[pos:end]) != CRC_RESIDUE:
                     raise self._fail(base + pos, f"checksum mismatch in event of type {code}")
                 count += 1
                 if ts > last_ts:  # noqa: PLR1730 (hot loop: max() costs a call)

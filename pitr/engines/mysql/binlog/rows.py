@@ -84,39 +84,61 @@ def _steps(sizes: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
     return tuple(steps)
 
 
+_PLANS_LIMIT = 64  # entries of each of a table map's memos below
+
+
 @dataclass(slots=True)
 class TableMap:
-    """A TABLE_MAP event: which table a table id stands for, and its columns' sizes."""
+    """A TABLE_MAP event: which table a table id stands for, and its columns' sizes.
+
+    Its memos hold what rows events' column bitmaps give: ``plans`` the plan of a bitmap,
+    ``pairs`` those of an UPDATE event's two bitmaps (a server repeats the same ones).
+    """
 
     table_id: int
     schema: str
     table: str
     sizes: tuple[ColumnSize, ...]
+    name: str = field(init=False)  # "schema.table"
     plans: dict[bytes, Plan | None] = field(default_factory=dict)
+    pairs: dict[bytes, tuple[Plan | None, Plan | None]] = field(default_factory=dict)
 
-    @property
-    def name(self) -> str:
-        return f"{self.schema}.{self.table}"
+    def __post_init__(self) -> None:
+        self.name = f"{self.schema}.{self.table}"
 
     def plan(self, present: bytes) -> Plan | None:
         """The plan for the columns a ``present`` bitmap selects (None if a size is unknown)."""
-        if present in self.plans:
+        try:
             return self.plans[present]
+        except KeyError:  # a try costs nothing when the bitmap is known, as it nearly always is
+            pass
         cols = [s for i, s in enumerate(self.sizes) if present[i >> 3] >> (i & 7) & 1]
         result = None
         if None not in cols:
             sizes = tuple(s for s in cols if s is not None)
             result = Plan(sizes, (len(sizes) + 7) >> 3, _steps(sizes))
-        if len(self.plans) < 64:
+        if len(self.plans) < _PLANS_LIMIT:
             self.plans[present] = result
         return result
 
+    def pair_plans(self, bitmaps: bytes, nbm: int) -> tuple[Plan | None, Plan | None]:
+        """:meth:`plan` of an UPDATE rows event's two bitmaps of ``nbm`` bytes each."""
+        pair = self.pairs.get(bitmaps)
+        if pair is None:
+            pair = (self.plan(bitmaps[:nbm]), self.plan(bitmaps[nbm:]))
+            if len(self.pairs) < _PLANS_LIMIT:
+                self.pairs[bitmaps] = pair
+        return pair
+
+
+def table_id_len(post_len: int) -> int:
+    """Bytes of the table id of a TABLE_MAP or rows event (6; 4 in post-headers of 6 bytes)."""
+    return 4 if post_len == 6 else 6
+
 
 def table_id_at(body: Buffer, post_len: int) -> int:
-    """Table id of a TABLE_MAP or rows event (6 bytes; 4 in post-headers of 6 bytes)."""
-    if post_len == 6:
-        return int.from_bytes(body[0:4], "little")
-    return int.from_bytes(body[0:6], "little")
+    """Table id of a TABLE_MAP or rows event."""
+    return int.from_bytes(body[0 : table_id_len(post_len)], "little")
 
 
 def table_map(body: Buffer, post_len: int) -> TableMap:
@@ -189,18 +211,22 @@ def count_rows(
     if v2:
         pos += body[post_len - 2] | body[post_len - 1] << 8  # extra data, its length included
         pos -= 2
-    width, pos = packed_int(body, pos)
+    width = body[pos]
+    if width < 251:  # packed_int's one-byte case, inlined: tables have fewer columns
+        pos += 1
+    else:
+        width, pos = packed_int(body, pos)
     if width != len(tmap.sizes):
         return None
     nbm = (width + 7) >> 3
-    before = tmap.plan(bytes(body[pos : pos + nbm]))
-    pos += nbm
-    after = None
     if update:
-        after = tmap.plan(bytes(body[pos : pos + nbm]))
-        pos += nbm
+        before, after = tmap.pair_plans(bytes(body[pos : pos + 2 * nbm]), nbm)
+        pos += 2 * nbm
         if after is None:
             return None
+    else:
+        before, after = tmap.plan(bytes(body[pos : pos + nbm])), None
+        pos += nbm
     if before is None or pos > len(body):
         return None
     data: Buffer = body
