@@ -63,15 +63,21 @@ def _column_size(code: int, meta: Buffer) -> ColumnSize:
 
 
 class Plan(NamedTuple):
-    """How to step over one row image: the present columns' sizes, the NULL bitmap's length,
-    and, for images without NULLs, (fixed bytes, length-prefix bytes) steps."""
+    """How to step over one row image: the present columns' sizes, the NULL bitmap's length
+    and the mask of its bits that count (a server may set the others), and, for images
+    without NULLs, (fixed bytes, length-prefix bytes) steps. When every length
+    prefix is one byte (CHAR, VARCHAR up to 255 bytes...), also ``runs``: the fixed bytes
+    before each prefix (``tail``: after the last one), which skip without a branch per step."""
 
     sizes: tuple[int, ...]
     null_bytes: int
+    null_mask: int
     steps: tuple[tuple[int, int], ...]
+    runs: tuple[int, ...] | None
+    tail: int
 
 
-def _steps(sizes: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+def _plan(sizes: tuple[int, ...]) -> Plan:
     steps = []
     fixed = 0
     for size in sizes:
@@ -81,7 +87,10 @@ def _steps(sizes: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
             steps.append((fixed, -size))
             fixed = 0
     steps.append((fixed, 0))
-    return tuple(steps)
+    runs = None
+    if all(prefix == 1 for _fixed, prefix in steps[:-1]):
+        runs = tuple(fixed for fixed, _prefix in steps[:-1])
+    return Plan(sizes, (len(sizes) + 7) >> 3, (1 << len(sizes)) - 1, tuple(steps), runs, fixed)
 
 
 _PLANS_LIMIT = 64  # entries of each of a table map's memos below
@@ -116,7 +125,7 @@ class TableMap:
         result = None
         if None not in cols:
             sizes = tuple(s for s in cols if s is not None)
-            result = Plan(sizes, (len(sizes) + 7) >> 3, _steps(sizes))
+            result = _plan(sizes)
         if len(self.plans) < _PLANS_LIMIT:
             self.plans[present] = result
         return result
@@ -174,12 +183,22 @@ def table_map(body: Buffer, post_len: int) -> TableMap:
 
 
 def _skip_image(data: Buffer, pos: int, plan: Plan, end: int) -> int:
-    """Position just past one row image, or -1 when it overruns ``end``."""
-    nb = plan.null_bytes
-    nulls = int.from_bytes(data[pos : pos + nb], "little")
+    """Position just past one row image, or -1 when it overruns ``end``.
+
+    (Or IndexError: a NULL bitmap or a length prefix past the data, which an image that
+    overruns ``end`` may also end with; count_rows takes both to mean "unknown".)
+    """
+    sizes, nb, mask, steps, runs, tail = plan
+    # up to 8 columns (the common case): one byte, without a slice and a call
+    nulls = data[pos] if nb == 1 else int.from_bytes(data[pos : pos + nb], "little")
     pos += nb
-    if not nulls:
-        for fixed, prefix in plan.steps:
+    if not nulls & mask:
+        if runs is not None:  # short strings only (common): no branch per column
+            for fixed in runs:
+                pos += fixed + 1 + data[pos + fixed]
+            pos += tail
+            return pos if pos <= end else -1
+        for fixed, prefix in steps:
             pos += fixed
             if prefix == 1:
                 pos += 1 + data[pos]
@@ -188,7 +207,7 @@ def _skip_image(data: Buffer, pos: int, plan: Plan, end: int) -> int:
             elif prefix:
                 pos += prefix + int.from_bytes(data[pos : pos + prefix], "little")
         return pos if pos <= end else -1
-    for j, size in enumerate(plan.sizes):
+    for j, size in enumerate(sizes):
         if nulls >> j & 1:
             continue
         if size >= 0:
@@ -225,7 +244,9 @@ def count_rows(
         if after is None:
             return None
     else:
-        before, after = tmap.plan(bytes(body[pos : pos + nbm])), None
+        bitmap = bytes(body[pos : pos + nbm])
+        # a dict lookup; the plan() call only the first time (or when sizes are unknown)
+        before, after = tmap.plans.get(bitmap) or tmap.plan(bitmap), None
         pos += nbm
     if before is None or pos > len(body):
         return None
