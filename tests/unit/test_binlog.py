@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import io
 import re
@@ -407,6 +408,36 @@ def test_corrupt_large_event_is_an_error() -> None:
     data[20000] ^= 1  # inside the 8 KB row events of the 500-row INSERT
     with pytest.raises(FormatError, match="checksum mismatch"):
         ix_bytes(bytes(data), max_in_memory=1000)
+
+
+class _Watching(io.BytesIO):
+    """A file that notes whether the cyclic garbage collector runs whenever it is read."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.collector: set[bool] = set()
+
+    def read(self, n: int | None = -1, /) -> bytes:
+        self.collector.add(gc.isenabled())
+        return super().read(n)
+
+
+@pytest.mark.parametrize("running", [True, False])
+def test_collector_paused_while_indexing_then_as_it_was(running: bool) -> None:
+    """Indexing pauses the cyclic garbage collector (for speed), then leaves it as it was,
+    also when the file turns out not to be a binlog."""
+    was = gc.isenabled()
+    gc.enable() if running else gc.disable()
+    try:
+        watched = _Watching((GEN / "mysql-bin.000002").read_bytes())
+        assert index_binlog(watched, "w").transactions
+        assert watched.collector == {False}
+        assert gc.isenabled() is running
+        with pytest.raises(FormatError, match="bad magic"):
+            ix(RUST / "non-binlog")
+        assert gc.isenabled() is running
+    finally:
+        gc.enable() if was else gc.disable()
 
 
 class _Synthetic(io.RawIOBase):
