@@ -195,6 +195,7 @@ class SegmentRun(Sequence[LogSegment]):
         self.end_keys = list(map(int, columns["end_key"]))
         self._cache: dict[int, LogSegment] = {}
         self._running_max: list[int] | None = None
+        self._with_commits: list[int] | None = None
 
     @classmethod
     def of(cls, stream: str, segments: Iterable[LogSegment]) -> SegmentRun:
@@ -249,6 +250,15 @@ class SegmentRun(Sequence[LogSegment]):
             self._running_max = running
         i = bisect.bisect_right(self._running_max, limit if inclusive else limit - 1)
         return i if i < len(self) else None
+
+    def with_commits(self) -> list[int]:
+        """Indices of the segments holding a commit (or restore point), ascending; computed
+        once from the ``max_commit`` column."""
+        if self._with_commits is None:
+            self._with_commits = [
+                i for i, moment in enumerate(self.column("max_commit")) if moment is not None
+            ]
+        return self._with_commits
 
     def index_containing(self, key: int) -> int | None:
         """The segment whose ``[start_key, end_key)`` contains ``key``."""

@@ -14,7 +14,6 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from weakref import WeakKeyDictionary
 
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, TimelineHistory, Transaction
@@ -42,20 +41,6 @@ def segment_name(timeline: int, start: int, segment_size: int) -> str:
     segno = start // segment_size
     per_id = 0x100000000 // segment_size
     return f"{timeline:08X}{segno // per_id:08X}{segno % per_id:08X}"
-
-
-#: per run, the indices of its segments holding a commit, ascending (runs never change)
-_COMMIT_INDEX: WeakKeyDictionary[SegmentRun, list[int]] = WeakKeyDictionary()
-
-
-def _with_commits(run: SegmentRun) -> list[int]:
-    """Indices of the segments of ``run`` that hold a commit (or restore point), ascending:
-    computed once per run from its ``max_commit`` column."""
-    found = _COMMIT_INDEX.get(run)
-    if found is None:
-        found = [i for i, moment in enumerate(run.column("max_commit")) if moment is not None]
-        _COMMIT_INDEX[run] = found
-    return found
 
 
 @dataclass(frozen=True)
@@ -214,7 +199,7 @@ class Walker:
                 continue
             run = self.catalog.streams.get(stream_of(leg.timeline))
             if run is not None:
-                with_commits = _with_commits(run)
+                with_commits = run.with_commits()
                 starts = run.start_keys
                 j = bisect.bisect_left(with_commits, bisect.bisect_right(starts, position)) - 1
                 while j >= 0 and starts[with_commits[j]] >= low:
