@@ -67,8 +67,10 @@ def commit_summary(detail: str, created: Collection[str] = ()) -> str:
         parts.append("rewrite=" + ",".join(files))
     if created:
         invalidated = set(_RELCACHE.findall(detail))
-        new = {n for n in created if n in invalidated and n not in oids}
-        new = {n for n in new if int(n) >= FIRST_NORMAL_OID}
+        new = {
+            n for n in created
+            if n in invalidated and n not in oids and int(n) >= FIRST_NORMAL_OID
+        }  # fmt: skip
         if new:
             parts.append("create=" + ",".join(sorted(new, key=int)))
     return " ".join(parts)
