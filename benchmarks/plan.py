@@ -67,15 +67,15 @@ from pitr.catalog.model import Backup, SegmentIndex  # noqa: E402
 from pitr.catalog.segments import to_row  # noqa: E402
 from pitr.catalog.store import CatalogStore  # noqa: E402
 from pitr.catalog.summary import compact, write_pages  # noqa: E402
-from pitr.config import load_settings  # noqa: E402
-from pitr.plan import Plan  # noqa: E402
+from pitr.commands.plan import make_plan, open_catalog  # noqa: E402
+from pitr.config.settings import load_settings  # noqa: E402
+from pitr.domain.targets import Target, parse_target  # noqa: E402
+from pitr.domain.timeutil import compact_id_time, format_time  # noqa: E402
 from pitr.planner import build_plan, documents_needed  # noqa: E402
-from pitr.planning import make_plan, open_catalog  # noqa: E402
+from pitr.planner.plan import Plan  # noqa: E402
 from pitr.storage.base import PutResult, Readable  # noqa: E402
 from pitr.storage.local import LocalStorage  # noqa: E402
-from pitr.targets import Target, parse_target  # noqa: E402
-from pitr.timeutil import compact_id_time, format_time  # noqa: E402
-from pitr.transfer import StoredObject  # noqa: E402
+from pitr.storage.transfer import StoredObject  # noqa: E402
 
 INSTANCE = "main"
 STREAM = "00000001"

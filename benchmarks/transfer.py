@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pitr.storage.local import LocalStorage
-from pitr.transfer import Compression, download, upload
+from pitr.storage.transfer import Compression, download, upload
 
 MB = 1024 * 1024
 

@@ -3,7 +3,7 @@
 PostgreSQL runs ``pitr wal-push %p`` (archive_command) and ``pitr wal-fetch %f %p``
 (restore_command) once per WAL segment and waits for each. Their plain forms are answered
 here, before the command line (click, every command's imports) is loaded, through
-:mod:`pitr.walcommands`, which ``pitr.cli`` uses too (``wal-push --async`` is answered from
+:mod:`pitr.commands.wal`, which ``pitr.cli`` uses too (``wal-push --async`` is answered from
 the status file the archiving worker wrote). Anything else — other options,
 ``--json``, ``--debug``, ``--help`` — goes to ``pitr.cli``.
 """
@@ -62,9 +62,9 @@ def _parse(argv: list[str]) -> _Call | None:
 
 
 def _run(call: _Call) -> int:
-    from pitr.config import load_settings
-    from pitr.output import configure_logging, redact_secrets
-    from pitr.walcommands import fetch, push, push_async
+    from pitr.commands.wal import fetch, push, push_async
+    from pitr.config.settings import load_settings
+    from pitr.logs import configure_logging, redact_secrets
 
     configure_logging(debug=False, quiet=call.quiet)
     settings = load_settings(call.config)
@@ -113,6 +113,6 @@ def main() -> None:
     call = _parse(sys.argv[1:])
     if call is not None:
         sys.exit(_answer(call))
-    from pitr.cli import main as cli_main
+    from pitr.cli.main import main as cli_main
 
     cli_main()

@@ -15,9 +15,9 @@ from pitr.catalog import Catalog
 from pitr.catalog.layout import Layout
 from pitr.catalog.model import Backup, LogSegment, RestorePoint, TimelineHistory, Transaction
 from pitr.catalog.segments import SegmentRun
+from pitr.domain.targets import format_lsn
 from pitr.planner.wal import segment_name, stream_of
-from pitr.targets import format_lsn
-from pitr.transfer import StoredObject
+from pitr.storage.transfer import StoredObject
 
 SEG = 16 * 1024 * 1024
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

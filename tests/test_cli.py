@@ -56,7 +56,7 @@ def test_start_up_imports_no_heavy_sdk(tmp_path: Path) -> None:
     heavy = ["boto3", "botocore", "swiftclient", "psycopg", "pymysql", "rich", "zstandard"]
     for argv in (["--version"], ["--help"], ["check", "--help"]):
         code = (
-            "import sys\nfrom pitr.cli import main\n"
+            "import sys\nfrom pitr.cli.main import main\n"
             f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
             f"print(sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)"
         )

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from pitr.domain.timeutil import format_time, from_document
 from pitr.errors import FormatError
-from pitr.timeutil import format_time, from_document
-from pitr.transfer import StoredObject
+from pitr.storage.transfer import StoredObject
 
 FORMAT_MAJOR = 1
 FORMAT = f"{FORMAT_MAJOR}.0"

@@ -17,9 +17,9 @@ from typing import Any, overload
 
 from pitr.catalog.layout import log_group
 from pitr.catalog.model import LogSegment, RestorePoint
-from pitr.targets import format_lsn
-from pitr.timeutil import format_time, from_document, from_microseconds, to_microseconds
-from pitr.transfer import StoredObject
+from pitr.domain.targets import format_lsn
+from pitr.domain.timeutil import format_time, from_document, from_microseconds, to_microseconds
+from pitr.storage.transfer import StoredObject
 
 COLUMNS = (
     "name", "system", "log_kind", "start", "end", "start_key", "end_key", "commits", "last_key",

@@ -33,7 +33,7 @@ from pitr.catalog.segments import SegmentRun, columns_of, concat, to_row
 from pitr.catalog.summary import page_refs, read_page, tail_documents
 from pitr.errors import FormatError, ObjectExists, ObjectNotFound, RepositoryError, UsageError
 from pitr.storage.base import ObjectInfo, PutResult, Readable, Storage
-from pitr.transfer import StoredObject
+from pitr.storage.transfer import StoredObject
 
 log = logging.getLogger("pitr.catalog")
 

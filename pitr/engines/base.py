@@ -17,9 +17,9 @@ if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL
     from pitr.catalog import Catalog
     from pitr.catalog.model import Backup
     from pitr.catalog.store import CatalogStore
-    from pitr.check import CheckReport
-    from pitr.config import InstanceSettings, Settings
-    from pitr.targets import Target
+    from pitr.commands.check import CheckReport
+    from pitr.config.settings import InstanceSettings, Settings
+    from pitr.domain.targets import Target
 
 
 class Engine(ABC):

@@ -16,10 +16,10 @@ from dataclasses import replace
 
 from pitr.catalog import Catalog
 from pitr.catalog.model import LogSegment
-from pitr.plan import Plan, ScopedWindow, Window
+from pitr.domain.targets import Target
 from pitr.planner import binlog, wal, windows
 from pitr.planner.common import Located
-from pitr.targets import Target
+from pitr.planner.plan import Plan, ScopedWindow, Window
 
 __all__ = ["Located", "build_plan", "documents_needed", "window", "windows_of"]
 

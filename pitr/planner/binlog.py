@@ -20,8 +20,8 @@ from dataclasses import replace
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, Transaction
 from pitr.catalog.segments import SegmentRun
-from pitr.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
-from pitr.plan import Plan, Stop, Window
+from pitr.domain.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
+from pitr.domain.targets import Target
 from pitr.planner.common import (
     Located,
     assemble,
@@ -29,8 +29,8 @@ from pitr.planner.common import (
     choose_chain,
     refuse,
 )
+from pitr.planner.plan import Plan, Stop, Window
 from pitr.planner.windows import BinlogChain, of_domains
-from pitr.targets import Target
 
 FILE_SHIFT = 40
 

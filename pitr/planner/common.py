@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, TimelineHistory, Transaction
-from pitr.plan import Plan, Step, Stop, Window
-from pitr.targets import Target
+from pitr.domain.targets import Target
+from pitr.planner.plan import Plan, Step, Stop, Window
 
 #: transactions of the segments the caller fetched (see ``documents_needed``), by
 #: ``segment.ref``: log names repeat across streams

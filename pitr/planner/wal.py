@@ -18,7 +18,7 @@ from datetime import datetime
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, TimelineHistory, Transaction
 from pitr.catalog.segments import SegmentRun
-from pitr.plan import Plan, Stop, Window
+from pitr.domain.targets import Target, format_lsn
 from pitr.planner.common import (
     Chain,
     Located,
@@ -27,7 +27,7 @@ from pitr.planner.common import (
     choose_chain,
     refuse,
 )
-from pitr.targets import Target, format_lsn
+from pitr.planner.plan import Plan, Stop, Window
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 

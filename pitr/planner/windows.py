@@ -19,9 +19,9 @@ from typing import Literal
 
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment
-from pitr.gtid import MariaGtidPosition, MysqlGtidSet
-from pitr.plan import ScopedWindow, Window
+from pitr.domain.gtid import MariaGtidPosition, MysqlGtidSet
 from pitr.planner import wal
+from pitr.planner.plan import ScopedWindow, Window
 
 #: a full backup and the binlogs archived contiguously after its position
 BinlogChain = tuple[Backup, Sequence[LogSegment]]

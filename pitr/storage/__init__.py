@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from pitr.storage.base import ObjectInfo, PutResult, Storage
 
 if TYPE_CHECKING:
-    from pitr.config import RepositorySettings
+    from pitr.config.settings import RepositorySettings
 
 __all__ = ["ObjectInfo", "PutResult", "Storage", "open_storage"]
 

@@ -41,7 +41,7 @@ from pitr.storage.retry import Transient, with_retries
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-    from pitr.config import RepositorySettings
+    from pitr.config.settings import RepositorySettings
 
 _TRANSIENT_CODES = {
     "SlowDown",

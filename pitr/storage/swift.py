@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from pitr.config import SWIFT_CREDENTIALS, swift_credential
+from pitr.config.settings import SWIFT_CREDENTIALS, swift_credential
 from pitr.errors import (
     ConfigError,
     ObjectExists,
@@ -42,7 +42,7 @@ from pitr.storage.base import (
 from pitr.storage.retry import Transient, with_retries
 
 if TYPE_CHECKING:
-    from pitr.config import RepositorySettings
+    from pitr.config.settings import RepositorySettings
 
 #: Swift's default max_manifest_segments is 1000: grow segment sizes every 100 segments.
 SEGMENTS_PER_SIZE_STEP = 100

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from servers import MotoServer, SwiftServer
 
-from pitr.config import RepositorySettings
+from pitr.config.settings import RepositorySettings
 from pitr.storage import Storage, open_storage
 
 DRIVERS = ("file", "s3", "swift")

@@ -14,7 +14,7 @@ from catalogs import backup, history, transactions, wal
 
 from pitr.catalog.model import Backup, LogSegment, SegmentIndex, TimelineHistory
 from pitr.catalog.store import CatalogStore
-from pitr.transfer import Compression, upload
+from pitr.storage.transfer import Compression, upload
 
 __all__ = ["backup", "history", "publish_backup", "publish_history", "publish_segment", "wal"]
 

@@ -10,7 +10,7 @@ import json
 import sys
 import threading
 
-from pitr.config import RepositorySettings
+from pitr.config.settings import RepositorySettings
 from pitr.storage import open_storage
 from pitr.storage.base import part_size
 

@@ -17,12 +17,12 @@ from catalogs import minute
 from pitr.catalog.model import SegmentIndex
 from pitr.catalog.store import CatalogStore
 from pitr.catalog.summary import compact, page_refs
-from pitr.config import RepositorySettings
+from pitr.commands.locks import InstanceLock
+from pitr.commands.plan import make_plan
+from pitr.config.settings import RepositorySettings
+from pitr.domain.targets import parse_target
 from pitr.errors import FormatError, RepositoryError
-from pitr.locks import InstanceLock
-from pitr.planning import make_plan
 from pitr.storage import Storage
-from pitr.targets import parse_target
 
 from .conftest import unique
 from .publish import backup, publish_backup, publish_segment, wal

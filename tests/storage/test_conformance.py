@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pitr.config import RepositorySettings
+from pitr.config.settings import RepositorySettings
 from pitr.errors import ObjectExists, ObjectNotFound, RepositoryError
 from pitr.storage import Storage
 from pitr.storage.base import part_size

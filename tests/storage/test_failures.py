@@ -11,7 +11,7 @@ import pytest
 from servers import MotoServer, SwiftServer
 from servers.common import free_port
 
-from pitr.config import RepositorySettings
+from pitr.config.settings import RepositorySettings
 from pitr.errors import RepositoryError, StorageUnavailable
 from pitr.storage import open_storage
 from pitr.storage.base import part_size

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from servers import MotoServer
 
-from pitr.config import RepositorySettings
+from pitr.commands.locks import InstanceLock
+from pitr.config.settings import RepositorySettings
 from pitr.errors import LockHeld
-from pitr.locks import InstanceLock
 from pitr.storage import Storage, open_storage
 
 KEY = "main/locks/instance.json"

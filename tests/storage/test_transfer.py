@@ -12,7 +12,7 @@ import pytest
 
 from pitr.errors import VerificationFailed
 from pitr.storage import Storage
-from pitr.transfer import Compression, StoredObject, download, upload, verify
+from pitr.storage.transfer import Compression, StoredObject, download, upload, verify
 
 from .conftest import DRIVERS
 
@@ -61,7 +61,7 @@ def test_a_2_gb_stream_moves_in_bounded_memory(storage: Storage, tmp_path: Path)
     script = f"""
 import resource, sys
 from pitr.storage.local import LocalStorage
-from pitr.transfer import Compression, upload, download
+from pitr.storage.transfer import Compression, upload, download
 
 class Source:
     def __init__(self, size):

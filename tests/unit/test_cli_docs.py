@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pitr.clidocs import render
+from pitr.cli.docs import render
 
 DOC = Path(__file__).parents[2] / "docs" / "cli.md"
 
 
 def test_cli_reference_is_current() -> None:
-    assert DOC.read_text() == render(), "regenerate: python -m pitr.clidocs > docs/cli.md"
+    assert DOC.read_text() == render(), "regenerate: python -m pitr.cli.docs > docs/cli.md"
 
 
 def test_every_spec_command_is_documented() -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pitr.config import load_settings
+from pitr.config.repository_url import parse_repository_url
+from pitr.config.settings import load_settings
 from pitr.errors import ConfigError
-from pitr.repository_url import parse_repository_url
 from pitr.storage.swift import connection_options
 
 GOOD = """

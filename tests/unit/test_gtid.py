@@ -1,4 +1,4 @@
-"""pitr.gtid: parsing, canonical text, ordering and set algebra (property tests)."""
+"""pitr.domain.gtid: parsing, canonical text, ordering and set algebra (property tests)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pitr.domain.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
 from pitr.errors import UsageError
-from pitr.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
 
 FAST = settings(max_examples=25, deadline=None)
 

@@ -28,6 +28,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pitr.commands.inspect import inspect_file, inspect_files
 from pitr.engines.postgresql.walreader import (
     WalReader,
     WalRecord,
@@ -39,7 +40,6 @@ from pitr.engines.postgresql.walreader import (
     main_data,
 )
 from pitr.errors import FormatError, UsageError
-from pitr.inspect import inspect_file, inspect_files
 
 V = Path(__file__).resolve().parent.parent / "vectors"
 WALG = V / "wal/wal-g"

@@ -19,10 +19,10 @@ from test_planner_binlog_gtids import backup as binlog_backup
 from test_planner_binlog_gtids import plan as binlog_plan
 
 from pitr.catalog import Catalog
-from pitr.inventory import describe
-from pitr.plan import Plan
+from pitr.commands.listing import describe
+from pitr.domain.targets import Target, parse_target
 from pitr.planner import build_plan, documents_needed
-from pitr.targets import Target, parse_target
+from pitr.planner.plan import Plan
 
 DOC = Path(__file__).parents[2] / "docs" / "json.md"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from pitr.commands.locks import WAIT_HINT, InstanceLock
 from pitr.errors import (
     FormatError,
     Interrupted,
@@ -26,7 +27,6 @@ from pitr.errors import (
     PreconditionFailed,
     RepositoryError,
 )
-from pitr.locks import WAIT_HINT, InstanceLock
 from pitr.storage.base import PutResult, Readable
 from pitr.storage.local import LocalStorage
 
@@ -36,7 +36,7 @@ HOST = socket.gethostname()
 CHILD = """
 import signal, sys, time
 from pitr.errors import Interrupted
-from pitr.locks import InstanceLock
+from pitr.commands.locks import InstanceLock
 from pitr.storage.local import LocalStorage
 
 def on_sigterm(signum, frame):  # what pitr.cli installs

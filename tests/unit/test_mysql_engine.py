@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pitr.catalog.model import Backup
-from pitr.config import InstanceSettings
+from pitr.config.settings import InstanceSettings
 from pitr.engines.mysql.binlog import index_binlog_file
 from pitr.engines.mysql.server import MyServer
 from pitr.engines.mysql.streams import (
@@ -28,7 +28,7 @@ from pitr.engines.mysql.xtrainfo import (
     parse_info_binlog_pos,
 )
 from pitr.errors import FormatError, UsageError
-from pitr.transfer import StoredObject
+from pitr.storage.transfer import StoredObject
 
 UUID = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
 T = datetime(2026, 3, 1, tzinfo=UTC)

@@ -15,12 +15,12 @@ from typing import Any
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, Transaction
 from pitr.catalog.segments import SegmentRun
-from pitr.inventory import describe
-from pitr.plan import Plan
+from pitr.commands.listing import describe
+from pitr.domain.targets import Target
 from pitr.planner import build_plan, documents_needed
 from pitr.planner.binlog import FILE_SHIFT
-from pitr.targets import Target
-from pitr.transfer import StoredObject
+from pitr.planner.plan import Plan
+from pitr.storage.transfer import StoredObject
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 STREAM = "1-mysql-bin.000001-0badcafe"

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, Transaction
 from pitr.catalog.segments import SegmentRun
-from pitr.plan import Plan
+from pitr.domain.targets import Target, parse_target
 from pitr.planner import build_plan, documents_needed
 from pitr.planner.binlog import FILE_SHIFT, file_number
-from pitr.targets import Target, parse_target
-from pitr.transfer import StoredObject
+from pitr.planner.plan import Plan
+from pitr.storage.transfer import StoredObject
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 UUID = "3e11fa47-71ca-11e1-9e33-c80aa9429562"

@@ -23,9 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pitr.catalog import Catalog
-from pitr.plan import Plan
+from pitr.domain.targets import Target, parse_target
 from pitr.planner import build_plan, documents_needed
-from pitr.targets import Target, parse_target
+from pitr.planner.plan import Plan
 
 SEGMENTS = 30
 POINTS = ("rp_a", "rp_b")

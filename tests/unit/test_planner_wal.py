@@ -17,10 +17,10 @@ from catalogs import (
 )
 
 from pitr.catalog.model import Transaction
-from pitr.plan import Plan
+from pitr.cli.render import plan_text
+from pitr.domain.targets import Target, parse_target
 from pitr.planner import build_plan, documents_needed
-from pitr.targets import Target, parse_target
-from pitr.views import plan_text
+from pitr.planner.plan import Plan
 
 
 def target(**options: object) -> Target:
@@ -349,8 +349,8 @@ def test_plan_text_lists_the_window_of_each_timeline() -> None:
 
 def test_list_gives_the_windows_a_plan_gives() -> None:
     """``pitr list --json`` has the same per-timeline windows as ``plan --json``."""
-    from pitr.inventory import describe
-    from pitr.views import window_lines
+    from pitr.cli.render import window_lines
+    from pitr.commands.listing import describe
 
     catalog = two_timelines()
     listing = describe(catalog)  # type: ignore[arg-type]

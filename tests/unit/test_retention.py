@@ -15,12 +15,12 @@ from catalogs import backup, minute, pg_catalog, wal
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment
 from pitr.catalog.segments import SegmentRun
-from pitr.config import RetentionSettings
+from pitr.commands.expire import Expiry, plan_expiry
+from pitr.config.settings import RetentionSettings
 from pitr.errors import UsageError
 from pitr.planner import window
 from pitr.planner.binlog import FILE_SHIFT
-from pitr.retention import Expiry, plan_expiry
-from pitr.transfer import StoredObject
+from pitr.storage.transfer import StoredObject
 
 NOW = minute(14)
 BACKUPS = (

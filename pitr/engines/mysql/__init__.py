@@ -16,10 +16,10 @@ from typing import Any
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
-from pitr.check import CheckReport
+from pitr.commands.check import CheckReport
+from pitr.domain.targets import Target
 from pitr.engines.base import Engine
-from pitr.targets import Target
-from pitr.transfer import Compression
+from pitr.storage.transfer import Compression
 
 
 class MysqlEngine(Engine):

@@ -24,6 +24,7 @@ from typing import Any
 
 from pitr.catalog.store import CatalogStore
 from pitr.catalog.summary import compact
+from pitr.domain.timeutil import from_document, utcnow
 from pitr.engines.mysql.binlog import index_binlog_file
 from pitr.engines.mysql.server import MyServer
 from pitr.engines.mysql.streams import (
@@ -35,8 +36,7 @@ from pitr.engines.mysql.streams import (
     segment_document,
 )
 from pitr.errors import FormatError, PitrError, PreconditionFailed, RepositoryError
-from pitr.timeutil import from_document, utcnow
-from pitr.transfer import Compression, upload
+from pitr.storage.transfer import Compression, upload
 
 log = logging.getLogger("pitr.mysql")
 COMPACT_EVERY = 100  # fold a stream's index documents into a summary page this often

@@ -24,17 +24,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pitr import __version__, proc
+from pitr import __version__
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
+from pitr.domain.timeutil import compact_id_time, utcnow
+from pitr.engines import proc
 from pitr.engines.mysql.archive import Shipper, archive_closed, flush_and_archive
 from pitr.engines.mysql.server import MyServer
 from pitr.engines.mysql.streams import key_of, read_head
 from pitr.engines.mysql.xtrainfo import binlog_position, read_checkpoints
 from pitr.errors import PreconditionFailed, ToolFailed
 from pitr.planner.common import fulls
-from pitr.timeutil import compact_id_time, utcnow
-from pitr.transfer import Compression, upload
+from pitr.storage.transfer import Compression, upload
 
 log = logging.getLogger("pitr.mysql")
 OBJECT = "backup.xbstream"

@@ -9,10 +9,10 @@ import os
 import re
 
 from pitr.catalog.store import CatalogStore
-from pitr.check import CheckReport
+from pitr.commands.check import CheckReport
 from pitr.engines.mysql.server import MyServer
 from pitr.errors import PreconditionFailed
-from pitr.transfer import Compression
+from pitr.storage.transfer import Compression
 
 #: what mariadb-backup needs (BACKUP STAGE: RELOAD; SHOW ENGINE/processlist: PROCESS; the binlog
 #: position: BINLOG MONITOR, called REPLICATION CLIENT before MariaDB 10.5 and in MySQL)

@@ -10,7 +10,7 @@ from typing import Any
 from pitr.catalog import Catalog
 from pitr.catalog.model import LogSegment
 from pitr.catalog.store import CatalogStore
-from pitr.timeutil import format_time
+from pitr.domain.timeutil import format_time
 
 
 def segments_between(

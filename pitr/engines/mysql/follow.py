@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pitr import proc
+from pitr.engines import proc
 from pitr.engines.mysql.archive import Shipper, archive_closed
 from pitr.engines.mysql.backup import StderrTail
 from pitr.engines.mysql.server import MyServer

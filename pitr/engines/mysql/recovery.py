@@ -20,17 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from pitr.catalog.store import CatalogStore
+from pitr.commands.plan import make_plan
+from pitr.domain.targets import Target
+from pitr.domain.timeutil import compact_id_time, format_time, utcnow
 from pitr.engines.mysql.archive import Shipper, flush_and_archive
 from pitr.engines.mysql.relay import writers
 from pitr.engines.mysql.replay import Expected, expected_end, replay_plan, start_own
 from pitr.engines.mysql.restore import BinlogFetch, restore_base
 from pitr.engines.mysql.server import MyServer
 from pitr.errors import NotRecoverable, PitrError, PreconditionFailed, ToolFailed
-from pitr.plan import Plan
-from pitr.planning import make_plan
-from pitr.targets import Target
-from pitr.timeutil import compact_id_time, format_time, utcnow
-from pitr.transfer import Compression
+from pitr.planner.plan import Plan
+from pitr.storage.transfer import Compression
 
 log = logging.getLogger("pitr.mysql")
 IN_PROGRESS = "pitr-restore-in-progress"

@@ -36,7 +36,7 @@ from typing import Any
 from pitr.catalog.store import CatalogStore
 from pitr.engines.mysql.server import MyServer
 from pitr.errors import ToolFailed
-from pitr.plan import Plan
+from pitr.planner.plan import Plan
 
 log = logging.getLogger("pitr.mysql")
 CONNECTION = "pitr"

@@ -24,16 +24,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pitr import proc
 from pitr.catalog.model import LogSegment, Transaction
 from pitr.catalog.store import CatalogStore
+from pitr.domain.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
+from pitr.engines import proc
 from pitr.engines.mysql.backup import StderrTail
 from pitr.engines.mysql.relay import relay_replay, server_options
 from pitr.engines.mysql.server import MyServer, launch, wait_for
 from pitr.errors import ToolFailed
-from pitr.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
-from pitr.plan import Plan
 from pitr.planner.binlog import key_in, offset_of
+from pitr.planner.plan import Plan
 
 log = logging.getLogger("pitr.mysql")
 SERVER_LOG = "pitr-server.log"

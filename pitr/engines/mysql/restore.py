@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from pitr import proc
 from pitr.catalog.model import Backup, LogSegment
+from pitr.engines import proc
 from pitr.engines.mysql.backup import StderrTail
 from pitr.engines.mysql.server import MyServer
 from pitr.engines.mysql.xtrainfo import read_checkpoints
@@ -31,9 +31,9 @@ from pitr.errors import (
     ToolFailed,
     VerificationFailed,
 )
-from pitr.plan import Plan
+from pitr.planner.plan import Plan
 from pitr.storage.base import Storage
-from pitr.transfer import READ_SIZE, StoredObject, VerifiedReader
+from pitr.storage.transfer import READ_SIZE, StoredObject, VerifiedReader
 
 log = logging.getLogger("pitr.mysql")
 PREPARE_TIMEOUT = 24 * 3600.0

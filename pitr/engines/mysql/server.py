@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pitr import proc
-from pitr.config import InstanceSettings
+from pitr.config.settings import InstanceSettings
+from pitr.engines import proc
 from pitr.errors import PreconditionFailed, ToolFailed, UsageError
 
 log = logging.getLogger("pitr.mysql")

@@ -28,12 +28,12 @@ from typing import Any
 
 from pitr.catalog.model import Backup, LogSegment, SegmentIndex, Transaction
 from pitr.catalog.segments import SegmentRun
+from pitr.domain.gtid import MariaGtidPosition, MysqlGtidSet
+from pitr.domain.timeutil import format_time, from_document, from_microseconds
 from pitr.engines.mysql.binlog import BinlogIndex, index_binlog
 from pitr.errors import FormatError
-from pitr.gtid import MariaGtidPosition, MysqlGtidSet
 from pitr.planner.binlog import FILE_SHIFT
-from pitr.timeutil import format_time, from_document, from_microseconds
-from pitr.transfer import StoredObject
+from pitr.storage.transfer import StoredObject
 
 HEAD_BYTES = 64 * 1024
 FIRST_EVENT = 4

@@ -14,9 +14,9 @@ if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL
     from pitr.catalog import Catalog
     from pitr.catalog.model import Backup
     from pitr.catalog.store import CatalogStore
-    from pitr.check import CheckReport
-    from pitr.targets import Target
-    from pitr.transfer import Compression
+    from pitr.commands.check import CheckReport
+    from pitr.domain.targets import Target
+    from pitr.storage.transfer import Compression
 
 
 class PostgresEngine(Engine):
@@ -27,7 +27,7 @@ class PostgresEngine(Engine):
         return PgServer(self.instance)
 
     def compression(self, parallel: int = 1) -> Compression:
-        from pitr.transfer import Compression
+        from pitr.storage.transfer import Compression
 
         base = Compression.from_settings(self.settings.repository)
         threads = base.threads or max(1, (os.cpu_count() or 1) // parallel)
@@ -38,7 +38,7 @@ class PostgresEngine(Engine):
         at 16 MB, zstd's worker threads cost more than they save (13 ms in one thread
         against 22 ms with two workers, here); parallel pushes use the CPUs instead."""
         from pitr.engines.postgresql.archive import PushContext
-        from pitr.transfer import Compression
+        from pitr.storage.transfer import Compression
 
         base = Compression.from_settings(self.settings.repository)
         return PushContext(store, Compression(base.algorithm, base.level, 1), self.server.bindir)
@@ -104,7 +104,7 @@ class PostgresEngine(Engine):
         rows: bool = False,
     ) -> list[dict[str, Any]]:
         from pitr.engines.postgresql.events import pg_events
-        from pitr.proc import find_tool
+        from pitr.engines.proc import find_tool
 
         waldump = find_tool("pg_waldump", self.server.bindir) if rows else None
         return pg_events(store, catalog, start, end, waldump=waldump)

@@ -21,6 +21,9 @@ from pathlib import Path
 from pitr.catalog.model import LogSegment, SegmentIndex, TimelineHistory
 from pitr.catalog.store import CatalogStore
 from pitr.catalog.summary import compact
+from pitr.domain.targets import format_lsn
+from pitr.domain.timeutil import format_time, utcnow
+from pitr.engines.postgresql.prefetch import REQUESTED
 from pitr.engines.postgresql.waldump import index_segment
 from pitr.engines.postgresql.walfile import (
     WalName,
@@ -29,12 +32,9 @@ from pitr.engines.postgresql.walfile import (
     parse_wal_name,
     read_long_header,
 )
+from pitr.engines.proc import find_tool
 from pitr.errors import ObjectExists, ObjectNotFound, PitrError, RepositoryError, UsageError
-from pitr.executor import REQUESTED
-from pitr.proc import find_tool
-from pitr.targets import format_lsn
-from pitr.timeutil import format_time, utcnow
-from pitr.transfer import Compression, StoredObject, fetch, read_back, upload
+from pitr.storage.transfer import Compression, StoredObject, fetch, read_back, upload
 
 log = logging.getLogger("pitr.postgresql")
 HEADER_BYTES = 64
@@ -242,7 +242,7 @@ def wal_fetch(store: CatalogStore, name: str, dest: Path, spool: Path | None = N
 
 def note_request(spool: Path, name: str) -> None:
     """Tell the prefetcher of a running recovery which file replay wants now: what lies
-    before it in the plan is no longer needed (see ``pitr.executor``)."""
+    before it in the plan is no longer needed (see ``pitr.engines.postgresql.prefetch``)."""
     if not spool.is_dir():
         return  # started by hand later: no prefetcher
     tmp = spool / f"{REQUESTED}.{os.getpid()}"

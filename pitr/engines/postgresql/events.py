@@ -17,13 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pitr import proc
 from pitr.catalog import Catalog
 from pitr.catalog.model import LogSegment, Transaction
 from pitr.catalog.store import CatalogStore
+from pitr.domain.timeutil import format_time
+from pitr.engines import proc
 from pitr.engines.postgresql.waldump import FIRST_NORMAL_OID
-from pitr.timeutil import format_time
-from pitr.transfer import download
+from pitr.storage.transfer import download
 
 _HEAP = re.compile(
     r"^rmgr: (Heap2?)\s+len.*?tx:\s+(\d+), lsn: \S+, prev \S+, desc: ([A-Z0-9_+]+)(.*)$"

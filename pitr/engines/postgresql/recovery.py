@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from pitr.catalog.store import CatalogStore
+from pitr.commands.plan import make_plan
+from pitr.domain.targets import Target
+from pitr.domain.timeutil import compact_id_time, format_time, utcnow
+from pitr.engines.postgresql.prefetch import Prefetcher
 from pitr.engines.postgresql.restore import (
     check_reached,
     clear_recovery,
@@ -31,11 +35,7 @@ from pitr.engines.postgresql.restore import (
 )
 from pitr.engines.postgresql.server import PgServer
 from pitr.errors import Interrupted, NotRecoverable, PitrError, PreconditionFailed, ToolFailed
-from pitr.executor import Prefetcher
-from pitr.plan import Plan
-from pitr.planning import make_plan
-from pitr.targets import Target
-from pitr.timeutil import compact_id_time, format_time, utcnow
+from pitr.planner.plan import Plan
 
 log = logging.getLogger("pitr.postgresql")
 IN_PROGRESS = "pitr-restore-in-progress"

@@ -23,13 +23,13 @@ from typing import Any
 
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
+from pitr.domain.targets import format_lsn, parse_lsn
+from pitr.domain.timeutil import format_time
 from pitr.engines.postgresql.files import EMPTIED_DIRS, extract_tar
 from pitr.engines.postgresql.server import PgServer
 from pitr.errors import PitrError, ToolFailed, VerificationFailed
-from pitr.plan import Plan
-from pitr.targets import format_lsn, parse_lsn
-from pitr.timeutil import format_time
-from pitr.transfer import VerifiedReader
+from pitr.planner.plan import Plan
+from pitr.storage.transfer import VerifiedReader
 
 log = logging.getLogger("pitr.postgresql")
 PREFETCH_DIR = "pitr-prefetch"

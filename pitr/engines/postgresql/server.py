@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pitr import proc
-from pitr.config import InstanceSettings
+from pitr.config.settings import InstanceSettings
+from pitr.engines import proc
 from pitr.errors import PreconditionFailed, ToolFailed
 
 if TYPE_CHECKING:

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pitr import proc
 from pitr.catalog.model import RestorePoint, Transaction
+from pitr.domain.targets import format_lsn, parse_lsn
+from pitr.engines import proc
 from pitr.errors import FormatError
-from pitr.targets import format_lsn, parse_lsn
 
 _RECORD = re.compile(
     r"^rmgr: (\w+)\s+len \(rec/tot\):\s*\d+/\s*\d+, tx:\s+(\d+), lsn: ([0-9A-F]+/[0-9A-F]+), "

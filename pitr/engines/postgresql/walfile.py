@@ -12,8 +12,8 @@ import struct
 from dataclasses import dataclass
 from typing import Literal
 
+from pitr.domain.targets import parse_lsn
 from pitr.errors import FormatError, UsageError
-from pitr.targets import parse_lsn
 
 _SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial)?$")
 _HISTORY = re.compile(r"^([0-9A-F]{8})\.history$")

@@ -30,10 +30,10 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, BinaryIO
 
+from pitr.domain.targets import format_lsn
+from pitr.domain.timeutil import format_time
 from pitr.engines.postgresql.walfile import WAL_MAGIC, XLP_LONG_HEADER, PageHeader
 from pitr.errors import FormatError
-from pitr.targets import format_lsn
-from pitr.timeutil import format_time
 
 #: Page magic → major version; walfile knows 13+, the upstream test vectors are 10 and 11.
 PAGE_MAGIC = {0xD097: 10, 0xD098: 11, 0xD101: 12, **WAL_MAGIC}

@@ -13,9 +13,9 @@ from pg_e2e import wait_for
 from pitr.catalog.model import LogSegment
 from pitr.catalog.store import CatalogStore
 from pitr.engines.postgresql.archive import wal_fetch
-from pitr.executor import Prefetcher
+from pitr.engines.postgresql.prefetch import Prefetcher
 from pitr.storage.local import LocalStorage
-from pitr.transfer import Compression, upload
+from pitr.storage.transfer import Compression, upload
 
 SEGMENT = 64 * 1024
 STREAM = "00000001"

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import BinaryIO
 
+from pitr.domain.gtid import MariaGtid, MariaGtidPosition, MysqlGtidSet
 from pitr.engines.mysql.binlog import consts as c
 from pitr.engines.mysql.binlog import events as ev
 from pitr.engines.mysql.binlog.model import (
@@ -30,7 +31,6 @@ from pitr.engines.mysql.binlog.reader import (
 )
 from pitr.engines.mysql.binlog.rows import TableMap, count_rows, table_id_len, table_map
 from pitr.errors import FormatError, UsageError
-from pitr.gtid import MariaGtid, MariaGtidPosition, MysqlGtidSet
 
 SUMMARY_LIMIT = 200
 _DML = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD", "CALL", "SELECT", "WITH", "DO"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from pitr.domain.gtid import MysqlGtidSet
 from pitr.engines.mysql.binlog import consts as c
 from pitr.engines.mysql.binlog import events as ev
 from pitr.engines.mysql.binlog.model import Event
@@ -19,7 +20,6 @@ from pitr.engines.mysql.binlog.reader import (
 )
 from pitr.engines.mysql.binlog.rows import TableMap, count_rows, table_id_at, table_map
 from pitr.errors import FormatError, UsageError
-from pitr.gtid import MysqlGtidSet
 
 
 class _Decoder:

@@ -17,7 +17,7 @@ from pitr.errors import PitrError, UsageError
 
 if TYPE_CHECKING:
     from pitr.catalog.store import CatalogStore
-    from pitr.config import Settings
+    from pitr.config.settings import Settings
     from pitr.engines.postgresql import PostgresEngine
 
 #: archive_command and restore_command keep retrying storage errors this long (SPEC)

@@ -25,7 +25,7 @@ from pitr.errors import (
 from pitr.storage.base import Storage
 
 if TYPE_CHECKING:
-    from pitr.config import Settings
+    from pitr.config.settings import Settings
 
 PROBE_PREFIX = ".pitr-check/"
 PROBE_SIZE = 64 * 1024
@@ -118,8 +118,8 @@ def run_checks(settings: Settings, instance: str | None) -> CheckReport:
     """Everything ``pitr check`` checks, in order: the configuration, the repository end to
     end, then the engine checks of the instance (or of every configured one). The first
     failing step stops the rest; it is ``report.error``."""
+    from pitr.commands.plan import open_catalog
     from pitr.engines.base import engine_for
-    from pitr.planning import open_catalog
     from pitr.storage import open_storage
 
     report = CheckReport()

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from pitr.config.repository_url import RepositoryUrl, parse_repository_url
 from pitr.errors import ConfigError
-from pitr.repository_url import RepositoryUrl, parse_repository_url
 
 ENGINES = ("postgresql", "mariadb", "mysql")
 DEFAULT_REPOSITORY_URL = "file:///var/lib/pitr/repo"
@@ -375,7 +375,7 @@ def _validate(settings: Settings, env: Mapping[str, str]) -> None:
         if inst.port is not None and not 0 < inst.port < 65536:
             raise ConfigError(f"{src}: [instances.{inst.name}] port: not a TCP port")
     if settings.timezone is not None:
-        from pitr.timeutil import zone
+        from pitr.domain.timeutil import zone
 
         try:
             zone(settings.timezone)

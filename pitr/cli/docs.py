@@ -20,13 +20,13 @@ def _help(command: click.Command, path: list[str], parent: click.Context | None)
 
 
 def render() -> str:
-    from pitr.cli import cli
+    from pitr.cli.main import cli
 
     root = click.Context(cli, info_name="pitr", **WIDTH)
     parts = [
         "# Command reference",
         "",
-        "Generated from `pitr --help` by `python -m pitr.clidocs > docs/cli.md`; a test checks",
+        "Generated from `pitr --help` by `python -m pitr.cli.docs > docs/cli.md`; a test checks",
         "that it is current. Exit codes: docs/exit-codes.md.",
         "",
         "```",

@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pitr.catalog.layout import Layout
+from pitr.domain.timeutil import format_time, from_document, utcnow
 from pitr.errors import (
     FormatError,
     LockHeld,
@@ -41,7 +42,6 @@ from pitr.errors import (
     PreconditionFailed,
 )
 from pitr.storage.base import Storage
-from pitr.timeutil import format_time, from_document, utcnow
 
 log = logging.getLogger("pitr.locks")
 

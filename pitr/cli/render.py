@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pitr.plan import Plan
+from pitr.planner.plan import Plan
 
 
 def human_bytes(n: int) -> str:

@@ -19,11 +19,11 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from pitr.domain.targets import format_lsn
 from pitr.engines.mysql.binlog import index_binlog_file
 from pitr.engines.postgresql.walfile import check_segment, parse_history, parse_wal_name
 from pitr.engines.postgresql.walreader import PAGE_MAGIC, WalReader, summarize_segment
 from pitr.errors import FormatError, UsageError
-from pitr.targets import format_lsn
 
 BINLOG_MAGIC = b"\xfebin"
 #: Timeline history files are a line per ancestor; anything this big is something else.

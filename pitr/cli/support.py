@@ -1,7 +1,7 @@
 """What every command shares: the invocation (global options, output mode, settings),
 common options, and turning errors into one line and an exit code (SPEC.md).
 
-Kept apart from ``pitr.cli`` so that file holds click commands only. Imports stay light:
+Kept apart from ``pitr.cli.main`` so that file holds click commands only. Imports stay light:
 ``pitr wal-push`` runs once per WAL segment.
 """
 
@@ -18,10 +18,10 @@ from pitr.errors import Interrupted, PitrError
 
 if TYPE_CHECKING:
     from pitr.catalog.store import CatalogStore
-    from pitr.config import Settings
-    from pitr.locks import InstanceLock
-    from pitr.output import Output
-    from pitr.targets import Target
+    from pitr.cli.output import Output
+    from pitr.commands.locks import InstanceLock
+    from pitr.config.settings import Settings
+    from pitr.domain.targets import Target
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,8 +39,8 @@ class Run:
 
     def settings(self) -> Settings:
         if self._settings is None:
-            from pitr.config import load_settings
-            from pitr.output import redact_secrets
+            from pitr.config.settings import load_settings
+            from pitr.logs import redact_secrets
 
             self._settings = load_settings(self.config_path)
             redact_secrets(self._settings.secrets())
@@ -49,7 +49,7 @@ class Run:
     @property
     def output(self) -> Output:
         if self._output is None:
-            from pitr.output import Output
+            from pitr.cli.output import Output
 
             self._output = Output(json_mode=self.json_mode, quiet=self.quiet)
         return self._output
@@ -61,7 +61,7 @@ _current: Run | None = None  # the current invocation, for error reporting in ma
 def begin(ctx: click.Context, config_path: str | None, debug: bool) -> Run:
     """Called by the group: remember the invocation and set up logging."""
     global _current
-    from pitr.output import configure_logging
+    from pitr.logs import configure_logging
 
     _current = ctx.obj = Run(config_path, debug)
     configure_logging(debug=debug, quiet=False)
@@ -73,7 +73,7 @@ def _set_output_mode(ctx: click.Context, param: click.Parameter, value: bool) ->
     if run is not None and value:
         setattr(run, "json_mode" if param.name == "json_mode" else "quiet", True)
         if param.name == "quiet":
-            from pitr.output import configure_logging
+            from pitr.logs import configure_logging
 
             configure_logging(debug=run.debug, quiet=True)
 
@@ -141,15 +141,15 @@ def target_options(f: F) -> F:
 
 
 def target_of(run: Run, engine: str, options: dict[str, Any]) -> Target:
-    from pitr.targets import parse_target
-    from pitr.timeutil import utcnow
+    from pitr.domain.targets import parse_target
+    from pitr.domain.timeutil import utcnow
 
     zone = options.pop("timezone", None) or run.settings().timezone
     return parse_target(engine, timezone=zone, now=utcnow(), **options)
 
 
 def catalog_store(run: Run, instance: str | None) -> CatalogStore:
-    from pitr.planning import open_catalog
+    from pitr.commands.plan import open_catalog
 
     settings = run.settings()
     return open_catalog(settings, settings.instance(instance))
@@ -159,7 +159,7 @@ def instance_lock(
     run: Run, store: CatalogStore, command: str, wait: float, resource: str = "instance"
 ) -> InstanceLock:
     """The lock of ``store``'s instance, as configured (``lock_dir``, ``[locks]``)."""
-    from pitr.locks import InstanceLock
+    from pitr.commands.locks import InstanceLock
 
     settings = run.settings()
     return InstanceLock(

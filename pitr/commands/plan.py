@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from pitr.catalog import Catalog
 from pitr.catalog.store import CatalogStore
-from pitr.config import InstanceSettings, Settings
-from pitr.plan import Plan
+from pitr.config.settings import InstanceSettings, Settings
+from pitr.domain.targets import Target
 from pitr.planner import build_plan, documents_needed
+from pitr.planner.plan import Plan
 from pitr.storage import open_storage
-from pitr.targets import Target
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pitr.errors import ObjectNotFound, VerificationFailed
 from pitr.storage.base import MiB, Readable, Storage
 
 if TYPE_CHECKING:
-    from pitr.config import RepositorySettings
+    from pitr.config.settings import RepositorySettings
 
 READ_SIZE = 1 * MiB
 

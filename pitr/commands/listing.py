@@ -9,9 +9,9 @@ from typing import Any
 
 from pitr.catalog import Catalog
 from pitr.catalog.segments import SegmentRun
-from pitr.config import StatusSettings
+from pitr.config.settings import StatusSettings
+from pitr.domain.timeutil import format_time, from_microseconds
 from pitr.planner import window, windows_of
-from pitr.timeutil import format_time, from_microseconds
 
 
 def stream_coverage(run: SegmentRun) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 This module is on the hot path of ``archive_command`` (one process per WAL segment), so it
 imports only click at start-up; each command imports what it needs. Errors become messages and
-exit codes in ``pitr.cli_support.main`` (SPEC.md, docs/exit-codes.md).
+exit codes in ``pitr.cli.support.run_main`` (SPEC.md, docs/exit-codes.md).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from pitr import __version__
-from pitr.cli_support import (
+from pitr.cli.support import (
     Run,
     begin,
     catalog_store,
@@ -47,7 +47,7 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
 @click.pass_obj
 def check(run: Run, instance: str | None) -> None:
     """Check the configuration and the repository (write, list, read back, delete a probe)."""
-    from pitr.check import run_checks
+    from pitr.commands.check import run_checks
 
     report = run_checks(run.settings(), instance)
     out = run.output
@@ -70,8 +70,8 @@ def check(run: Run, instance: str | None) -> None:
 def list_(run: Run, instance: str | None) -> None:
     """Backups, log coverage and the recoverable window."""
     short_lived()
-    from pitr.inventory import describe
-    from pitr.views import backups_rows, logs_rows, window_lines
+    from pitr.cli.render import backups_rows, logs_rows, window_lines
+    from pitr.commands.listing import describe
 
     listing = describe(catalog_store(run, instance).load())
     out = run.output
@@ -92,9 +92,9 @@ def list_(run: Run, instance: str | None) -> None:
 def plan(run: Run, /, instance: str | None, **options: Any) -> None:
     """The restore plan for the target, proven against the repository; touches nothing."""
     short_lived()
+    from pitr.cli.render import plan_text
+    from pitr.commands.plan import make_plan
     from pitr.errors import NotRecoverable
-    from pitr.planning import make_plan
-    from pitr.views import plan_text
 
     store = catalog_store(run, instance)
     target = target_of(run, store.engine, options)
@@ -114,8 +114,8 @@ def plan(run: Run, /, instance: str | None, **options: Any) -> None:
 @click.pass_obj
 def verify(run: Run, instance: str | None, backup_id: str | None) -> None:
     """Read back every object of the chain(s) and the logs; check sizes and checksums."""
+    from pitr.commands.verify import objects_to_verify, verify_all
     from pitr.errors import VerificationFailed
-    from pitr.verify import objects_to_verify, verify_all
 
     store = catalog_store(run, instance)
     objects = objects_to_verify(store.load(), backup_id)
@@ -148,9 +148,9 @@ def verify(run: Run, instance: str | None, backup_id: str | None) -> None:
 @click.pass_obj
 def expire(run: Run, instance: str | None, dry_run: bool, lock_wait: float) -> None:
     """Apply the retention policy; never removes what the recoverable window needs."""
-    from pitr.retention import apply_expiry, check_policy, expiry_of
-    from pitr.timeutil import utcnow
-    from pitr.views import human_bytes
+    from pitr.cli.render import human_bytes
+    from pitr.commands.expire import apply_expiry, check_policy, expiry_of
+    from pitr.domain.timeutil import utcnow
 
     policy = run.settings().retention
     check_policy(policy)
@@ -185,9 +185,9 @@ def expire(run: Run, instance: str | None, dry_run: bool, lock_wait: float) -> N
 def status(run: Run, instance: str | None) -> int:
     """Health for monitoring: exit 0 OK, 1 WARN, 2 CRIT."""
     short_lived()
-    from pitr.inventory import STATES, health, worst
+    from pitr.commands.listing import STATES, health, worst
+    from pitr.domain.timeutil import utcnow
     from pitr.planner import window
-    from pitr.timeutil import utcnow
 
     settings = run.settings()
     catalog = catalog_store(run, instance).load()
@@ -236,8 +236,8 @@ def rebuild(run: Run, instance: str | None, lock_wait: float) -> None:
 def backup(run: Run, instance: str | None, kind: str | None, lock_wait: float) -> None:
     """Take a backup and publish it to the repository."""
     from pitr.catalog.summary import compact_all
-    from pitr.timeutil import format_time
-    from pitr.views import human_bytes
+    from pitr.cli.render import human_bytes
+    from pitr.domain.timeutil import format_time
 
     engine, store = engine_of(run, instance)
     with instance_lock(run, store, "backup", lock_wait):
@@ -278,7 +278,7 @@ def wal_push(run: Run, instance: str | None, background: bool, path: str) -> Non
     """PostgreSQL archive_command: 'pitr wal-push %p' (or 'pitr wal-push --async %p')."""
     from pathlib import Path
 
-    from pitr.walcommands import push, push_async
+    from pitr.commands.wal import push, push_async
 
     if background:
         text = push_async(run.settings(), instance, path)
@@ -296,8 +296,8 @@ def wal_push_worker(run: Run, instance: str | None, pg_wal: str) -> None:
     """The resident worker behind 'wal-push --async' (started by it, not by people)."""
     from pathlib import Path
 
+    from pitr.commands.wal import open_postgres
     from pitr.engines.postgresql.asyncpush import serve, spool_for
-    from pitr.walcommands import open_postgres
 
     settings = run.settings()
     engine, store = open_postgres(settings, instance, "wal-push")
@@ -319,7 +319,7 @@ def wal_push_worker(run: Run, instance: str | None, pg_wal: str) -> None:
 @click.pass_obj
 def wal_fetch(run: Run, instance: str | None, spool: str | None, name: str, dest: str) -> int:
     """PostgreSQL restore_command: 'pitr wal-fetch %f %p'; exit 1 when not archived."""
-    from pitr.walcommands import fetch
+    from pitr.commands.wal import fetch
 
     found = fetch(run.settings(), instance, name, dest, spool)
     run.output.emit({"file": name, "found": found})
@@ -388,9 +388,9 @@ def recover(
     """Recover the instance in place; its data directory is kept aside, never deleted."""
     import sys as _sys
 
+    from pitr.cli.render import plan_text
+    from pitr.commands.plan import make_plan
     from pitr.errors import NotRecoverable, UsageError
-    from pitr.planning import make_plan
-    from pitr.views import plan_text
 
     engine, store = engine_of(run, instance)
     target = target_of(run, store.engine, options)
@@ -434,8 +434,8 @@ def events(
     timezone: str | None,
 ) -> None:
     """The transactions in the archived logs, to find the bad one."""
-    from pitr.eventfilter import compile_grep, matching
-    from pitr.timeutil import parse_time
+    from pitr.commands.events import compile_grep, matching
+    from pitr.domain.timeutil import parse_time
 
     zone = timezone or run.settings().timezone
     since = parse_time(start, timezone=zone) if start else None
@@ -457,8 +457,8 @@ def events(
 @click.pass_obj
 def inspect(run: Run, files: tuple[str, ...]) -> None:
     """Describe local binlog, WAL segment and timeline history files; no server needed."""
-    from pitr.inspect import inspect_files
-    from pitr.views import inspect_rows
+    from pitr.cli.render import inspect_rows
+    from pitr.commands.inspect import inspect_files
 
     result = inspect_files(list(files))
     out = run.output

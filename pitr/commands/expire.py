@@ -22,11 +22,11 @@ from pitr.catalog.model import Backup, LogSegment
 from pitr.catalog.segments import rows_of
 from pitr.catalog.store import CatalogStore
 from pitr.catalog.summary import page_refs, read_page, write_pages
-from pitr.config import RetentionSettings
+from pitr.config.settings import RetentionSettings
+from pitr.domain.timeutil import from_document
 from pitr.errors import UsageError
 from pitr.planner.binlog import FILE_SHIFT
 from pitr.planner.common import fulls
-from pitr.timeutil import from_document
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pitr.catalog.model import Backup, LogSegment, TimelineHistory, Transaction
-from pitr.targets import Target
-from pitr.timeutil import format_time
-from pitr.transfer import StoredObject
+from pitr.domain.targets import Target
+from pitr.domain.timeutil import format_time
+from pitr.storage.transfer import StoredObject
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from pitr.domain.timeutil import format_time, parse_time
 from pitr.errors import UsageError
-from pitr.timeutil import format_time, parse_time
 
 TargetKind = Literal["time", "xid", "lsn", "restore_point", "gtid", "position", "latest"]
 TimelineChoice = int | Literal["current", "latest"] | None
@@ -51,7 +51,7 @@ class Target:
     xid: int | None = None
     lsn: int | None = None
     name: str | None = None
-    gtid: str | None = None  # normalised text; engines parse it with pitr.gtid
+    gtid: str | None = None  # normalised text; engines parse it with pitr.domain.gtid
     position: tuple[str, int] | None = None
     timeline: TimelineChoice = None
 
@@ -115,7 +115,7 @@ def parse_position(text: str) -> tuple[str, int]:
 
 def parse_gtid(text: str, engine: str) -> str:
     """Validate with the engine's own GTID type; returns the normalised text."""
-    from pitr.gtid import MariaGtidPosition, MysqlGtid
+    from pitr.domain.gtid import MariaGtidPosition, MysqlGtid
 
     if engine == "mariadb":
         return str(MariaGtidPosition.parse(text))

@@ -11,7 +11,7 @@ from pitr.catalog import Catalog
 from pitr.catalog.store import CatalogStore
 from pitr.errors import VerificationFailed
 from pitr.planner.common import differentials_of
-from pitr.transfer import StoredObject, verify
+from pitr.storage.transfer import StoredObject, verify
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from pitr.catalog.model import LogSegment
 from pitr.errors import PitrError
 from pitr.storage.base import Storage
-from pitr.transfer import VerifiedReader
+from pitr.storage.transfer import VerifiedReader
 
 log = logging.getLogger("pitr.executor")
 REQUESTED = ".requested"  # written by ``pitr wal-fetch`` (see engines/postgresql/archive.py)

@@ -1,0 +1,1 @@
+"""The configuration: ``pitr.toml`` and ``PITR_*`` variables turned into typed settings."""

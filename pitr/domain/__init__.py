@@ -1,0 +1,1 @@
+"""The values every layer speaks: recovery targets, GTIDs, time."""
