@@ -65,9 +65,9 @@ from catalogs import SEG, backup, minute, transactions, wal  # noqa: E402
 from pitr.catalog.documents import write_document  # noqa: E402
 from pitr.catalog.model import Backup, SegmentIndex  # noqa: E402
 from pitr.catalog.segments import to_row  # noqa: E402
-from pitr.catalog.store import CatalogStore  # noqa: E402
+from pitr.catalog.store import CatalogStore, open_catalog  # noqa: E402
 from pitr.catalog.summary import compact, write_pages  # noqa: E402
-from pitr.commands.plan import make_plan, open_catalog  # noqa: E402
+from pitr.commands.plan import make_plan  # noqa: E402
 from pitr.config.settings import load_settings  # noqa: E402
 from pitr.domain.targets import Target, parse_target  # noqa: E402
 from pitr.domain.timeutil import compact_id_time, format_time  # noqa: E402

@@ -81,32 +81,17 @@ def _run(call: _Call) -> int:
     return 0
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    from pitr.errors import Interrupted
-
-    raise Interrupted(f"interrupted by signal {signum}")
-
-
 def _answer(call: _Call) -> int:
     """Run a fast form; errors become one line (and a HINT line) and the exit code."""
     import signal
 
-    from pitr.errors import PitrError
+    from pitr.errors import failure_of, on_sigterm, report
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return _run(call)
-    except PitrError as exc:
-        message, hint, code = exc.message, exc.hint, exc.exit_code
-    except KeyboardInterrupt:
-        message, hint, code = "interrupted", None, 130
-    except Exception as exc:  # the last line of defence, as in the command line
-        message = f"unexpected error: {type(exc).__name__}: {exc}".splitlines()[0]
-        hint, code = "run again with --debug for the traceback", 1
-    sys.stderr.write(f"error: {message}\n")
-    if hint:
-        sys.stderr.write(f"HINT: {hint}\n")
-    return code
+    except (Exception, KeyboardInterrupt) as exc:
+        return report(*failure_of(exc))
 
 
 def main() -> None:

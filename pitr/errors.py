@@ -1,10 +1,13 @@
 """The PitrError hierarchy: every failure pitr reports carries its exit code and an optional hint.
 
-Library code raises these; only ``pitr.cli`` turns them into a message and an exit status.
-The codes are the contract in SPEC.md (see docs/exit-codes.md).
+Library code raises these; at the top of a run, ``pitr.entry`` and ``pitr.cli`` hand whatever
+reached them to :func:`failure_of` and :func:`report`: one ``error:`` line (and a ``HINT:``
+line) on stderr and the exit code. The codes are the contract in docs/exit-codes.md.
 """
 
 from __future__ import annotations
+
+import sys
 
 
 class PitrError(Exception):
@@ -21,6 +24,30 @@ class PitrError(Exception):
 def error_dict(exc: PitrError) -> dict[str, object]:
     """The ``"error"`` object of ``--json`` output."""
     return {"message": exc.message, "exit_code": exc.exit_code, "hint": exc.hint}
+
+
+def failure_of(exc: BaseException) -> tuple[str, str | None, int]:
+    """What is reported for an exception that reached the top of a run: message, hint, exit
+    code. Anything not a PitrError is the last line of defence: one line, exit 1."""
+    if isinstance(exc, PitrError):
+        return exc.message, exc.hint, exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", None, 130
+    message = f"unexpected error: {type(exc).__name__}: {exc}".splitlines()[0]
+    return message, "run again with --debug for the traceback", 1
+
+
+def report(message: str, hint: str | None, code: int) -> int:
+    """Write ``error: message`` (and ``HINT: hint``) on stderr; the exit code to leave with."""
+    sys.stderr.write(f"error: {message}\n")
+    if hint:
+        sys.stderr.write(f"HINT: {hint}\n")
+    return code
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM handler: unwind like Ctrl-C, so locks are released and temporaries removed."""
+    raise Interrupted(f"interrupted by signal {signum}")
 
 
 class UsageError(PitrError):

@@ -31,6 +31,7 @@ from pitr.catalog.model import (
 )
 from pitr.catalog.segments import SegmentRun, columns_of, concat, to_row
 from pitr.catalog.summary import page_refs, read_page, tail_documents
+from pitr.config.settings import InstanceSettings, Settings
 from pitr.errors import FormatError, ObjectExists, ObjectNotFound, RepositoryError, UsageError
 from pitr.storage.base import ObjectInfo, PutResult, Readable, Storage
 from pitr.storage.transfer import StoredObject
@@ -325,6 +326,13 @@ def _just_before(key: str) -> str:
     if last == "\x00":
         return key[:-1]
     return key[:-1] + chr(ord(last) - 1) + "\U0010ffff"
+
+
+def open_catalog(settings: Settings, instance: InstanceSettings) -> CatalogStore:
+    """The catalog store of ``instance`` in the configured repository."""
+    from pitr.storage import open_storage
+
+    return CatalogStore(open_storage(settings.repository), instance.name, instance.engine)
 
 
 def check_backup_id(catalog: Catalog, backup_id: str) -> Backup:

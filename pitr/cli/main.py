@@ -2,7 +2,7 @@
 
 This module is on the hot path of ``archive_command`` (one process per WAL segment), so it
 imports only click at start-up; each command imports what it needs. Errors become messages and
-exit codes in ``pitr.cli.support.run_main`` (SPEC.md, docs/exit-codes.md).
+exit codes in ``pitr.cli.support.run_main`` (docs/exit-codes.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pitr.cli.support import (
     instance_option,
     lock_wait_option,
     output_options,
-    recovery_text,
     run_main,
     short_lived,
     target_of,
@@ -98,7 +97,7 @@ def plan(run: Run, /, instance: str | None, **options: Any) -> None:
 
     store = catalog_store(run, instance)
     target = target_of(run, store.engine, options)
-    result = make_plan(store, target).plan
+    result = make_plan(store, target)
     run.output.emit(result.to_dict(), text=plan_text(result))
     if not result.recoverable:
         raise NotRecoverable(
@@ -368,10 +367,13 @@ def restore(run: Run, /, instance: str | None, dest: str, port: int | None, **op
     """Restore into a new directory beside the instance (and start it with --port)."""
     from pathlib import Path
 
+    from pitr.cli.render import recovery_text
+    from pitr.commands.plan import replan_of
+
     engine, store = engine_of(run, instance)
     target = target_of(run, store.engine, options)
-    result = engine.restore(store, target, Path(dest).absolute(), port)
-    run.output.emit(result, text=recovery_text(result))
+    result = engine.restore(store, replan_of(store, target), Path(dest).absolute(), port)
+    run.output.emit(result.to_dict(), text=recovery_text(result.to_dict()))
 
 
 @cli.command()
@@ -388,14 +390,14 @@ def recover(
     """Recover the instance in place; its data directory is kept aside, never deleted."""
     import sys as _sys
 
-    from pitr.cli.render import plan_text
-    from pitr.commands.plan import make_plan
+    from pitr.cli.render import plan_text, recovery_text
+    from pitr.commands.plan import make_plan, replan_of
     from pitr.errors import NotRecoverable, UsageError
 
     engine, store = engine_of(run, instance)
     target = target_of(run, store.engine, options)
     if dry_run:
-        plan = make_plan(store, target).plan
+        plan = make_plan(store, target)
         run.output.emit(plan.to_dict(), text=plan_text(plan))
         if not plan.recoverable:
             raise NotRecoverable(f"not recoverable: {plan.problems[0]}")
@@ -411,8 +413,8 @@ def recover(
             abort=True,
         )
     with instance_lock(run, store, "recover", lock_wait):
-        result = engine.recover(store, target)
-    run.output.emit(result, text=recovery_text(result))
+        result = engine.recover(store, replan_of(store, target))
+    run.output.emit(result.to_dict(), text=recovery_text(result.to_dict()))
 
 
 @cli.command()

@@ -90,3 +90,17 @@ def window_lines(listing: dict[str, Any]) -> list[str]:
             scope = next(k for k in ("timeline", "domain", "source") if k in w)
             lines.append(f"  {scope} {w[scope]}: {w['earliest']} to {w['latest']}")
     return lines
+
+
+def recovery_text(result: dict[str, Any]) -> str:
+    r = result["recovery"]
+    lines = [f"{r['instance']}: {r['status']} in {r['datadir']}"]
+    if r.get("port"):
+        lines.append(f"  running on port {r['port']}, out of recovery")
+    diff = f" + differential {r['differential']}" if r.get("differential") else ""
+    lines.append(f"  from backup {r['recovered_from_backup']}{diff}")
+    if r.get("point_in_time"):
+        lines.append(f"  last transaction applied at {r['point_in_time']}")
+    if r.get("previous_datadir"):
+        lines.append(f"  previous data directory kept at {r['previous_datadir']}")
+    return "\n".join(lines)

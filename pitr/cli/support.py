@@ -1,5 +1,5 @@
 """What every command shares: the invocation (global options, output mode, settings),
-common options, and turning errors into one line and an exit code (SPEC.md).
+common options, and turning errors into one line and an exit code (docs/exit-codes.md).
 
 Kept apart from ``pitr.cli.main`` so that file holds click commands only. Imports stay light:
 ``pitr wal-push`` runs once per WAL segment.
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pitr.errors import Interrupted, PitrError
+from pitr.errors import failure_of, on_sigterm, report
 
 if TYPE_CHECKING:
     from pitr.catalog.store import CatalogStore
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pitr.commands.locks import InstanceLock
     from pitr.config.settings import Settings
     from pitr.domain.targets import Target
+    from pitr.engines.base import Engine
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -149,7 +150,7 @@ def target_of(run: Run, engine: str, options: dict[str, Any]) -> Target:
 
 
 def catalog_store(run: Run, instance: str | None) -> CatalogStore:
-    from pitr.commands.plan import open_catalog
+    from pitr.catalog.store import open_catalog
 
     settings = run.settings()
     return open_catalog(settings, settings.instance(instance))
@@ -182,30 +183,16 @@ def short_lived() -> None:
     gc.disable()
 
 
-def engine_of(run: Run, instance: str | None) -> tuple[Any, Any]:
+def engine_of(run: Run, instance: str | None) -> tuple[Engine, CatalogStore]:
     """The instance's engine and catalog store."""
-    from pitr.engines.base import engine_for
+    from pitr.engines import engine_for
 
     settings = run.settings()
     inst = settings.instance(instance)
     return engine_for(settings, inst), catalog_store(run, instance)
 
 
-def recovery_text(result: dict[str, Any]) -> str:
-    r = result["recovery"]
-    lines = [f"{r['instance']}: {r['status']} in {r['datadir']}"]
-    if r.get("port"):
-        lines.append(f"  running on port {r['port']}, out of recovery")
-    diff = f" + differential {r['differential']}" if r.get("differential") else ""
-    lines.append(f"  from backup {r['recovered_from_backup']}{diff}")
-    if r.get("point_in_time"):
-        lines.append(f"  last transaction applied at {r['point_in_time']}")
-    if r.get("previous_datadir"):
-        lines.append(f"  previous data directory kept at {r['previous_datadir']}")
-    return "\n".join(lines)
-
-
-def _report(exc: BaseException, code: int, message: str, hint: str | None) -> int:
+def _report(exc: BaseException, message: str, hint: str | None, code: int) -> int:
     run = _current
     # A command that already printed its JSON result carries the error in it.
     if run is not None and run.json_mode and not (run._output and run._output.emitted):
@@ -217,35 +204,23 @@ def _report(exc: BaseException, code: int, message: str, hint: str | None) -> in
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    sys.stderr.write(f"error: {message}\n")
-    if hint:
-        sys.stderr.write(f"HINT: {hint}\n")
-    return code
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Interrupted(f"interrupted by signal {signum}")
+    return report(message, hint, code)
 
 
 def run_main(cli: click.Group, argv: list[str] | None = None) -> None:
     """Run the command line; turn errors into one line and an exit code."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         result = cli.main(args=argv, prog_name="pitr", standalone_mode=False)
-    except PitrError as exc:
-        sys.exit(_report(exc, exc.exit_code, exc.message, exc.hint))
     except click.exceptions.Abort as exc:
-        sys.exit(_report(exc, 130, "interrupted", None))
+        sys.exit(_report(exc, "interrupted", None, 130))
     except click.ClickException as exc:
         hint = "see 'pitr --help'" if isinstance(exc, click.UsageError) else None
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             hint = f"see '{exc.ctx.command_path} --help'"
         if _current is not None and "--json" in (sys.argv[1:] if argv is None else argv):
             _current.json_mode = True  # refused while parsing, before --json was taken
-        sys.exit(_report(exc, exc.exit_code, exc.format_message(), hint))
-    except KeyboardInterrupt as exc:
-        sys.exit(_report(exc, 130, "interrupted", None))
-    except Exception as exc:  # the last line of defence: one line, exit 1
-        message = f"unexpected error: {type(exc).__name__}: {exc}".splitlines()[0]
-        sys.exit(_report(exc, 1, message, "run again with --debug for the traceback"))
+        sys.exit(_report(exc, exc.format_message(), hint, exc.exit_code))
+    except (Exception, KeyboardInterrupt) as exc:
+        sys.exit(_report(exc, *failure_of(exc)))
     sys.exit(result if isinstance(result, int) else 0)

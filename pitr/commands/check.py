@@ -10,18 +10,10 @@ import hashlib
 import os
 import secrets
 import socket
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pitr.errors import (
-    ObjectNotFound,
-    PitrError,
-    StorageUnavailable,
-    VerificationFailed,
-    error_dict,
-)
+from pitr.domain.checks import CheckReport
+from pitr.errors import ObjectNotFound, StorageUnavailable, VerificationFailed
 from pitr.storage.base import Storage
 
 if TYPE_CHECKING:
@@ -29,49 +21,6 @@ if TYPE_CHECKING:
 
 PROBE_PREFIX = ".pitr-check/"
 PROBE_SIZE = 64 * 1024
-
-
-@dataclass(frozen=True)
-class CheckItem:
-    name: str
-    ok: bool
-    detail: str
-    seconds: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        ms = None if self.seconds is None else round(self.seconds * 1000, 1)
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "ms": ms}
-
-
-@dataclass
-class CheckReport:
-    items: list[CheckItem] = field(default_factory=list)
-    error: PitrError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and all(i.ok for i in self.items)
-
-    def add(self, name: str, ok: bool, detail: str, seconds: float | None = None) -> None:
-        self.items.append(CheckItem(name, ok, detail, seconds))
-
-    def step(self, name: str, action: Callable[[], str]) -> bool:
-        """Run one timed step; record its outcome; False (and the error) when it failed."""
-        started = time.perf_counter()
-        try:
-            detail = action()
-        except PitrError as exc:
-            self.add(name, False, exc.message, time.perf_counter() - started)
-            self.error = self.error or exc
-            return False
-        self.add(name, True, detail, time.perf_counter() - started)
-        return True
-
-    def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"ok": self.ok, "checks": [i.to_dict() for i in self.items]}
-        if self.error is not None:
-            doc["error"] = error_dict(self.error)
-        return doc
 
 
 def check_repository(storage: Storage, report: CheckReport) -> None:
@@ -118,8 +67,8 @@ def run_checks(settings: Settings, instance: str | None) -> CheckReport:
     """Everything ``pitr check`` checks, in order: the configuration, the repository end to
     end, then the engine checks of the instance (or of every configured one). The first
     failing step stops the rest; it is ``report.error``."""
-    from pitr.commands.plan import open_catalog
-    from pitr.engines.base import engine_for
+    from pitr.catalog.store import open_catalog
+    from pitr.engines import engine_for
     from pitr.storage import open_storage
 
     report = CheckReport()

@@ -6,7 +6,7 @@ timeline history. A name that says otherwise (a WAL segment named for another se
 timeline, history text under a segment's name) is an error, like anything unreadable:
 :class:`~pitr.errors.FormatError` (exit 3) with one line naming the file.
 
-The entries follow SPEC.md's ``inspect --json`` shape (``path``, ``kind``,
+The entries follow docs/json.md's ``inspect --json`` shape (``path``, ``kind``,
 ``server_version``, ``checksum``, ``first_time``, ``last_time``, ``in_use``, ``truncated``,
 ``transactions``), with what each kind adds: GTID state for binlogs; timeline, LSNs, restore
 points and where valid WAL ends for segments; the entries of a timeline history.

@@ -1,34 +1,23 @@
-"""Planning with the repository: read the catalog, locate the target, prove every object.
+"""``pitr plan``: read the catalog, locate the target, prove every object.
 
 The planner itself is pure (``pitr.planner``); this module does the reading around it: the
 index documents that place the target exactly, then one listing per directory to confirm
-that every object the plan needs is really there, as recorded.
+that every object the plan needs is really there, as recorded. ``recover`` and ``restore``
+hand the same proof to the engine as a :data:`~pitr.engines.base.Replan`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pitr.catalog import Catalog
 from pitr.catalog.store import CatalogStore
-from pitr.config.settings import InstanceSettings, Settings
 from pitr.domain.targets import Target
+from pitr.engines.base import Replan
 from pitr.planner import build_plan, documents_needed
 from pitr.planner.plan import Plan
-from pitr.storage import open_storage
 
 
-@dataclass(frozen=True)
-class Planned:
-    plan: Plan
-    catalog: Catalog
-
-
-def open_catalog(settings: Settings, instance: InstanceSettings) -> CatalogStore:
-    return CatalogStore(open_storage(settings.repository), instance.name, instance.engine)
-
-
-def make_plan(store: CatalogStore, target: Target, catalog: Catalog | None = None) -> Planned:
+def make_plan(store: CatalogStore, target: Target, catalog: Catalog | None = None) -> Plan:
+    """The plan for ``target``, every object it needs confirmed in the repository."""
     catalog = catalog or store.load()
     located = store.transactions(documents_needed(catalog, target))
     plan = build_plan(catalog, target, located=located)
@@ -36,4 +25,9 @@ def make_plan(store: CatalogStore, target: Target, catalog: Catalog | None = Non
         wrong = store.confirm(plan.required_objects())
         if wrong:
             plan = build_plan(catalog, target, located=located, missing=frozenset(wrong))
-    return Planned(plan, catalog)
+    return plan
+
+
+def replan_of(store: CatalogStore, target: Target) -> Replan:
+    """``make_plan`` for ``target``, each time the engine asks: the repository may have grown."""
+    return lambda: make_plan(store, target)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pitr.config.settings import Settings
     from pitr.engines.postgresql import PostgresEngine
 
-#: archive_command and restore_command keep retrying storage errors this long (SPEC)
+#: archive_command and restore_command keep retrying storage errors this long (docs/postgresql.md)
 STORAGE_PATIENCE = 60.0
 
 

@@ -1,6 +1,6 @@
 """pitr.toml and PITR_* environment variables → typed, validated settings.
 
-Lookup order (SPEC.md): ``--config FILE``, ``$PITR_CONFIG``, ``./pitr.toml``,
+Lookup order (docs/configuration.md): ``--config FILE``, ``$PITR_CONFIG``, ``./pitr.toml``,
 ``~/.config/pitr/pitr.toml``, ``/etc/pitr/pitr.toml``. Every problem is a ``ConfigError``
 (exit 2) naming the file (or environment variable) and the key.
 """
@@ -150,7 +150,7 @@ class Settings:
 
 
 def candidate_paths(explicit: str | None, env: Mapping[str, str]) -> list[Path]:
-    """Config file lookup order from SPEC.md."""
+    """Config file lookup order (docs/configuration.md)."""
     if explicit:
         return [Path(explicit)]
     if env.get("PITR_CONFIG"):

@@ -8,7 +8,8 @@ base and replays to its target, checks its instance, and tells what happened in 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL segment
     from datetime import datetime
@@ -17,9 +18,15 @@ if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL
     from pitr.catalog import Catalog
     from pitr.catalog.model import Backup
     from pitr.catalog.store import CatalogStore
-    from pitr.commands.check import CheckReport
     from pitr.config.settings import InstanceSettings, Settings
-    from pitr.domain.targets import Target
+    from pitr.domain.checks import CheckReport
+    from pitr.engines.recovery import Recovered
+    from pitr.planner.plan import Plan
+
+#: The plan for the command's target, proven against the repository as it is now. The command
+#: makes it; an engine calls it again once it has archived the newest logs (they may hold the
+#: target), so engines never reach up to the planning around the planner.
+Replan: TypeAlias = Callable[[], "Plan"]
 
 
 class Engine(ABC):
@@ -44,12 +51,12 @@ class Engine(ABC):
 
     @abstractmethod
     def restore(
-        self, store: CatalogStore, target: Target, dest: Path, port: int | None
-    ) -> dict[str, Any]:
+        self, store: CatalogStore, replan: Replan, dest: Path, port: int | None
+    ) -> Recovered:
         """Restore into a new directory beside the instance (and start it on ``port``)."""
 
     @abstractmethod
-    def recover(self, store: CatalogStore, target: Target) -> dict[str, Any]:
+    def recover(self, store: CatalogStore, replan: Replan) -> Recovered:
         """Recover the instance in place, keeping the replaced data directory."""
 
     @abstractmethod
@@ -63,14 +70,3 @@ class Engine(ABC):
         rows: bool = False,
     ) -> list[dict[str, Any]]:
         """The transactions in the archived logs, oldest first."""
-
-
-def engine_for(settings: Settings, instance: InstanceSettings) -> Engine:
-    """The engine of ``instance``; only its modules (and drivers) get imported."""
-    if instance.engine == "postgresql":
-        from pitr.engines.postgresql import PostgresEngine
-
-        return PostgresEngine(settings, instance)
-    from pitr.engines.mysql import MysqlEngine
-
-    return MysqlEngine(settings, instance)

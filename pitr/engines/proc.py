@@ -8,11 +8,13 @@ log line.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import pwd
 import shutil
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from pathlib import Path
 from pitr.errors import PreconditionFailed, ToolFailed
 
 log = logging.getLogger("pitr.proc")
+STDERR_LINES = 40  # of a streaming child, kept for its error message
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,8 @@ def start(
     stdin: int | None = None,
     stdout: int | None = subprocess.PIPE,
 ) -> subprocess.Popen[bytes]:
-    """Start a streaming child (its stdout or stdin is a pipe); the caller waits for it and
-    checks its exit status with ``finish``."""
+    """Start a streaming child (its stdout or stdin is a pipe); the caller drains its stderr
+    and checks its exit status with :class:`StderrTail`."""
     full = as_user(argv, user)
     log.debug("starting %s", " ".join(full))
     try:
@@ -123,13 +126,43 @@ def start(
         raise PreconditionFailed(f"{argv[0]} not found") from None
 
 
-def finish(child: subprocess.Popen[bytes], what: str, timeout: float | None = None) -> None:
-    """Wait for a streaming child; ``ToolFailed`` unless it exited 0."""
-    try:
-        _, err = child.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.communicate()
-        raise ToolFailed(f"{what} did not finish within {timeout:g} s") from None
-    if child.returncode != 0:
-        raise ToolFailed(f"{what} failed (exit {child.returncode}): {_last_line(err or b'')}")
+def detach(argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a child that outlives pitr (a server, the archiving worker): its own session,
+    stdin closed, stdout and stderr appended to ``log_path``."""
+    log.debug("starting %s (output to %s)", " ".join(argv), log_path)
+    with log_path.open("ab") as out:
+        try:
+            return subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise PreconditionFailed(f"{argv[0]} not found") from None
+
+
+class StderrTail:
+    """Drains a streaming child's stderr in a thread (a full pipe would stall it), keeping the
+    last lines for the error message."""
+
+    def __init__(self, child: subprocess.Popen[bytes]) -> None:
+        self.lines: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._child = child
+        self._thread = threading.Thread(target=self._drain, name="stderr", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        assert self._child.stderr is not None
+        for raw in self._child.stderr:
+            self.lines.append(raw.decode(errors="replace").rstrip())
+
+    def wait(self, what: str) -> None:
+        """Wait for the child; ``ToolFailed`` with its last error line unless it exited 0."""
+        code = self._child.wait()
+        self._thread.join()
+        if code != 0:
+            errors = [ln for ln in self.lines if "error" in ln.lower()] or list(self.lines)
+            raise ToolFailed(f"{what} failed (exit {code}): "
+                             f"{errors[-1].strip() if errors else 'no error output'}")  # fmt: skip

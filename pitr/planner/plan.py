@@ -1,6 +1,6 @@
 """A restore plan: what ``pitr plan`` prints and exactly what ``recover``/``restore`` run.
 
-Frozen data, produced by the pure planner (``pitr.planner``), rendered as SPEC.md's
+Frozen data, produced by the pure planner (``pitr.planner``), rendered as docs/json.md's
 ``plan --json``. A plan that is not recoverable names every problem and has no steps to run.
 """
 

@@ -50,7 +50,7 @@ def test_published_catalog_reads_back(store: CatalogStore) -> None:
     run = catalog.streams["00000001"]
     assert [s.name for s in run] == [wal(n).name for n in range(12)]
     assert run[3].xid_min == 300 and run[3].object.raw_sha256
-    plan = make_plan(store, parse_target("postgresql", latest=True)).plan
+    plan = make_plan(store, parse_target("postgresql", latest=True))
     assert plan.recoverable, plan.problems
     assert plan.full is not None and plan.full.id == "F2"
 
@@ -99,10 +99,10 @@ def test_wal_grouped_by_4_gb_across_pages_and_tail(store: CatalogStore) -> None:
     run = store.load().streams["00000001"]
     assert [s.name for s in run] == [wal(n).name for n in segments]
     assert [s.object.key for s in run] == [wal(n).object.key for n in segments]
-    plan = make_plan(store, parse_target("postgresql", latest=True)).plan
+    plan = make_plan(store, parse_target("postgresql", latest=True))
     assert plan.recoverable, plan.problems
     store.storage.delete(wal(257).object.key)  # in a page, beyond the boundary
-    plan = make_plan(store, parse_target("postgresql", latest=True)).plan
+    plan = make_plan(store, parse_target("postgresql", latest=True))
     assert not plan.recoverable
     assert any(wal(257).name in p for p in plan.problems)
 
@@ -112,7 +112,7 @@ def test_interrupted_backup_is_invisible(store: CatalogStore) -> None:
     publish_backup(store, backup("F3", 10), manifest=False)  # killed before its manifest
     assert [b.id for b in store.load().backups] == ["F1", "D1", "F2"]
     assert list(store.list_backups().orphans) == ["F3"]
-    plan = make_plan(store, parse_target("postgresql", latest=True)).plan
+    plan = make_plan(store, parse_target("postgresql", latest=True))
     assert plan.full is not None and plan.full.id == "F2"
 
 
@@ -140,7 +140,7 @@ def test_plan_names_a_data_object_gone_while_its_index_remains(store: CatalogSto
     populate(store)
     gone = wal(9)
     store.storage.delete(gone.object.key)
-    plan = make_plan(store, parse_target("postgresql", latest=True)).plan
+    plan = make_plan(store, parse_target("postgresql", latest=True))
     assert not plan.recoverable
     assert any(gone.name in p and "data object" in p for p in plan.problems)
 
@@ -299,7 +299,7 @@ def test_expire_and_rebuild_commands(
     done = cli(repo_settings, tmp_path, "catalog", "rebuild", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"backups": 1, "logs": 5, "streams": 1}
-    plan = make_plan(store, parse_target("postgresql", latest=True)).plan
+    plan = make_plan(store, parse_target("postgresql", latest=True))
     assert plan.recoverable
 
 

@@ -16,9 +16,9 @@ from typing import Any
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
-from pitr.commands.check import CheckReport
-from pitr.domain.targets import Target
-from pitr.engines.base import Engine
+from pitr.domain.checks import CheckReport
+from pitr.engines.base import Engine, Replan
+from pitr.engines.recovery import Recovered
 from pitr.storage.transfer import Compression
 
 
@@ -58,16 +58,16 @@ class MysqlEngine(Engine):
         return shipper.result()
 
     def restore(
-        self, store: CatalogStore, target: Target, dest: Path, port: int | None
-    ) -> dict[str, Any]:
+        self, store: CatalogStore, replan: Replan, dest: Path, port: int | None
+    ) -> Recovered:
         from pitr.engines.mysql.recovery import restore_beside
 
-        return restore_beside(store, self.server, target, dest, port, self.compression())
+        return restore_beside(store, self.server, replan, dest, port, self.compression())
 
-    def recover(self, store: CatalogStore, target: Target) -> dict[str, Any]:
+    def recover(self, store: CatalogStore, replan: Replan) -> Recovered:
         from pitr.engines.mysql.recovery import recover_in_place
 
-        return recover_in_place(store, self.server, target, self.compression())
+        return recover_in_place(store, self.server, replan, self.compression())
 
     def events(
         self,

@@ -13,14 +13,12 @@ head (see ``streams``).
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,31 +37,6 @@ from pitr.storage.transfer import Compression, upload
 
 log = logging.getLogger("pitr.mysql")
 OBJECT = "backup.xbstream"
-STDERR_LINES = 40
-
-
-class StderrTail:
-    """Drains a child's stderr in a thread (a full pipe would stall it), keeping the end."""
-
-    def __init__(self, child: subprocess.Popen[bytes]) -> None:
-        self.lines: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
-        self._child = child
-        self._thread = threading.Thread(target=self._drain, name="stderr", daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        assert self._child.stderr is not None
-        for raw in self._child.stderr:
-            self.lines.append(raw.decode(errors="replace").rstrip())
-
-    def wait(self, what: str) -> None:
-        """Wait for the child; ``ToolFailed`` with its last error line unless it exited 0."""
-        code = self._child.wait()
-        self._thread.join()
-        if code != 0:
-            errors = [ln for ln in self.lines if "error" in ln.lower()] or list(self.lines)
-            raise ToolFailed(f"{what} failed (exit {code}): "
-                             f"{errors[-1].strip() if errors else 'no error output'}")  # fmt: skip
 
 
 def _parent_of(catalog: Any, system: str, kind: str | None, stream: str) -> Backup | None:
@@ -116,7 +89,7 @@ def take_backup(
                 argv.append(f"--incremental-lsn={parent.engine_meta['to_lsn']}")
             log.info("backup %s (%s) started", backup_id, kind)
             child = proc.start(argv, stdout=subprocess.PIPE)
-            tail = StderrTail(child)
+            tail = proc.StderrTail(child)
             try:
                 assert child.stdout is not None
                 stored = upload(store.storage, key, child.stdout, compression)

@@ -9,7 +9,7 @@ import os
 import re
 
 from pitr.catalog.store import CatalogStore
-from pitr.commands.check import CheckReport
+from pitr.domain.checks import CheckReport
 from pitr.engines.mysql.server import MyServer
 from pitr.errors import PreconditionFailed
 from pitr.storage.transfer import Compression

@@ -48,7 +48,7 @@ def binlog_events(
                     {
                         "time": format_time(tx.time),
                         "gtid": tx.gtid,
-                        "xid": None,  # the GTID names a binlog transaction (SPEC)
+                        "xid": None,  # the GTID names a binlog transaction (docs/json.md)
                         "position": tx.position,
                         "end": tx.end,
                         "lsn": None,

@@ -24,7 +24,6 @@ from typing import Any
 
 from pitr.engines import proc
 from pitr.engines.mysql.archive import Shipper, archive_closed
-from pitr.engines.mysql.backup import StderrTail
 from pitr.engines.mysql.server import MyServer
 from pitr.engines.mysql.streams import file_number
 from pitr.errors import FormatError, Interrupted, PitrError, ToolFailed
@@ -80,7 +79,7 @@ def _start_copy(server: MyServer, options: Path, spool: Path, first: str) -> Any
             f"--stop-never-slave-server-id={REPLICA_ID}", first]  # fmt: skip
     log.info("following the binlogs of %s from %s into %s", server.where(), first, spool)
     child = proc.start(argv, stdout=subprocess.DEVNULL)
-    return child, StderrTail(child)
+    return child, proc.StderrTail(child)
 
 
 def follow_binlogs(

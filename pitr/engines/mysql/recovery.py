@@ -14,64 +14,23 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pitr.catalog.store import CatalogStore
-from pitr.commands.plan import make_plan
-from pitr.domain.targets import Target
 from pitr.domain.timeutil import compact_id_time, format_time, utcnow
+from pitr.engines.base import Replan
 from pitr.engines.mysql.archive import Shipper, flush_and_archive
 from pitr.engines.mysql.relay import writers
 from pitr.engines.mysql.replay import Expected, expected_end, replay_plan, start_own
 from pitr.engines.mysql.restore import BinlogFetch, restore_base
 from pitr.engines.mysql.server import MyServer
-from pitr.errors import NotRecoverable, PitrError, PreconditionFailed, ToolFailed
+from pitr.engines.recovery import Recovered, clean, require_recoverable
+from pitr.errors import PitrError, PreconditionFailed, ToolFailed
 from pitr.planner.plan import Plan
 from pitr.storage.transfer import Compression
 
 log = logging.getLogger("pitr.mysql")
 IN_PROGRESS = "pitr-restore-in-progress"
-
-
-@dataclass(frozen=True)
-class Recovered:
-    instance: str
-    plan: Plan
-    datadir: Path
-    gtid: str | None
-    point_in_time: datetime | None
-    port: int | None
-    status: str = "ACTIVE"
-    previous_datadir: Path | None = None
-    previous_binlogs: Path | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "recovery": {
-                "instance": self.instance,
-                "datastore": self.plan.datastore,
-                "status": self.status,
-                "recovered_from_backup": self.plan.full.id if self.plan.full else None,
-                "differential": self.plan.differential.id if self.plan.differential else None,
-                "point_in_time": format_time(self.point_in_time),
-                "reached": {"lsn": None, "xid": None, "gtid": self.gtid},
-                "previous_datadir": str(self.previous_datadir) if self.previous_datadir else None,
-                "previous_binlogs": str(self.previous_binlogs) if self.previous_binlogs else None,
-                "datadir": str(self.datadir),
-                "port": self.port,
-            }
-        }
-
-
-def _require(plan: Plan) -> None:
-    if not plan.recoverable:
-        raise NotRecoverable(
-            f"not recoverable: {plan.problems[0]}",
-            hint=f"recoverable window: {plan.window.describe()}; nothing was changed",
-        )
 
 
 def _owner(path: Path) -> tuple[int, int] | None:
@@ -115,13 +74,13 @@ def _restore_into(
 def restore_beside(
     store: CatalogStore,
     server: MyServer,
-    target: Target,
+    replan: Replan,
     dest: Path,
     port: int | None,
     compression: Compression,
-) -> dict[str, Any]:
-    plan = make_plan(store, target).plan
-    _require(plan)
+) -> Recovered:
+    plan = replan()
+    require_recoverable(plan)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise PreconditionFailed(f"{dest} is not empty: restore needs a new or empty directory")
     created = not dest.exists()
@@ -134,7 +93,7 @@ def restore_beside(
         _chown_tree(dest, _owner(server.datadir) if server.settings.datadir else None)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
-        _clean(dest, created)
+        clean(dest, created)
         raise
     try:
         own = start_own(server, dest, port, _server_id(plan))
@@ -153,16 +112,8 @@ def restore_beside(
         shutil.rmtree(scratch, ignore_errors=True)
     when = expected.last.time if expected.last else None
     status = "ACTIVE" if port else "RESTORED"
-    return Recovered(store.instance, plan, dest, reached, when, port, status).to_dict()
-
-
-def _clean(dest: Path, created: bool) -> None:
-    """Remove what pitr wrote into ``dest`` (the directory itself only if pitr created it)."""
-    if created:
-        shutil.rmtree(dest, ignore_errors=True)
-    elif dest.is_dir():
-        for child in dest.iterdir():
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    reached_gtid = {"lsn": None, "xid": None, "gtid": reached}
+    return Recovered(store.instance, plan, dest, reached_gtid, when, port, status)
 
 
 def _curable(plan: Plan) -> bool:
@@ -197,13 +148,13 @@ def _set_binlogs_aside(directory: Path | None, base: str | None, datadir: Path,
 
 
 def _secure(
-    store: CatalogStore, server: MyServer, target: Target, compression: Compression, ours: bool
+    store: CatalogStore, server: MyServer, replan: Replan, compression: Compression, ours: bool
 ) -> tuple[Plan, bool, Path | None, str | None]:
     """Refuse early what newer binlogs cannot cure; ``FLUSH BINARY LOGS`` and archive, so the
     binlog holding the mistake is in the repository; then the plan."""
-    first = make_plan(store, target).plan
+    first = replan()
     if not _curable(first):
-        _require(first)
+        require_recoverable(first)
     running = server.accepts_connections()
     if not running and not server.settings.start_command:
         raise PreconditionFailed(
@@ -222,8 +173,8 @@ def _secure(
     else:
         log.warning("instance %s is not running: its newest binlogs cannot be secured",
                     store.instance)  # fmt: skip
-    plan = make_plan(store, target).plan
-    _require(plan)
+    plan = replan()
+    require_recoverable(plan)
     return plan, running, directory, base
 
 
@@ -246,13 +197,13 @@ def _stage(
 
 
 def recover_in_place(
-    store: CatalogStore, server: MyServer, target: Target, compression: Compression
-) -> dict[str, Any]:
+    store: CatalogStore, server: MyServer, replan: Replan, compression: Compression
+) -> Recovered:
     datadir = server.datadir
     staging = datadir.with_name(f"{datadir.name}.pitr-restoring")
     scratch = datadir.with_name(f".{datadir.name}.pitr-scratch")
     ours = (datadir / IN_PROGRESS).exists()  # our own directory from an interrupted run
-    plan, running, binlog_dir, base = _secure(store, server, target, compression, ours)
+    plan, running, binlog_dir, base = _secure(store, server, replan, compression, ours)
     fetch, files, expected = _stage(store, server, plan, staging, scratch)
     owner = _owner(datadir)
     mode = datadir.stat().st_mode & 0o777 if datadir.exists() else 0o750
@@ -281,5 +232,5 @@ def recover_in_place(
         shutil.rmtree(scratch, ignore_errors=True)
     (datadir / IN_PROGRESS).unlink(missing_ok=True)
     when = expected.last.time if expected.last else None
-    return Recovered(store.instance, plan, datadir, reached, when, server.port, "ACTIVE",
-                     aside, binlogs_aside).to_dict()  # fmt: skip
+    return Recovered(store.instance, plan, datadir, {"lsn": None, "xid": None, "gtid": reached},
+                     when, server.port, "ACTIVE", aside, binlogs_aside)  # fmt: skip

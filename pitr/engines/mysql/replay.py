@@ -28,9 +28,8 @@ from pitr.catalog.model import LogSegment, Transaction
 from pitr.catalog.store import CatalogStore
 from pitr.domain.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
 from pitr.engines import proc
-from pitr.engines.mysql.backup import StderrTail
 from pitr.engines.mysql.relay import relay_replay, server_options
-from pitr.engines.mysql.server import MyServer, launch, wait_for
+from pitr.engines.mysql.server import MyServer, wait_for
 from pitr.errors import ToolFailed
 from pitr.planner.binlog import key_in, offset_of
 from pitr.planner.plan import Plan
@@ -142,11 +141,11 @@ def replay(server: MyServer, files: Sequence[Path], start: int, stop: int | None
         client = [server.tool("client"), f"--defaults-extra-file={options}", "--binary-mode",
                   "--batch", f"--max-allowed-packet={MAX_PACKET}"]  # fmt: skip
         reader = proc.start(binlog, stdout=subprocess.PIPE)
-        reader_err = StderrTail(reader)
+        reader_err = proc.StderrTail(reader)
         assert reader.stdout is not None
         writer = proc.start(client, stdin=reader.stdout.fileno(), stdout=subprocess.DEVNULL)
         reader.stdout.close()  # the client holds the pipe now
-        writer_err = StderrTail(writer)
+        writer_err = proc.StderrTail(writer)
         try:
             writer_err.wait(Path(client[0]).name)
         except ToolFailed:
@@ -255,7 +254,7 @@ def start_own(base: MyServer, datadir: Path, port: int | None, server_id: int) -
     argv += [f"--port={port}", "--bind-address=127.0.0.1"] if port else ["--skip-networking"]
     if base.flavor == "mysql":  # replaying GTID_NEXT needs GTIDs on (MySQL: not run here)
         argv += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON"]
-    child = launch(argv, datadir / SERVER_LOG)
+    child = proc.detach(argv, datadir / SERVER_LOG)
     plain = replace(
         base.settings, start_command=None, stop_command=None, binlog_dir=None, datadir=str(datadir)
     )  # never the instance's service commands

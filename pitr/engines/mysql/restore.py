@@ -21,7 +21,6 @@ from pathlib import Path
 
 from pitr.catalog.model import Backup, LogSegment
 from pitr.engines import proc
-from pitr.engines.mysql.backup import StderrTail
 from pitr.engines.mysql.server import MyServer
 from pitr.engines.mysql.xtrainfo import read_checkpoints
 from pitr.errors import (
@@ -62,7 +61,7 @@ def extract(storage: Storage, obj: StoredObject, dest: Path, mbstream: str) -> N
         return
     child = proc.start([mbstream, "-x", "-C", str(dest)], stdin=subprocess.PIPE,
                        stdout=subprocess.DEVNULL)  # fmt: skip
-    tail = StderrTail(child)
+    tail = proc.StderrTail(child)
     assert child.stdin is not None
     with VerifiedReader(storage, obj) as reader:
         try:
@@ -89,11 +88,11 @@ def _extract_with_zstd(
     checks the stored bytes' size and sha256, zstd the frame's content checksum."""
     unzip = proc.start([zstd, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert unzip.stdin is not None and unzip.stdout is not None
-    unzip_err = StderrTail(unzip)
+    unzip_err = proc.StderrTail(unzip)
     child = proc.start([mbstream, "-x", "-C", str(dest)], stdin=unzip.stdout.fileno(),
                        stdout=subprocess.DEVNULL)  # fmt: skip
     unzip.stdout.close()
-    tail = StderrTail(child)
+    tail = proc.StderrTail(child)
     digest, size, broken = hashlib.sha256(), 0, False
     try:
         with storage.open(obj.key) as stream:

@@ -16,7 +16,6 @@ import logging
 import os
 import shlex
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -273,7 +272,7 @@ class MyServer:
             child = None
         elif argv:
             log.info("starting %s again as it ran: %s", self.flavor, shlex.join(argv))
-            child = launch(argv, self.datadir.parent / f"{self.datadir.name}.pitr-server.log")
+            child = proc.detach(argv, self.datadir.parent / f"{self.datadir.name}.pitr-server.log")
         else:
             raise PreconditionFailed(
                 f"instance {self.settings.name}: no start_command to start {self.flavor}",
@@ -316,16 +315,6 @@ def _cmdline(pid: int) -> list[str] | None:
     except OSError:
         return None
     return [a.decode(errors="surrogateescape") for a in raw.split(b"\0") if a] or None
-
-
-def launch(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start a server detached (own session, output to ``log_path``); it outlives pitr."""
-    with log_path.open("ab") as out:
-        try:
-            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        except FileNotFoundError:
-            raise PreconditionFailed(f"{argv[0]} not found") from None
 
 
 def wait_for(ready: Callable[[], bool], timeout: float, what: str) -> None:

@@ -14,8 +14,9 @@ if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL
     from pitr.catalog import Catalog
     from pitr.catalog.model import Backup
     from pitr.catalog.store import CatalogStore
-    from pitr.commands.check import CheckReport
-    from pitr.domain.targets import Target
+    from pitr.domain.checks import CheckReport
+    from pitr.engines.base import Replan
+    from pitr.engines.recovery import Recovered
     from pitr.storage.transfer import Compression
 
 
@@ -82,17 +83,16 @@ class PostgresEngine(Engine):
         return {"archived": pushed, "already_archived": already}
 
     def restore(
-        self, store: CatalogStore, target: Target, dest: Path, port: int | None
-    ) -> dict[str, Any]:
+        self, store: CatalogStore, replan: Replan, dest: Path, port: int | None
+    ) -> Recovered:
         from pitr.engines.postgresql.recovery import restore_beside
 
-        result = restore_beside(store, self.server, target, dest, port, self.settings.source)
-        return result.to_dict()
+        return restore_beside(store, self.server, replan, dest, port, self.settings.source)
 
-    def recover(self, store: CatalogStore, target: Target) -> dict[str, Any]:
+    def recover(self, store: CatalogStore, replan: Replan) -> Recovered:
         from pitr.engines.postgresql.recovery import recover_in_place
 
-        return recover_in_place(store, self.server, target, self.settings.source).to_dict()
+        return recover_in_place(store, self.server, replan, self.settings.source)
 
     def events(
         self,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -70,15 +69,9 @@ def _start_worker(spool: Path, config: str | None, instance: str, pg_wal: Path) 
     if config:
         argv += ["--config", config]
     argv += ["wal-push-worker", "--instance", instance, "--pg-wal", str(pg_wal)]
-    with (spool / "worker.log").open("ab") as log:
-        subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,  # not PostgreSQL's child once the archiver moves on
-            close_fds=True,
-        )
+    from pitr.engines import proc  # only when a worker starts: wal-push stays light
+
+    proc.detach(argv, spool / "worker.log")  # not PostgreSQL's child once the archiver moves on
 
 
 def _identity(path: Path) -> str:

@@ -4,7 +4,7 @@ real round trip (a WAL switch whose segment must arrive in the repository)."""
 from __future__ import annotations
 
 from pitr.catalog.store import CatalogStore
-from pitr.commands.check import CheckReport
+from pitr.domain.checks import CheckReport
 from pitr.engines.postgresql.server import PgServer
 from pitr.errors import PreconditionFailed
 

@@ -13,15 +13,13 @@ import copy
 import logging
 import shutil
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pitr.catalog.store import CatalogStore
-from pitr.commands.plan import make_plan
-from pitr.domain.targets import Target
 from pitr.domain.timeutil import compact_id_time, format_time, utcnow
+from pitr.engines.base import Replan
 from pitr.engines.postgresql.prefetch import Prefetcher
 from pitr.engines.postgresql.restore import (
     check_reached,
@@ -34,7 +32,8 @@ from pitr.engines.postgresql.restore import (
     write_recovery,
 )
 from pitr.engines.postgresql.server import PgServer
-from pitr.errors import Interrupted, NotRecoverable, PitrError, PreconditionFailed, ToolFailed
+from pitr.engines.recovery import Recovered, clean, require_recoverable
+from pitr.errors import Interrupted, PitrError, PreconditionFailed, ToolFailed
 from pitr.planner.plan import Plan
 
 log = logging.getLogger("pitr.postgresql")
@@ -42,43 +41,6 @@ IN_PROGRESS = "pitr-restore-in-progress"
 PREVIOUS = "previous datadir: "  # in the IN_PROGRESS marker, once the instance's is set aside
 SECURE_WAIT = 120.0
 SOCKET_PATH_MAX = 107  # sizeof(sun_path) - 1
-
-
-@dataclass(frozen=True)
-class Recovered:
-    instance: str
-    plan: Plan
-    datadir: Path
-    reached: dict[str, Any]
-    point_in_time: datetime | None
-    previous_datadir: Path | None
-    port: int | None
-    status: str = "ACTIVE"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "recovery": {
-                "instance": self.instance,
-                "datastore": "postgresql",
-                "status": self.status,
-                "recovered_from_backup": self.plan.full.id if self.plan.full else None,
-                "differential": self.plan.differential.id if self.plan.differential else None,
-                "point_in_time": format_time(self.point_in_time),
-                "reached": self.reached,
-                "previous_datadir": str(self.previous_datadir) if self.previous_datadir else None,
-                "datadir": str(self.datadir),
-                "port": self.port,
-                "timeline": self.reached.get("timeline"),
-            }
-        }
-
-
-def _require(plan: Plan) -> None:
-    if not plan.recoverable:
-        raise NotRecoverable(
-            f"not recoverable: {plan.problems[0]}",
-            hint=f"recoverable window: {plan.window.describe()}; nothing was changed",
-        )
 
 
 def _prepare(
@@ -203,14 +165,14 @@ def _stop_quietly(server: PgServer) -> None:
 def restore_beside(
     store: CatalogStore,
     server: PgServer,
-    target: Target,
+    replan: Replan,
     dest: Path,
     port: int | None,
     config: str,
 ) -> Recovered:
     server.require_tools(["postgres", *(["pg_ctl"] if port else [])])
-    plan = make_plan(store, target).plan
-    _require(plan)
+    plan = replan()
+    require_recoverable(plan)
     if dest.exists() and not dest.is_dir():
         raise PreconditionFailed(f"{dest} is not a directory: restore needs a new or empty one")
     if dest.exists() and any(dest.iterdir()):
@@ -230,15 +192,15 @@ def restore_beside(
             write_recovery(dest, recovery_settings(plan, command), owner, extra)
             settings = _reached_through(settings, sockets)
     except BaseException:
-        _clean(dest, created)
+        clean(dest, created)
         raise
     if port is None:
         (dest / IN_PROGRESS).unlink()  # complete: only starting it remains
         nothing = {"lsn": None, "xid": None, "gtid": None}  # replay runs when it is started
-        return Recovered(store.instance, plan, dest, nothing, None, None, None, status="RESTORED")
+        return Recovered(store.instance, plan, dest, nothing, status="RESTORED")
     restored = PgServer(settings, datadir=str(dest), port=port, env=server.env)
     reached = _replay(restored, store, plan, owner)
-    return Recovered(store.instance, plan, dest, reached, _last_commit(reached), None, port)
+    return Recovered(store.instance, plan, dest, reached, _last_commit(reached), port)
 
 
 def _socket_directories(restored: PgServer) -> str | None:
@@ -287,15 +249,6 @@ def _plain(server: PgServer) -> Any:
     return replace(server.settings, start_command=None, stop_command=None)
 
 
-def _clean(dest: Path, created: bool) -> None:
-    """Remove what pitr wrote into ``dest`` (the directory itself only if pitr created it)."""
-    if created:
-        shutil.rmtree(dest, ignore_errors=True)
-    else:
-        for child in dest.iterdir():
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-
-
 def _last_commit(reached: dict[str, Any]) -> datetime | None:
     text = reached.get("last_commit")
     return datetime.fromisoformat(text) if text else None
@@ -337,13 +290,13 @@ def secure_newest_wal(server: PgServer, store: CatalogStore) -> str | None:
 
 
 def recover_in_place(
-    store: CatalogStore, server: PgServer, target: Target, config: str
+    store: CatalogStore, server: PgServer, replan: Replan, config: str
 ) -> Recovered:
     server.require_tools(server.control_tools())
     datadir = server.datadir
     staging = datadir.with_name(f"{datadir.name}.pitr-restoring")
-    plan = _plan_with_newest_wal(store, server, target)
-    _require(plan)
+    plan = _plan_with_newest_wal(store, server, replan)
+    require_recoverable(plan)
     owner = owner_ids(server.os_user)
     # What an interrupted run set aside (it is reported again, never touched).
     aside = _set_aside_by(staging) or _set_aside_by(datadir)
@@ -374,8 +327,8 @@ def recover_in_place(
         _wait_for_history(store, int(reached["timeline"]))
     except (PitrError, OSError) as exc:
         raise _failed_after_swap(exc, datadir, aside) from exc
-    return Recovered(store.instance, plan, datadir, reached, _last_commit(reached), aside,
-                     server.port)  # fmt: skip
+    return Recovered(store.instance, plan, datadir, reached, _last_commit(reached), server.port,
+                     previous_datadir=aside)  # fmt: skip
 
 
 def _failed_after_swap(exc: PitrError | OSError, datadir: Path, aside: Path | None) -> PitrError:
@@ -407,13 +360,13 @@ def _set_aside_by(directory: Path) -> Path | None:
     return Path(found[-1]) if found and Path(found[-1]).is_dir() else None
 
 
-def _plan_with_newest_wal(store: CatalogStore, server: PgServer, target: Target) -> Plan:
+def _plan_with_newest_wal(store: CatalogStore, server: PgServer, replan: Replan) -> Plan:
     """The plan, once the instance's newest WAL is in the repository: the target (the last
     good transaction before the mistake) is most often in the segment being written, which
     only a WAL switch gets archived. Switching changes no data, so it is done even when the
     plan is refused — unless the data directory is our own half-recovered one (an
     interrupted run: its server, if up, is still replaying or on a throw-away timeline)."""
-    plan = make_plan(store, target).plan
+    plan = replan()
     if (server.datadir / IN_PROGRESS).exists():
         log.info("%s is a recovery pitr left unfinished: taking it over", server.datadir)
         return plan
@@ -426,7 +379,7 @@ def _plan_with_newest_wal(store: CatalogStore, server: PgServer, target: Target)
         except PitrError as exc:
             log.warning("could not archive the newest WAL: %s", exc.message)
             return plan
-    return make_plan(store, target).plan  # again: the newest WAL may hold the target
+    return replan()  # again: the newest WAL may hold the target
 
 
 def _wait_for_history(store: CatalogStore, timeline: int) -> None:

@@ -8,9 +8,9 @@ import pytest
 from my_e2e import Site, file_site, public_dir, seed
 
 from pitr.catalog.store import CatalogStore
-from pitr.commands.check import CheckReport
 from pitr.config.settings import load_settings
-from pitr.engines.base import engine_for
+from pitr.domain.checks import CheckReport
+from pitr.engines import engine_for
 from pitr.engines.mysql.checks import missing_privileges
 from pitr.errors import PreconditionFailed
 from pitr.storage import open_storage
