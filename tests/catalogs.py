@@ -15,8 +15,7 @@ from pitr.catalog import Catalog
 from pitr.catalog.layout import Layout
 from pitr.catalog.model import Backup, LogSegment, RestorePoint, TimelineHistory, Transaction
 from pitr.catalog.segments import SegmentRun
-from pitr.domain.targets import format_lsn
-from pitr.planner.wal import segment_name, stream_of
+from pitr.domain.positions import format_lsn, segment_name, stream_of
 from pitr.storage.transfer import StoredObject
 
 SEG = 16 * 1024 * 1024

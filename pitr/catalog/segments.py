@@ -17,7 +17,7 @@ from typing import Any, overload
 
 from pitr.catalog.layout import log_group
 from pitr.catalog.model import LogSegment, RestorePoint
-from pitr.domain.targets import format_lsn
+from pitr.domain.positions import format_lsn
 from pitr.domain.timeutil import format_time, from_document, from_microseconds, to_microseconds
 from pitr.storage.transfer import StoredObject
 

@@ -16,8 +16,6 @@ from pitr.cli.support import (
     Run,
     begin,
     catalog_store,
-    engine_of,
-    instance_lock,
     instance_option,
     lock_wait_option,
     output_options,
@@ -46,18 +44,14 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
 @click.pass_obj
 def check(run: Run, instance: str | None) -> None:
     """Check the configuration and the repository (write, list, read back, delete a probe)."""
+    from pitr.cli import documents
+    from pitr.cli.render import check_rows
     from pitr.commands.check import run_checks
 
     report = run_checks(run.settings(), instance)
     out = run.output
-    out.emit(report.to_dict(), text=None)
-    out.table(
-        ["check", "result", "ms", "detail"],
-        [
-            [i.name, "ok" if i.ok else "FAILED", i.to_dict()["ms"] or "", i.detail]
-            for i in report.items
-        ],
-    )
+    out.emit(documents.check(report), text=None)
+    out.table(["check", "result", "ms", "detail"], check_rows(report))
     if report.error is not None:
         raise report.error
 
@@ -69,10 +63,10 @@ def check(run: Run, instance: str | None) -> None:
 def list_(run: Run, instance: str | None) -> None:
     """Backups, log coverage and the recoverable window."""
     short_lived()
+    from pitr.cli import documents
     from pitr.cli.render import backups_rows, logs_rows, window_lines
-    from pitr.commands.listing import describe
 
-    listing = describe(catalog_store(run, instance).load())
+    listing = documents.listing(catalog_store(run, instance).load())
     out = run.output
     out.emit(listing)
     out.table(["backup", "type", "parent", "start", "end", "size"], backups_rows(listing))
@@ -91,6 +85,7 @@ def list_(run: Run, instance: str | None) -> None:
 def plan(run: Run, /, instance: str | None, **options: Any) -> None:
     """The restore plan for the target, proven against the repository; touches nothing."""
     short_lived()
+    from pitr.cli import documents
     from pitr.cli.render import plan_text
     from pitr.commands.plan import make_plan
     from pitr.errors import NotRecoverable
@@ -98,7 +93,7 @@ def plan(run: Run, /, instance: str | None, **options: Any) -> None:
     store = catalog_store(run, instance)
     target = target_of(run, store.engine, options)
     result = make_plan(store, target)
-    run.output.emit(result.to_dict(), text=plan_text(result))
+    run.output.emit(documents.plan(result), text=plan_text(result))
     if not result.recoverable:
         raise NotRecoverable(
             f"not recoverable: {result.problems[0]}",
@@ -113,30 +108,20 @@ def plan(run: Run, /, instance: str | None, **options: Any) -> None:
 @click.pass_obj
 def verify(run: Run, instance: str | None, backup_id: str | None) -> None:
     """Read back every object of the chain(s) and the logs; check sizes and checksums."""
-    from pitr.commands.verify import objects_to_verify, verify_all
-    from pitr.errors import VerificationFailed
+    from pitr.cli import documents
+    from pitr.cli.render import verify_text
+    from pitr.commands.verify import objects_to_verify, verify_objects
 
     store = catalog_store(run, instance)
     objects = objects_to_verify(store.load(), backup_id)
-    total = sum(o.size for o in objects)
     out = run.output
-    with out.progress(total, "verify") as progress:
-        failures = verify_all(
-            store, objects, workers=run.settings().repository.concurrency, progress=progress
-        )
-    result = {
-        "verified": len(objects) - len(failures),
-        "objects": len(objects),
-        "bytes": total,
-        "failed": [{"key": f.key, "problem": f.problem} for f in failures],
-    }
-    lines = [f"FAILED {f.problem}" for f in failures]
-    lines.append(f"{len(objects) - len(failures)} of {len(objects)} objects verified intact")
-    out.emit(result, text="\n".join(lines))
-    if failures:
-        raise VerificationFailed(
-            f"{len(failures)} object(s) failed verification, first: {failures[0].problem}"
-        )
+    with out.progress(sum(o.size for o in objects), "verify") as progress:
+        workers = run.settings().repository.concurrency
+        result = verify_objects(store, objects, workers=workers, progress=progress)
+    out.emit(documents.verify(result), text=verify_text(result))
+    error = result.error()
+    if error is not None:
+        raise error
 
 
 @cli.command()
@@ -147,34 +132,12 @@ def verify(run: Run, instance: str | None, backup_id: str | None) -> None:
 @click.pass_obj
 def expire(run: Run, instance: str | None, dry_run: bool, lock_wait: float) -> None:
     """Apply the retention policy; never removes what the recoverable window needs."""
-    from pitr.cli.render import human_bytes
-    from pitr.commands.expire import apply_expiry, check_policy, expiry_of
-    from pitr.domain.timeutil import utcnow
+    from pitr.cli import documents
+    from pitr.cli.render import expire_text
+    from pitr.commands.expire import expire
 
-    policy = run.settings().retention
-    check_policy(policy)
-    store = catalog_store(run, instance)
-    if dry_run:  # a read: no lock
-        expiry = expiry_of(store, policy, utcnow())
-    else:
-        with instance_lock(run, store, "expire", lock_wait):
-            expiry = expiry_of(store, policy, utcnow())
-            apply_expiry(store, expiry)
-    verb = "would delete" if dry_run else "deleted"
-    result = {
-        "dry_run": dry_run,
-        "kept": [b.id for b in expiry.keep],
-        "expired_backups": [b.id for b in expiry.backups],
-        "expired_logs": [s.name for s in expiry.segments],
-        "unfinished_backups": sorted(expiry.orphans),
-        "bytes": expiry.bytes,
-    }
-    text = (
-        f"{verb} {len(expiry.backups)} backup(s), {len(expiry.segments)} log(s) "
-        f"({human_bytes(expiry.bytes)}) and {len(expiry.orphans)} unfinished backup(s); "
-        f"kept {len(expiry.keep)} backup(s)"
-    )
-    run.output.emit(result, text=text)
+    result = expire(run.settings(), instance, dry_run, lock_wait)
+    run.output.emit(documents.expire(result), text=expire_text(result))
 
 
 @cli.command()
@@ -184,25 +147,13 @@ def expire(run: Run, instance: str | None, dry_run: bool, lock_wait: float) -> N
 def status(run: Run, instance: str | None) -> int:
     """Health for monitoring: exit 0 OK, 1 WARN, 2 CRIT."""
     short_lived()
-    from pitr.commands.listing import STATES, health, worst
-    from pitr.domain.timeutil import utcnow
-    from pitr.planner import window
+    from pitr.cli import documents
+    from pitr.cli.render import status_text
+    from pitr.commands.status import status
 
-    settings = run.settings()
-    catalog = catalog_store(run, instance).load()
-    checks = health(catalog, settings.status, utcnow())
-    state = worst(checks)
-    result = {
-        "status": state,
-        "checks": [
-            {"name": c.name, "status": c.state, "detail": c.detail, "age_seconds": c.age_seconds}
-            for c in checks
-        ],
-        "window": window(catalog).to_dict(),
-    }
-    summary = "; ".join(f"{c.name} {c.state}: {c.detail}" for c in checks)
-    run.output.emit(result, text=f"PITR {state} - {summary}")
-    return STATES.index(state)
+    health = status(run.settings(), instance)
+    run.output.emit(documents.status(health), text=status_text(health))
+    return health.exit_code
 
 
 @cli.group()
@@ -217,12 +168,11 @@ def catalog() -> None:
 @click.pass_obj
 def rebuild(run: Run, instance: str | None, lock_wait: float) -> None:
     """Recompute the catalog summary from the per-object documents."""
-    from pitr.catalog.rebuild import rebuild_catalog
+    from pitr.cli.render import rebuild_text
+    from pitr.commands.rebuild import rebuild
 
-    store = catalog_store(run, instance)
-    with instance_lock(run, store, "catalog rebuild", lock_wait):
-        counts = rebuild_catalog(store)
-    run.output.emit(counts, text=f"rebuilt: {counts['backups']} backup(s), {counts['logs']} log(s)")
+    counts = rebuild(run.settings(), instance, lock_wait)
+    run.output.emit(counts, text=rebuild_text(counts))
 
 
 @cli.command()
@@ -234,32 +184,12 @@ def rebuild(run: Run, instance: str | None, lock_wait: float) -> None:
 @click.pass_obj
 def backup(run: Run, instance: str | None, kind: str | None, lock_wait: float) -> None:
     """Take a backup and publish it to the repository."""
-    from pitr.catalog.summary import compact_all
-    from pitr.cli.render import human_bytes
-    from pitr.domain.timeutil import format_time
+    from pitr.cli import documents
+    from pitr.cli.render import backup_text
+    from pitr.commands.backup import backup
 
-    engine, store = engine_of(run, instance)
-    with instance_lock(run, store, "backup", lock_wait):
-        result = engine.backup(store, kind)
-        compact_all(store.storage, store.layout)
-    doc = {
-        "backup": {
-            "id": result.id,
-            "type": result.type,
-            "parent": result.parent,
-            "start": result.start,
-            "end": result.end,
-            "start_time": format_time(result.start_time),
-            "end_time": format_time(result.end_time),
-            "bytes": result.bytes,
-            "raw_bytes": result.raw_bytes,
-        }
-    }
-    run.output.emit(
-        doc,
-        text=f"backup {result.id} ({result.type}) published: {human_bytes(result.raw_bytes)} "
-        f"stored as {human_bytes(result.bytes)}, consistent at {result.end}",
-    )
+    result = backup(run.settings(), instance, kind, lock_wait)
+    run.output.emit(documents.backup(result), text=backup_text(result))
 
 
 @cli.command(name="wal-push")
@@ -277,14 +207,15 @@ def wal_push(run: Run, instance: str | None, background: bool, path: str) -> Non
     """PostgreSQL archive_command: 'pitr wal-push %p' (or 'pitr wal-push --async %p')."""
     from pathlib import Path
 
+    from pitr.cli import documents
     from pitr.commands.wal import push, push_async
 
     if background:
         text = push_async(run.settings(), instance, path)
-        run.output.emit({"file": Path(path).name, "archived": True}, text=text)
+        run.output.emit(documents.wal_push(Path(path).name, True), text=text)
         return
     pushed, text = push(run.settings(), instance, path)
-    run.output.emit({"file": Path(path).name, "archived": pushed}, text=text)
+    run.output.emit(documents.wal_push(Path(path).name, pushed), text=text)
 
 
 @cli.command(name="wal-push-worker", hidden=True)
@@ -318,10 +249,11 @@ def wal_push_worker(run: Run, instance: str | None, pg_wal: str) -> None:
 @click.pass_obj
 def wal_fetch(run: Run, instance: str | None, spool: str | None, name: str, dest: str) -> int:
     """PostgreSQL restore_command: 'pitr wal-fetch %f %p'; exit 1 when not archived."""
+    from pitr.cli import documents
     from pitr.commands.wal import fetch
 
     found = fetch(run.settings(), instance, name, dest, spool)
-    run.output.emit({"file": name, "found": found})
+    run.output.emit(documents.wal_fetch(name, found))
     return 0 if found else 1
 
 
@@ -338,22 +270,11 @@ def archive(
     run: Run, instance: str | None, follow: bool, seconds: float | None, lock_wait: float
 ) -> None:
     """Ship the transaction logs not yet in the repository; safe to run every minute."""
-    from pitr.errors import UsageError
+    from pitr.cli.render import archive_text
+    from pitr.commands.archive import archive
 
-    if seconds is not None and not follow:
-        raise UsageError("--for applies to --follow")
-    engine, store = engine_of(run, instance)
-    # A follower runs for days: it holds its own lock, so backups and expiry still run.
-    with instance_lock(
-        run,
-        store,
-        "archive --follow" if follow else "archive",
-        lock_wait,
-        resource="follow" if follow else "instance",
-    ):
-        result = engine.archive(store, follow=follow, duration=seconds)
-    text = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items())
-    run.output.emit(result, text=text)
+    result = archive(run.settings(), instance, follow, seconds, lock_wait)
+    run.output.emit(result, text=archive_text(result))
 
 
 @cli.command()
@@ -367,13 +288,14 @@ def restore(run: Run, /, instance: str | None, dest: str, port: int | None, **op
     """Restore into a new directory beside the instance (and start it with --port)."""
     from pathlib import Path
 
+    from pitr.cli import documents
     from pitr.cli.render import recovery_text
-    from pitr.commands.plan import replan_of
+    from pitr.commands.recover import restore
 
-    engine, store = engine_of(run, instance)
-    target = target_of(run, store.engine, options)
-    result = engine.restore(store, replan_of(store, target), Path(dest).absolute(), port)
-    run.output.emit(result.to_dict(), text=recovery_text(result.to_dict()))
+    settings = run.settings()
+    target = target_of(run, settings.instance(instance).engine, options)
+    doc = documents.recovery(restore(settings, instance, target, Path(dest).absolute(), port))
+    run.output.emit(doc, text=recovery_text(doc))
 
 
 @cli.command()
@@ -390,17 +312,20 @@ def recover(
     """Recover the instance in place; its data directory is kept aside, never deleted."""
     import sys as _sys
 
+    from pitr.cli import documents
     from pitr.cli.render import plan_text, recovery_text
-    from pitr.commands.plan import make_plan, replan_of
+    from pitr.commands.plan import plan
+    from pitr.commands.recover import recover
     from pitr.errors import NotRecoverable, UsageError
 
-    engine, store = engine_of(run, instance)
-    target = target_of(run, store.engine, options)
+    settings = run.settings()
+    inst = settings.instance(instance)
+    target = target_of(run, inst.engine, options)
     if dry_run:
-        plan = make_plan(store, target)
-        run.output.emit(plan.to_dict(), text=plan_text(plan))
-        if not plan.recoverable:
-            raise NotRecoverable(f"not recoverable: {plan.problems[0]}")
+        result = plan(settings, instance, target)
+        run.output.emit(documents.plan(result), text=plan_text(result))
+        if not result.recoverable:
+            raise NotRecoverable(f"not recoverable: {result.problems[0]}")
         return
     if not yes:
         if not _sys.stdin.isatty():
@@ -408,13 +333,12 @@ def recover(
                 "recover replaces the instance's data: confirm with --yes (no TTY to ask on)"
             )
         click.confirm(
-            f"Recover instance {store.instance} in place to {target.describe()}? Its data "
+            f"Recover instance {inst.name} in place to {target.describe()}? Its data "
             "directory will be stopped and set aside",
             abort=True,
         )
-    with instance_lock(run, store, "recover", lock_wait):
-        result = engine.recover(store, replan_of(store, target))
-    run.output.emit(result.to_dict(), text=recovery_text(result.to_dict()))
+    doc = documents.recovery(recover(settings, instance, target, lock_wait))
+    run.output.emit(doc, text=recovery_text(doc))
 
 
 @cli.command()
@@ -436,21 +360,14 @@ def events(
     timezone: str | None,
 ) -> None:
     """The transactions in the archived logs, to find the bad one."""
-    from pitr.commands.events import compile_grep, matching
-    from pitr.domain.timeutil import parse_time
+    from pitr.cli import documents
+    from pitr.cli.render import events_rows
+    from pitr.commands.events import events
 
-    zone = timezone or run.settings().timezone
-    since = parse_time(start, timezone=zone) if start else None
-    until = parse_time(end, timezone=zone) if end else None
-    pattern = compile_grep(grep)
-    engine, store = engine_of(run, instance)
-    found = matching(engine.events(store, store.load(), since, until, rows=rows), pattern)
+    found = events(run.settings(), instance, start, end, grep, rows, timezone)
     out = run.output
-    out.emit({"events": found})
-    out.table(
-        ["time", "xid/gtid", "position", "log", "summary"],
-        [[e["time"], e["xid"] or e["gtid"], e["position"], e["log"], e["summary"]] for e in found],
-    )
+    out.emit(documents.events(found))
+    out.table(["time", "xid/gtid", "position", "log", "summary"], events_rows(found))
 
 
 @cli.command()

@@ -40,9 +40,7 @@ class Output:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
 
-    def table(
-        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
-    ) -> None:
+    def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """A table: rich on a TTY, aligned plain text otherwise (never in JSON mode)."""
         if self.json_mode or self.quiet:
             return
@@ -50,14 +48,14 @@ class Output:
             from rich.console import Console
             from rich.table import Table
 
-            table = Table(title=title)
+            table = Table()
             for col in columns:
                 table.add_column(col)
             for row in rows:
                 table.add_row(*("" if v is None else str(v) for v in row))
             Console().print(table)
             return
-        sys.stdout.write(render_plain_table(columns, rows, title))
+        sys.stdout.write(render_plain_table(columns, rows))
         sys.stdout.flush()
 
     @contextmanager
@@ -109,15 +107,12 @@ class Progress:
             )
 
 
-def render_plain_table(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
-) -> str:
+def render_plain_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[("" if v is None else str(v)) for v in row] for row in rows]
     widths = [len(c) for c in columns]
     for row in cells:
         widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
-    lines = [title] if title else []
-    lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines.extend(
         "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
     )

@@ -1,10 +1,17 @@
-"""Text for people: plans, listings, health. JSON output comes from each object's to_dict()."""
+"""Text for people, every command's: lines and table rows from what the commands return (the
+JSON documents are ``pitr.cli.documents``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pitr.planner.plan import Plan
+if TYPE_CHECKING:
+    from pitr.catalog.model import Backup
+    from pitr.commands.expire import Expired
+    from pitr.commands.status import Health
+    from pitr.commands.verify import Verified
+    from pitr.domain.checks import CheckReport
+    from pitr.planner.plan import Plan
 
 
 def human_bytes(n: int) -> str:
@@ -93,6 +100,7 @@ def window_lines(listing: dict[str, Any]) -> list[str]:
 
 
 def recovery_text(result: dict[str, Any]) -> str:
+    """``recover`` and ``restore``, from their document."""
     r = result["recovery"]
     lines = [f"{r['instance']}: {r['status']} in {r['datadir']}"]
     if r.get("port"):
@@ -104,3 +112,53 @@ def recovery_text(result: dict[str, Any]) -> str:
     if r.get("previous_datadir"):
         lines.append(f"  previous data directory kept at {r['previous_datadir']}")
     return "\n".join(lines)
+
+
+def check_rows(report: CheckReport) -> list[list[Any]]:
+    from pitr.cli.documents import milliseconds
+
+    return [
+        [i.name, "ok" if i.ok else "FAILED", milliseconds(i) or "", i.detail] for i in report.items
+    ]
+
+
+def verify_text(result: Verified) -> str:
+    lines = [f"FAILED {f.problem}" for f in result.failures]
+    lines.append(f"{result.intact} of {result.objects} objects verified intact")
+    return "\n".join(lines)
+
+
+def expire_text(result: Expired) -> str:
+    expiry = result.expiry
+    verb = "would delete" if result.dry_run else "deleted"
+    return (
+        f"{verb} {len(expiry.backups)} backup(s), {len(expiry.segments)} log(s) "
+        f"({human_bytes(expiry.bytes)}) and {len(expiry.orphans)} unfinished backup(s); "
+        f"kept {len(expiry.keep)} backup(s)"
+    )
+
+
+def status_text(health: Health) -> str:
+    summary = "; ".join(f"{c.name} {c.state}: {c.detail}" for c in health.checks)
+    return f"PITR {health.state} - {summary}"
+
+
+def rebuild_text(counts: dict[str, int]) -> str:
+    return f"rebuilt: {counts['backups']} backup(s), {counts['logs']} log(s)"
+
+
+def backup_text(result: Backup) -> str:
+    return (
+        f"backup {result.id} ({result.type}) published: {human_bytes(result.raw_bytes)} "
+        f"stored as {human_bytes(result.bytes)}, consistent at {result.end}"
+    )
+
+
+def archive_text(result: dict[str, Any]) -> str:
+    return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items())
+
+
+def events_rows(found: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [e["time"], e["xid"] or e["gtid"], e["position"], e["log"], e["summary"]] for e in found
+    ]

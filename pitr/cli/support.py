@@ -19,10 +19,8 @@ from pitr.errors import failure_of, on_sigterm, report
 if TYPE_CHECKING:
     from pitr.catalog.store import CatalogStore
     from pitr.cli.output import Output
-    from pitr.commands.locks import InstanceLock
     from pitr.config.settings import Settings
     from pitr.domain.targets import Target
-    from pitr.engines.base import Engine
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -156,24 +154,6 @@ def catalog_store(run: Run, instance: str | None) -> CatalogStore:
     return open_catalog(settings, settings.instance(instance))
 
 
-def instance_lock(
-    run: Run, store: CatalogStore, command: str, wait: float, resource: str = "instance"
-) -> InstanceLock:
-    """The lock of ``store``'s instance, as configured (``lock_dir``, ``[locks]``)."""
-    from pitr.commands.locks import InstanceLock
-
-    settings = run.settings()
-    return InstanceLock(
-        store.storage,
-        store.instance,
-        settings.lock_dir,
-        command,
-        wait=wait,
-        stale_after=settings.locks.stale_hours * 3600,
-        resource=resource,
-    )
-
-
 def short_lived() -> None:
     """For commands that read a catalog and exit: no cyclic garbage worth collecting, while the
     collector would walk a large catalog's objects again and again (a quarter of a plan's time
@@ -181,15 +161,6 @@ def short_lived() -> None:
     import gc
 
     gc.disable()
-
-
-def engine_of(run: Run, instance: str | None) -> tuple[Engine, CatalogStore]:
-    """The instance's engine and catalog store."""
-    from pitr.engines import engine_for
-
-    settings = run.settings()
-    inst = settings.instance(instance)
-    return engine_for(settings, inst), catalog_store(run, instance)
 
 
 def _report(exc: BaseException, message: str, hint: str | None, code: int) -> int:

@@ -1,4 +1,5 @@
-"""``pitr events --grep REGEX``: keep the transactions whose line matches.
+"""``pitr events``: the transactions in the archived logs, between two times, and with
+``--grep REGEX`` only those whose line matches.
 
 The pattern is compiled before anything is read, so a bad one is a usage error that touches
 nothing. An event matches when the pattern is found in its values joined by spaces (time,
@@ -11,6 +12,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from pitr.config.settings import Settings
+from pitr.domain.timeutil import parse_time
+from pitr.engines import engine_and_store
 from pitr.errors import UsageError
 
 
@@ -31,3 +35,21 @@ def matching(
     if pattern is None:
         return list(events)
     return [e for e in events if pattern.search(" ".join(str(v) for v in e.values()))]
+
+
+def events(
+    settings: Settings,
+    instance: str | None,
+    start: str | None,
+    end: str | None,
+    grep: str | None,
+    rows: bool,
+    timezone: str | None,
+) -> list[dict[str, Any]]:
+    """The matching transactions, oldest first (``rows``: PostgreSQL row counts)."""
+    zone = timezone or settings.timezone
+    since = parse_time(start, timezone=zone) if start else None
+    until = parse_time(end, timezone=zone) if end else None
+    pattern = compile_grep(grep)
+    engine, store = engine_and_store(settings, instance)
+    return matching(engine.events(store, store.load(), since, until, rows=rows), pattern)

@@ -1,114 +1,48 @@
-"""``pitr expire``: apply the retention policy, never shrinking the window below it.
+"""``pitr expire``: apply the retention policy (decided in ``pitr.planner.retention``).
 
-Which backups to keep is a pure decision (``plan_expiry``): the newest ``full`` fulls, and for
-``days`` every full consistent within that many days plus the newest one before them (it is
-what makes a target exactly ``days`` ago recoverable). A differential goes with its full. Logs
-go only when no kept backup can need them: WAL before the oldest kept backup's start
-(positions are comparable across timelines), binlogs before the file a kept backup starts in,
-and binlog streams whose every commit predates every kept backup. Then the deletions:
-manifests first (the backup disappears at once), data objects after, index documents before
-log data, and the summaries are rewritten without what went.
+The deletions go manifests first (the backup disappears at once), data objects after, index
+documents before log data, and the summaries are rewritten without what went.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
 
-from pitr.catalog import Catalog
-from pitr.catalog.model import Backup, LogSegment
 from pitr.catalog.segments import rows_of
-from pitr.catalog.store import CatalogStore
+from pitr.catalog.store import CatalogStore, open_catalog
 from pitr.catalog.summary import page_refs, read_page, write_pages
-from pitr.config.settings import RetentionSettings
-from pitr.domain.timeutil import from_document
-from pitr.errors import UsageError
-from pitr.planner.binlog import FILE_SHIFT
-from pitr.planner.common import fulls
+from pitr.commands.locks import lock_for
+from pitr.config.settings import RetentionSettings, Settings
+from pitr.domain.timeutil import utcnow
+from pitr.planner.retention import Expiry, check_policy, plan_expiry
 
 
 @dataclass(frozen=True)
-class Expiry:
-    keep: tuple[Backup, ...]
-    backups: tuple[Backup, ...]  # to delete
-    segments: tuple[LogSegment, ...]  # to delete
-    orphans: dict[str, list[str]] = field(default_factory=dict)  # unfinished backups' objects
+class Expired:
+    """What ``pitr expire`` deleted (or, with ``--dry-run``, would delete)."""
 
-    @property
-    def bytes(self) -> int:
-        return sum(b.bytes for b in self.backups) + sum(s.object.size for s in self.segments)
+    dry_run: bool
+    expiry: Expiry
 
 
-def check_policy(policy: RetentionSettings) -> None:
-    """Refuse an empty policy before anything is read or locked (it is bad input)."""
-    if policy.full is None and policy.days is None:
-        raise UsageError(
-            "no retention policy is configured: nothing would ever expire",
-            hint="set [retention] full = N and/or days = D in pitr.toml",
-        )
-
-
-def kept_fulls(catalog: Catalog, policy: RetentionSettings, now: datetime) -> list[Backup]:
+def expire(settings: Settings, instance: str | None, dry_run: bool, lock_wait: float) -> Expired:
+    """Apply the policy under the instance lock; a dry run is a read and takes no lock. An
+    empty policy is refused before anything is opened."""
+    policy = settings.retention
     check_policy(policy)
-    all_fulls = fulls(catalog)
-    keep: set[str] = set()
-    if policy.full is not None:
-        keep |= {b.id for b in all_fulls[-policy.full :]}
-    if policy.days is not None:
-        cutoff = now - timedelta(days=policy.days)
-        recent = [b for b in all_fulls if b.end_time >= cutoff]
-        older = [b for b in all_fulls if b.end_time < cutoff]
-        keep |= {b.id for b in recent} | ({older[-1].id} if older else set())
-    return [b for b in all_fulls if b.id in keep]
+    store = open_catalog(settings, settings.instance(instance))
+    if dry_run:
+        return Expired(True, expiry_of(store, policy))
+    with lock_for(settings, store, "expire", lock_wait):
+        expiry = expiry_of(store, policy)
+        apply_expiry(store, expiry)
+    return Expired(False, expiry)
 
 
-def plan_expiry(
-    catalog: Catalog,
-    policy: RetentionSettings,
-    now: datetime,
-    orphans: dict[str, list[str]] | None = None,
-) -> Expiry:
-    kept_full = kept_fulls(catalog, policy, now)
-    kept_ids = {b.id for b in kept_full}
-    keep = tuple(b for b in catalog.backups if b.id in kept_ids or b.parent in kept_ids)
-    gone = tuple(b for b in catalog.backups if b not in keep)
-    segments = _expired_logs(catalog, keep) if keep else ()
-    return Expiry(keep, gone, segments, dict(orphans or {}))
-
-
-def expiry_of(store: CatalogStore, policy: RetentionSettings, now: datetime) -> Expiry:
+def expiry_of(store: CatalogStore, policy: RetentionSettings) -> Expiry:
     """What the policy expires in the repository now, unfinished backups included."""
-    return plan_expiry(store.load(), policy, now, store.list_backups().orphans)
-
-
-def _expired_logs(catalog: Catalog, keep: Sequence[Backup]) -> tuple[LogSegment, ...]:
-    expired: list[LogSegment] = []
-    if catalog.engine == "postgresql":
-        oldest = min(b.start_key for b in keep)
-        for run in catalog.streams.values():
-            expired += [run[i] for i, end in enumerate(run.end_keys) if end <= oldest]
-        return tuple(expired)
-    first_needed: dict[str, int] = {}
-    for b in keep:  # replay starts in the file holding the backup's position
-        start = (b.end_key >> FILE_SHIFT) << FILE_SHIFT
-        first_needed[b.stream] = min(first_needed.get(b.stream, start), start)
-    oldest_time = min(b.start_time for b in keep)
-    for stream, run in catalog.streams.items():
-        if stream in first_needed:
-            limit = first_needed[stream]
-            expired += [run[i] for i, end in enumerate(run.end_keys) if end <= limit]
-        elif all(_older(s, oldest_time) for s in run):
-            expired += list(run)
-    return tuple(expired)
-
-
-def _older(seg: LogSegment, moment: datetime) -> bool:
-    """Did everything in ``seg`` happen before ``moment``? (A binlog without transactions —
-    one closed right after it was opened — counts by when it was archived.)"""
-    newest = seg.max_commit or from_document(seg.extra.get("archived_at"))
-    return newest is not None and newest < moment
+    return plan_expiry(store.load(), policy, utcnow(), store.list_backups().orphans)
 
 
 def apply_expiry(store: CatalogStore, expiry: Expiry) -> None:

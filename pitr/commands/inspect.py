@@ -19,9 +19,9 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from pitr.domain.targets import format_lsn
+from pitr.domain.positions import format_lsn, parse_wal_name
 from pitr.engines.mysql.binlog import index_binlog_file
-from pitr.engines.postgresql.walfile import check_segment, parse_history, parse_wal_name
+from pitr.engines.postgresql.walfile import check_segment, parse_history
 from pitr.engines.postgresql.walreader import PAGE_MAGIC, WalReader, summarize_segment
 from pitr.errors import FormatError, UsageError
 

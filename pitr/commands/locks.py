@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pitr.catalog.layout import Layout
 from pitr.domain.timeutil import format_time, from_document, utcnow
@@ -42,6 +43,10 @@ from pitr.errors import (
     PreconditionFailed,
 )
 from pitr.storage.base import Storage
+
+if TYPE_CHECKING:
+    from pitr.catalog.store import CatalogStore
+    from pitr.config.settings import Settings
 
 log = logging.getLogger("pitr.locks")
 
@@ -245,3 +250,18 @@ class InstanceLock:
                     f"lock object {self.key} from the repository {self.storage.describe()}"
                 )
         return LockHeld(message, hint=hint)
+
+
+def lock_for(
+    settings: Settings, store: CatalogStore, command: str, wait: float, resource: str = "instance"
+) -> InstanceLock:
+    """The lock of ``store``'s instance, as configured (``lock_dir``, ``[locks]``)."""
+    return InstanceLock(
+        store.storage,
+        store.instance,
+        settings.lock_dir,
+        command,
+        wait=wait,
+        stale_after=settings.locks.stale_hours * 3600,
+        resource=resource,
+    )

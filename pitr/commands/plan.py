@@ -9,11 +9,17 @@ hand the same proof to the engine as a :data:`~pitr.engines.base.Replan`.
 from __future__ import annotations
 
 from pitr.catalog import Catalog
-from pitr.catalog.store import CatalogStore
+from pitr.catalog.store import CatalogStore, open_catalog
+from pitr.config.settings import Settings
 from pitr.domain.targets import Target
 from pitr.engines.base import Replan
 from pitr.planner import build_plan, documents_needed
 from pitr.planner.plan import Plan
+
+
+def plan(settings: Settings, instance: str | None, target: Target) -> Plan:
+    """``pitr plan``: the proven plan for ``target``; nothing is touched."""
+    return make_plan(open_catalog(settings, settings.instance(instance)), target)
 
 
 def make_plan(store: CatalogStore, target: Target, catalog: Catalog | None = None) -> Plan:

@@ -20,6 +20,27 @@ class Failure:
     problem: str
 
 
+@dataclass(frozen=True)
+class Verified:
+    """How many objects (and bytes) were read back, and which failed."""
+
+    objects: int
+    bytes: int
+    failures: list[Failure]
+
+    @property
+    def intact(self) -> int:
+        return self.objects - len(self.failures)
+
+    def error(self) -> VerificationFailed | None:
+        """What the run exits with: exit 8 when any object failed."""
+        if not self.failures:
+            return None
+        return VerificationFailed(
+            f"{len(self.failures)} object(s) failed verification, first: {self.failures[0].problem}"
+        )
+
+
 def objects_to_verify(catalog: Catalog, backup_id: str | None) -> list[StoredObject]:
     """Everything, or one backup's chain plus the logs from its start onwards."""
     if backup_id is None:
@@ -66,3 +87,14 @@ def verify_all(
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="verify") as pool:
         results = list(pool.map(one, objects))
     return [r for r in results if r is not None]
+
+
+def verify_objects(
+    store: CatalogStore,
+    objects: Sequence[StoredObject],
+    *,
+    workers: int,
+    progress: Callable[[int], None] | None = None,
+) -> Verified:
+    failures = verify_all(store, objects, workers=workers, progress=progress)
+    return Verified(len(objects), sum(o.size for o in objects), failures)

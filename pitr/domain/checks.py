@@ -1,14 +1,14 @@
 """What ``pitr check`` reports: one item per step (name, outcome, detail, time) and the first
-error, which decides the exit code. The engines add their own items to the same report."""
+error, which decides the exit code. The engines add their own items to the same report; its
+document is ``pitr.cli.documents.check``."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from pitr.errors import PitrError, error_dict
+from pitr.errors import PitrError
 
 
 @dataclass(frozen=True)
@@ -17,10 +17,6 @@ class CheckItem:
     ok: bool
     detail: str
     seconds: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        ms = None if self.seconds is None else round(self.seconds * 1000, 1)
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "ms": ms}
 
 
 @dataclass
@@ -46,9 +42,3 @@ class CheckReport:
             return False
         self.add(name, True, detail, time.perf_counter() - started)
         return True
-
-    def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"ok": self.ok, "checks": [i.to_dict() for i in self.items]}
-        if self.error is not None:
-            doc["error"] = error_dict(self.error)
-        return doc

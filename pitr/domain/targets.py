@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from pitr.domain.positions import format_lsn, parse_lsn
 from pitr.domain.timeutil import format_time, parse_time
 from pitr.errors import UsageError
 
@@ -34,7 +35,6 @@ OPTION_OF = {
     "position": "--position",
     "latest": "--latest",
 }
-_LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 _POSITION = re.compile(r"^([^:/\s][^:/]*):(\d{1,20})$")
 MAX_XID = 2**32 - 1
 FIRST_NORMAL_XID = 3
@@ -77,18 +77,6 @@ class Target:
         if self.timeline is not None:
             doc["timeline"] = self.timeline
         return doc
-
-
-def parse_lsn(text: str) -> int:
-    """``16/B374D848`` → integer; a usage error otherwise."""
-    match = _LSN.match(text.strip())
-    if not match:
-        raise UsageError(f"not a WAL location (LSN): {text!r}", hint="example: 0/16533E18")
-    return (int(match.group(1), 16) << 32) | int(match.group(2), 16)
-
-
-def format_lsn(value: int) -> str:
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
 def parse_xid(text: str) -> int:

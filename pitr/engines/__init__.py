@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pitr.catalog.store import CatalogStore
     from pitr.config.settings import InstanceSettings, Settings
     from pitr.engines.base import Engine
 
@@ -22,3 +23,11 @@ def engine_for(settings: Settings, instance: InstanceSettings) -> Engine:
     from pitr.engines.mysql import MysqlEngine
 
     return MysqlEngine(settings, instance)
+
+
+def engine_and_store(settings: Settings, instance: str | None) -> tuple[Engine, CatalogStore]:
+    """The engine of the named instance (the only one when None) and its catalog store."""
+    from pitr.catalog.store import open_catalog
+
+    inst = settings.instance(instance)
+    return engine_for(settings, inst), open_catalog(settings, inst)

@@ -1,6 +1,6 @@
-"""What ``recover`` and ``restore`` share across engines: the one documented ``recovery``
-result (docs/json.md), the refusal of a plan that is not recoverable, and the clean-up of a
-directory pitr was restoring into."""
+"""What ``recover`` and ``restore`` share across engines: the one ``recovery`` result (its
+document: ``pitr.cli.documents.recovery``), the refusal of a plan that is not recoverable, and
+the clean-up of a directory pitr was restoring into."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pitr.domain.timeutil import format_time
 from pitr.errors import NotRecoverable
 from pitr.planner.plan import Plan
 
@@ -30,28 +29,6 @@ class Recovered:
     status: str = "ACTIVE"
     previous_datadir: Path | None = None
     previous_binlogs: Path | None = None  # MariaDB/MySQL: binlogs kept outside the datadir
-
-    def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "instance": self.instance,
-            "datastore": self.plan.datastore,
-            "status": self.status,
-            "recovered_from_backup": self.plan.full.id if self.plan.full else None,
-            "differential": self.plan.differential.id if self.plan.differential else None,
-            "point_in_time": format_time(self.point_in_time),
-            "reached": self.reached,
-            "previous_datadir": _text(self.previous_datadir),
-        }
-        if self.plan.datastore != "postgresql":
-            doc["previous_binlogs"] = _text(self.previous_binlogs)
-        doc |= {"datadir": str(self.datadir), "port": self.port}
-        if self.plan.datastore == "postgresql":
-            doc["timeline"] = self.reached.get("timeline")
-        return {"recovery": doc}
-
-
-def _text(path: Path | None) -> str | None:
-    return str(path) if path else None
 
 
 def require_recoverable(plan: Plan) -> None:

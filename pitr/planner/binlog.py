@@ -21,6 +21,7 @@ from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, Transaction
 from pitr.catalog.segments import SegmentRun
 from pitr.domain.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
+from pitr.domain.positions import FILE_SHIFT, file_number, offset_of
 from pitr.domain.targets import Target
 from pitr.planner.common import (
     Located,
@@ -31,16 +32,6 @@ from pitr.planner.common import (
 )
 from pitr.planner.plan import Plan, Stop, Window
 from pitr.planner.windows import BinlogChain, of_domains
-
-FILE_SHIFT = 40
-
-
-def file_number(key: int) -> int:
-    return key >> FILE_SHIFT
-
-
-def offset_of(key: int) -> int:
-    return key & ((1 << FILE_SHIFT) - 1)
 
 
 def key_in(seg: LogSegment, offset: int) -> int:

@@ -18,7 +18,8 @@ from datetime import datetime
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, TimelineHistory, Transaction
 from pitr.catalog.segments import SegmentRun
-from pitr.domain.targets import Target, format_lsn
+from pitr.domain.positions import format_lsn, segment_name, stream_of
+from pitr.domain.targets import Target
 from pitr.planner.common import (
     Chain,
     Located,
@@ -30,17 +31,6 @@ from pitr.planner.common import (
 from pitr.planner.plan import Plan, Stop, Window
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
-
-
-def stream_of(timeline: int) -> str:
-    return f"{timeline:08X}"
-
-
-def segment_name(timeline: int, start: int, segment_size: int) -> str:
-    """PostgreSQL's WAL file name for the segment starting at LSN ``start``."""
-    segno = start // segment_size
-    per_id = 0x100000000 // segment_size
-    return f"{timeline:08X}{segno // per_id:08X}{segno % per_id:08X}"
 
 
 @dataclass(frozen=True)

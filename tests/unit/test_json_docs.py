@@ -19,7 +19,7 @@ from test_planner_binlog_gtids import backup as binlog_backup
 from test_planner_binlog_gtids import plan as binlog_plan
 
 from pitr.catalog import Catalog
-from pitr.commands.listing import describe
+from pitr.cli.documents import listing as describe
 from pitr.domain.targets import Target, parse_target
 from pitr.planner import build_plan, documents_needed
 from pitr.planner.plan import Plan

@@ -11,16 +11,10 @@ import pytest
 
 from pitr.catalog.model import Backup
 from pitr.config.settings import InstanceSettings
+from pitr.domain.positions import key_of
 from pitr.engines.mysql.binlog import index_binlog_file
 from pitr.engines.mysql.server import MyServer
-from pitr.engines.mysql.streams import (
-    Head,
-    Known,
-    assign_stream,
-    head_of,
-    key_of,
-    segment_document,
-)
+from pitr.engines.mysql.streams import Head, Known, assign_stream, head_of, segment_document
 from pitr.engines.mysql.xtrainfo import (
     binlog_position,
     parse_binlog_info,

@@ -15,10 +15,10 @@ from typing import Any
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, Transaction
 from pitr.catalog.segments import SegmentRun
-from pitr.commands.listing import describe
+from pitr.cli.documents import listing as describe
+from pitr.domain.positions import FILE_SHIFT
 from pitr.domain.targets import Target
 from pitr.planner import build_plan, documents_needed
-from pitr.planner.binlog import FILE_SHIFT
 from pitr.planner.plan import Plan
 from pitr.storage.transfer import StoredObject
 

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, Transaction
 from pitr.catalog.segments import SegmentRun
+from pitr.domain.positions import FILE_SHIFT, file_number
 from pitr.domain.targets import Target, parse_target
 from pitr.planner import build_plan, documents_needed
-from pitr.planner.binlog import FILE_SHIFT, file_number
 from pitr.planner.plan import Plan
 from pitr.storage.transfer import StoredObject
 

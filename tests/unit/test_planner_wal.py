@@ -349,8 +349,8 @@ def test_plan_text_lists_the_window_of_each_timeline() -> None:
 
 def test_list_gives_the_windows_a_plan_gives() -> None:
     """``pitr list --json`` has the same per-timeline windows as ``plan --json``."""
+    from pitr.cli.documents import listing as describe
     from pitr.cli.render import window_lines
-    from pitr.commands.listing import describe
 
     catalog = two_timelines()
     listing = describe(catalog)  # type: ignore[arg-type]

@@ -15,11 +15,11 @@ from catalogs import backup, minute, pg_catalog, wal
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment
 from pitr.catalog.segments import SegmentRun
-from pitr.commands.expire import Expiry, plan_expiry
 from pitr.config.settings import RetentionSettings
+from pitr.domain.positions import FILE_SHIFT
 from pitr.errors import UsageError
 from pitr.planner import window
-from pitr.planner.binlog import FILE_SHIFT
+from pitr.planner.retention import Expiry, plan_expiry
 from pitr.storage.transfer import StoredObject
 
 NOW = minute(14)

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pitr.domain.targets import format_lsn, parse_lsn, parse_target
+from pitr.domain.positions import format_lsn, parse_lsn
+from pitr.domain.targets import parse_target
 from pitr.errors import UsageError
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

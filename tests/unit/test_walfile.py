@@ -7,12 +7,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from pitr.engines.postgresql.walfile import (
-    check_segment,
-    parse_history,
-    parse_wal_name,
-    read_long_header,
-)
+from pitr.domain.positions import parse_wal_name
+from pitr.engines.postgresql.walfile import check_segment, parse_history, read_long_header
 from pitr.errors import FormatError
 
 VECTORS = Path(__file__).parents[1] / "vectors" / "wal" / "generated"

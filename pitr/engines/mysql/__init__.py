@@ -18,15 +18,14 @@ from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
 from pitr.domain.checks import CheckReport
 from pitr.engines.base import Engine, Replan
+from pitr.engines.mysql.server import MyServer
 from pitr.engines.recovery import Recovered
 from pitr.storage.transfer import Compression
 
 
 class MysqlEngine(Engine):
     @property
-    def server(self) -> Any:
-        from pitr.engines.mysql.server import MyServer
-
+    def server(self) -> MyServer:
         return MyServer(self.instance)
 
     def compression(self) -> Compression:

@@ -25,11 +25,12 @@ from typing import Any
 from pitr import __version__
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
+from pitr.domain.positions import key_of
 from pitr.domain.timeutil import compact_id_time, utcnow
 from pitr.engines import proc
 from pitr.engines.mysql.archive import Shipper, archive_closed, flush_and_archive
 from pitr.engines.mysql.server import MyServer
-from pitr.engines.mysql.streams import key_of, read_head
+from pitr.engines.mysql.streams import read_head
 from pitr.engines.mysql.xtrainfo import binlog_position, read_checkpoints
 from pitr.errors import PreconditionFailed, ToolFailed
 from pitr.planner.common import fulls

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pitr.domain.positions import binlog_number
 from pitr.engines import proc
 from pitr.engines.mysql.archive import Shipper, archive_closed
 from pitr.engines.mysql.server import MyServer
-from pitr.engines.mysql.streams import file_number
 from pitr.errors import FormatError, Interrupted, PitrError, ToolFailed
 
 log = logging.getLogger("pitr.mysql")
@@ -38,10 +38,10 @@ def spool_files(spool: Path) -> list[Path]:
     found = []
     for path in spool.iterdir():
         with contextlib.suppress(FormatError):
-            file_number(path.name)
+            binlog_number(path.name)
             if path.is_file() and not path.name.startswith("."):
                 found.append(path)
-    return sorted(found, key=lambda p: file_number(p.name))
+    return sorted(found, key=lambda p: binlog_number(p.name))
 
 
 def _first_unshipped(server: MyServer, logs: list[tuple[str, int]], shipper: Shipper) -> str:

@@ -27,11 +27,12 @@ from pathlib import Path
 from pitr.catalog.model import LogSegment, Transaction
 from pitr.catalog.store import CatalogStore
 from pitr.domain.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
+from pitr.domain.positions import offset_of
 from pitr.engines import proc
 from pitr.engines.mysql.relay import relay_replay, server_options
 from pitr.engines.mysql.server import MyServer, wait_for
 from pitr.errors import ToolFailed
-from pitr.planner.binlog import key_in, offset_of
+from pitr.planner.binlog import key_in
 from pitr.planner.plan import Plan
 
 log = logging.getLogger("pitr.mysql")

@@ -16,13 +16,15 @@ if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL
     from pitr.catalog.store import CatalogStore
     from pitr.domain.checks import CheckReport
     from pitr.engines.base import Replan
+    from pitr.engines.postgresql.archive import PushContext
+    from pitr.engines.postgresql.server import PgServer
     from pitr.engines.recovery import Recovered
     from pitr.storage.transfer import Compression
 
 
 class PostgresEngine(Engine):
     @property
-    def server(self) -> Any:
+    def server(self) -> PgServer:
         from pitr.engines.postgresql.server import PgServer
 
         return PgServer(self.instance)
@@ -34,7 +36,7 @@ class PostgresEngine(Engine):
         threads = base.threads or max(1, (os.cpu_count() or 1) // parallel)
         return Compression(base.algorithm, base.level, threads)
 
-    def push_context(self, store: CatalogStore) -> Any:
+    def push_context(self, store: CatalogStore) -> PushContext:
         """How WAL is pushed. Each segment is compressed in one thread, however many CPUs:
         at 16 MB, zstd's worker threads cost more than they save (13 ms in one thread
         against 22 ms with two workers, here); parallel pushes use the CPUs instead."""

@@ -21,17 +21,11 @@ from pathlib import Path
 from pitr.catalog.model import LogSegment, SegmentIndex, TimelineHistory
 from pitr.catalog.store import CatalogStore
 from pitr.catalog.summary import compact
-from pitr.domain.targets import format_lsn
+from pitr.domain.positions import WalName, format_lsn, parse_wal_name
 from pitr.domain.timeutil import format_time, utcnow
 from pitr.engines.postgresql.prefetch import REQUESTED
 from pitr.engines.postgresql.waldump import index_segment
-from pitr.engines.postgresql.walfile import (
-    WalName,
-    check_segment,
-    parse_history,
-    parse_wal_name,
-    read_long_header,
-)
+from pitr.engines.postgresql.walfile import check_segment, parse_history, read_long_header
 from pitr.engines.proc import find_tool
 from pitr.errors import ObjectExists, ObjectNotFound, PitrError, RepositoryError, UsageError
 from pitr.storage.transfer import Compression, StoredObject, fetch, read_back, upload

@@ -22,14 +22,12 @@ from typing import Any
 from pitr import __version__
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
-from pitr.domain.targets import format_lsn, parse_lsn
+from pitr.domain.positions import format_lsn, parse_lsn, parse_wal_name, segment_name, stream_of
 from pitr.domain.timeutil import compact_id_time, utcnow
 from pitr.engines.postgresql.files import CHUNK, DataFile, Sent, TarStream, partition, scan
 from pitr.engines.postgresql.server import ArchiverState, PgServer
-from pitr.engines.postgresql.walfile import parse_wal_name
 from pitr.errors import PreconditionFailed
 from pitr.planner.common import fulls
-from pitr.planner.wal import segment_name, stream_of
 from pitr.storage.base import Storage
 from pitr.storage.transfer import Compression, StoredObject, upload
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
-from pitr.domain.targets import format_lsn, parse_lsn
+from pitr.domain.positions import format_lsn, parse_lsn
 from pitr.domain.timeutil import format_time
 from pitr.engines.postgresql.files import EMPTIED_DIRS, extract_tar
 from pitr.engines.postgresql.server import PgServer

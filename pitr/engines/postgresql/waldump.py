@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pitr.catalog.model import RestorePoint, Transaction
-from pitr.domain.targets import format_lsn, parse_lsn
+from pitr.domain.positions import format_lsn, parse_lsn
 from pitr.engines import proc
 from pitr.errors import FormatError
 

@@ -1,60 +1,18 @@
-"""PostgreSQL WAL files by name and by content: segment names, page headers, history files.
-
-Names: ``TTTTTTTTXXXXXXXXYYYYYYYY`` (a segment), the same with ``.partial`` (the last,
-incomplete segment of a timeline that was left), ``TTTTTTTT.history`` (how a timeline branched
-off), ``TTTTTTTTXXXXXXXXYYYYYYYY.OOOOOOOO.backup`` (a backup history file).
-"""
+"""PostgreSQL WAL files by content: page headers (checked against the segment's name, parsed
+in ``pitr.domain.positions``) and timeline history files."""
 
 from __future__ import annotations
 
-import re
 import struct
 from dataclasses import dataclass
-from typing import Literal
 
-from pitr.domain.targets import parse_lsn
+from pitr.domain.positions import WalName, parse_lsn
 from pitr.errors import FormatError, UsageError
-
-_SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial)?$")
-_HISTORY = re.compile(r"^([0-9A-F]{8})\.history$")
-_BACKUP = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})\.([0-9A-F]{8})\.backup$")
 
 #: XLogLongPageHeaderData: magic, info, tli, pageaddr, rem_len, (pad), sysid, seg_size, blcksz
 _LONG_HEADER = struct.Struct("<HHIQI4xQII")
 XLP_LONG_HEADER = 0x0002
 WAL_MAGIC = {0xD110: 15, 0xD113: 16, 0xD116: 17, 0xD10D: 14, 0xD106: 13}
-
-WalKind = Literal["segment", "partial", "history", "backup"]
-
-
-@dataclass(frozen=True)
-class WalName:
-    name: str
-    kind: WalKind
-    timeline: int
-    log: int = 0
-    seg: int = 0
-
-    @property
-    def stream(self) -> str:
-        return f"{self.timeline:08X}"
-
-    def start_lsn(self, segment_size: int) -> int:
-        return (self.log << 32) + self.seg * segment_size
-
-
-def parse_wal_name(name: str) -> WalName | None:
-    """What a file in ``pg_wal`` is, by its name; None for anything else."""
-    if m := _SEGMENT.match(name):
-        kind: WalKind = "partial" if m.group(4) else "segment"
-        return WalName(name, kind, int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16))
-    if m := _HISTORY.match(name):
-        return WalName(name, "history", int(m.group(1), 16))
-    if m := _BACKUP.match(name):
-        return WalName(
-            name, "backup", int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16)
-        )
-    return None
 
 
 @dataclass(frozen=True)

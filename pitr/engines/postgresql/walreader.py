@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, BinaryIO
 
-from pitr.domain.targets import format_lsn
+from pitr.domain.positions import format_lsn
 from pitr.domain.timeutil import format_time
 from pitr.engines.postgresql.walfile import WAL_MAGIC, XLP_LONG_HEADER, PageHeader
 from pitr.errors import FormatError

@@ -8,6 +8,7 @@ import pytest
 from my_e2e import Site, file_site, public_dir, seed
 
 from pitr.catalog.store import CatalogStore
+from pitr.cli import documents
 from pitr.config.settings import load_settings
 from pitr.domain.checks import CheckReport
 from pitr.engines import engine_for
@@ -31,7 +32,7 @@ def test_check_instance() -> None:
     site = file_site(public_dir())
     try:
         report = engine_check(site)
-        assert report.ok, report.to_dict()
+        assert report.ok, documents.check(report)
         names = [i.name.removeprefix("instance main: ") for i in report.items]
         assert names == [
             "reachable", "log_bin", "binlog_format", "server_id", "GTID state", "privileges",
@@ -72,7 +73,7 @@ def test_the_password_never_shows(limited: Site) -> None:
     try:
         seed(site, ("orders",))
         report = engine_check(site)
-        assert report.ok, report.to_dict()
+        assert report.ok, documents.check(report)
         outputs = []
         for args in (["backup"], ["archive"], ["plan", "--latest"]):
             done = site.run("--debug", *args)

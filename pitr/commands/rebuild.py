@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from pitr.catalog.store import CatalogStore
+from pitr.catalog.store import CatalogStore, open_catalog
 from pitr.catalog.summary import page_refs, rebuild_stream
+from pitr.commands.locks import lock_for
+from pitr.config.settings import Settings
+
+
+def rebuild(settings: Settings, instance: str | None, lock_wait: float) -> dict[str, int]:
+    """``rebuild_catalog`` under the instance lock: the counts of what the summaries hold."""
+    store = open_catalog(settings, settings.instance(instance))
+    with lock_for(settings, store, "catalog rebuild", lock_wait):
+        return rebuild_catalog(store)
 
 
 def rebuild_catalog(store: CatalogStore) -> dict[str, int]:

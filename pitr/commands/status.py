@@ -1,61 +1,17 @@
-"""What the repository holds for an instance (``pitr list``) and how healthy that is
-(``pitr status``, monitoring-plugin exit codes)."""
+"""``pitr status``: how healthy the instance's backups and archiving are, graded like a
+monitoring plugin (exit 0 OK, 1 WARN, 2 CRIT)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pitr.catalog import Catalog
-from pitr.catalog.segments import SegmentRun
-from pitr.config.settings import StatusSettings
-from pitr.domain.timeutil import format_time, from_microseconds
-from pitr.planner import window, windows_of
-
-
-def stream_coverage(run: SegmentRun) -> dict[str, Any]:
-    """A stream's logs in one line: first and last, how many, how big, which commit times."""
-    names = run.column("name")
-    lows = [v for v in run.column("min_commit") if v is not None]
-    highs = [v for v in run.column("max_commit") if v is not None]
-    return {
-        "stream": run.stream,
-        "first": names[0],
-        "last": names[-1],
-        "logs": len(names),
-        "bytes": sum(run.column("object_size")),
-        "first_commit": format_time(from_microseconds(min(lows) if lows else None)),
-        "last_commit": format_time(from_microseconds(max(highs) if highs else None)),
-    }
-
-
-def describe(catalog: Catalog) -> dict[str, Any]:
-    """``pitr list --json``: backups, log coverage per stream, the recoverable window (and
-    the window of each timeline or GTID domain)."""
-    return {
-        "instance": catalog.instance,
-        "datastore": catalog.engine,
-        "backups": [
-            {
-                "id": b.id,
-                "type": b.type,
-                "parent": b.parent,
-                "start": format_time(b.start_time),
-                "end": format_time(b.end_time),
-                "bytes": b.bytes,
-                "raw_bytes": b.raw_bytes,
-                "stream": b.stream,
-                "start_position": b.start,
-                "end_position": b.end,
-            }
-            for b in catalog.backups
-        ],
-        "logs": [stream_coverage(run) for _, run in sorted(catalog.streams.items()) if len(run)],
-        "window": window(catalog).to_dict(),
-        "windows": [w.to_dict() for w in windows_of(catalog)],
-    }
-
+from pitr.catalog.store import open_catalog
+from pitr.config.settings import Settings, StatusSettings
+from pitr.domain.timeutil import utcnow
+from pitr.planner import window
+from pitr.planner.plan import Window
 
 STATES = ("OK", "WARN", "CRIT")
 
@@ -119,3 +75,22 @@ def _ago(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min ago"
     return f"{seconds / 3600:.1f} h ago"
+
+
+@dataclass(frozen=True)
+class Health:
+    """The worst state, each check, and the recoverable window."""
+
+    state: str
+    checks: list[Check]
+    window: Window
+
+    @property
+    def exit_code(self) -> int:
+        return STATES.index(self.state)
+
+
+def status(settings: Settings, instance: str | None) -> Health:
+    catalog = open_catalog(settings, settings.instance(instance)).load()
+    checks = health(catalog, settings.status, utcnow())
+    return Health(worst(checks), checks, window(catalog))

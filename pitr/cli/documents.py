@@ -1,0 +1,169 @@
+"""Every ``--json`` document (docs/json.md), built from what the commands return: the one place
+their keys are spelled. ``tests/unit/test_json_docs.py`` compares each with docs/json.md."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pitr.domain.timeutil import format_time, from_microseconds
+from pitr.errors import error_dict
+from pitr.planner import window, windows_of
+
+if TYPE_CHECKING:
+    from pitr.catalog import Catalog
+    from pitr.catalog.model import Backup
+    from pitr.catalog.segments import SegmentRun
+    from pitr.commands.expire import Expired
+    from pitr.commands.status import Health
+    from pitr.commands.verify import Verified
+    from pitr.domain.checks import CheckItem, CheckReport
+    from pitr.engines.recovery import Recovered
+    from pitr.planner.plan import Plan
+
+
+def milliseconds(item: CheckItem) -> float | None:
+    return None if item.seconds is None else round(item.seconds * 1000, 1)
+
+
+def check(report: CheckReport) -> dict[str, Any]:
+    checks = [
+        {"name": i.name, "ok": i.ok, "detail": i.detail, "ms": milliseconds(i)}
+        for i in report.items
+    ]
+    doc: dict[str, Any] = {"ok": report.ok, "checks": checks}
+    if report.error is not None:
+        doc["error"] = error_dict(report.error)
+    return doc
+
+
+def stream_coverage(run: SegmentRun) -> dict[str, Any]:
+    """A stream's logs in one line: first and last, how many, how big, which commit times."""
+    names = run.column("name")
+    lows = [v for v in run.column("min_commit") if v is not None]
+    highs = [v for v in run.column("max_commit") if v is not None]
+    return {
+        "stream": run.stream,
+        "first": names[0],
+        "last": names[-1],
+        "logs": len(names),
+        "bytes": sum(run.column("object_size")),
+        "first_commit": format_time(from_microseconds(min(lows) if lows else None)),
+        "last_commit": format_time(from_microseconds(max(highs) if highs else None)),
+    }
+
+
+def listing(catalog: Catalog) -> dict[str, Any]:
+    """``pitr list --json``: backups, log coverage per stream, the recoverable window (and
+    the window of each timeline or GTID domain)."""
+    return {
+        "instance": catalog.instance,
+        "datastore": catalog.engine,
+        "backups": [
+            {
+                "id": b.id,
+                "type": b.type,
+                "parent": b.parent,
+                "start": format_time(b.start_time),
+                "end": format_time(b.end_time),
+                "bytes": b.bytes,
+                "raw_bytes": b.raw_bytes,
+                "stream": b.stream,
+                "start_position": b.start,
+                "end_position": b.end,
+            }
+            for b in catalog.backups
+        ],
+        "logs": [stream_coverage(run) for _, run in sorted(catalog.streams.items()) if len(run)],
+        "window": window(catalog).to_dict(),
+        "windows": [w.to_dict() for w in windows_of(catalog)],
+    }
+
+
+def plan(result: Plan) -> dict[str, Any]:
+    return result.to_dict()
+
+
+def verify(result: Verified) -> dict[str, Any]:
+    return {
+        "verified": result.intact,
+        "objects": result.objects,
+        "bytes": result.bytes,
+        "failed": [{"key": f.key, "problem": f.problem} for f in result.failures],
+    }
+
+
+def expire(result: Expired) -> dict[str, Any]:
+    expiry = result.expiry
+    return {
+        "dry_run": result.dry_run,
+        "kept": [b.id for b in expiry.keep],
+        "expired_backups": [b.id for b in expiry.backups],
+        "expired_logs": [s.name for s in expiry.segments],
+        "unfinished_backups": sorted(expiry.orphans),
+        "bytes": expiry.bytes,
+    }
+
+
+def status(health: Health) -> dict[str, Any]:
+    return {
+        "status": health.state,
+        "checks": [
+            {"name": c.name, "status": c.state, "detail": c.detail, "age_seconds": c.age_seconds}
+            for c in health.checks
+        ],
+        "window": health.window.to_dict(),
+    }
+
+
+def backup(result: Backup) -> dict[str, Any]:
+    return {
+        "backup": {
+            "id": result.id,
+            "type": result.type,
+            "parent": result.parent,
+            "start": result.start,
+            "end": result.end,
+            "start_time": format_time(result.start_time),
+            "end_time": format_time(result.end_time),
+            "bytes": result.bytes,
+            "raw_bytes": result.raw_bytes,
+        }
+    }
+
+
+def wal_push(name: str, archived: bool) -> dict[str, Any]:
+    return {"file": name, "archived": archived}
+
+
+def wal_fetch(name: str, found: bool) -> dict[str, Any]:
+    return {"file": name, "found": found}
+
+
+def recovery(result: Recovered) -> dict[str, Any]:
+    """``recover`` and ``restore``: one ``recovery`` object for every engine; PostgreSQL adds
+    ``timeline``, MariaDB/MySQL ``previous_binlogs``."""
+    postgresql = result.plan.datastore == "postgresql"
+    doc: dict[str, Any] = {
+        "instance": result.instance,
+        "datastore": result.plan.datastore,
+        "status": result.status,
+        "recovered_from_backup": result.plan.full.id if result.plan.full else None,
+        "differential": result.plan.differential.id if result.plan.differential else None,
+        "point_in_time": format_time(result.point_in_time),
+        "reached": result.reached,
+        "previous_datadir": _text(result.previous_datadir),
+    }
+    if not postgresql:
+        doc["previous_binlogs"] = _text(result.previous_binlogs)
+    doc |= {"datadir": str(result.datadir), "port": result.port}
+    if postgresql:
+        doc["timeline"] = result.reached.get("timeline")
+    return {"recovery": doc}
+
+
+def _text(path: object | None) -> str | None:
+    return str(path) if path else None
+
+
+def events(found: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"events": found}
