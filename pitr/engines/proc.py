@@ -45,6 +45,14 @@ def as_user(argv: Sequence[str], user: str | None) -> list[str]:
     return ["runuser", "-u", user, "--", *argv]
 
 
+def owner_name(path: Path) -> str | None:
+    """Who owns ``path`` (tools then run as that user); None when it cannot be told."""
+    try:
+        return pwd.getpwuid(path.stat().st_uid).pw_name
+    except (KeyError, OSError):
+        return None
+
+
 def find_tool(name: str, bindir: str | Path | None = None, *, hint: str | None = None) -> str:
     """Absolute path of ``name`` in ``bindir`` or on PATH; exit 6 when it is nowhere."""
     if bindir is not None:

@@ -208,10 +208,8 @@ def replay_plan(
 
 
 def owner_of(path: Path) -> str:
-    try:
-        return pwd.getpwuid(path.stat().st_uid).pw_name
-    except (KeyError, OSError):
-        return pwd.getpwuid(os.geteuid()).pw_name
+    """Who the restored server runs as: the data directory's owner, else pitr's own user."""
+    return proc.owner_name(path) or pwd.getpwuid(os.geteuid()).pw_name
 
 
 def socket_path(datadir: Path, port: int | None) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import pwd
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -109,9 +108,8 @@ class PgServer:
     def os_user(self) -> str:
         """Who owns (or will own) the data directory: PostgreSQL runs as that user."""
         for path in (self.datadir, self.datadir.parent):
-            try:
-                owner = pwd.getpwuid(path.stat().st_uid).pw_name
-            except (FileNotFoundError, KeyError):
+            owner = proc.owner_name(path)
+            if owner is None:
                 continue
             if owner != "root" or path == self.datadir:
                 return owner if owner != "root" else DEFAULT_OS_USER
