@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pitr.commands.status import Health
     from pitr.commands.verify import Verified
     from pitr.domain.checks import CheckItem, CheckReport
+    from pitr.engines.base import Archived
     from pitr.engines.recovery import Recovered
     from pitr.planner.plan import Plan
 
@@ -163,6 +164,15 @@ def recovery(result: Recovered) -> dict[str, Any]:
 
 def _text(path: object | None) -> str | None:
     return str(path) if path else None
+
+
+def archive(result: Archived) -> dict[str, Any]:
+    """The counts; the keys an engine leaves unset (binlog files and gaps, ``--follow``'s
+    stop and spool) are left out."""
+    doc: dict[str, Any] = {"archived": result.archived, "already_archived": result.already_archived}
+    optional: dict[str, object] = {"files": result.files, "gaps": result.gaps}
+    optional |= {"stopped_by": result.stopped_by, "spool": result.spool}
+    return doc | {key: value for key, value in optional.items() if value is not None}
 
 
 def events(found: list[dict[str, Any]]) -> dict[str, Any]:

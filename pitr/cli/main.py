@@ -270,11 +270,12 @@ def archive(
     run: Run, instance: str | None, follow: bool, seconds: float | None, lock_wait: float
 ) -> None:
     """Ship the transaction logs not yet in the repository; safe to run every minute."""
+    from pitr.cli import documents
     from pitr.cli.render import archive_text
     from pitr.commands.archive import archive
 
-    result = archive(run.settings(), instance, follow, seconds, lock_wait)
-    run.output.emit(result, text=archive_text(result))
+    doc = documents.archive(archive(run.settings(), instance, follow, seconds, lock_wait))
+    run.output.emit(doc, text=archive_text(doc))
 
 
 @cli.command()

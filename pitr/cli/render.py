@@ -155,6 +155,7 @@ def backup_text(result: Backup) -> str:
 
 
 def archive_text(result: dict[str, Any]) -> str:
+    """``archive``, from its document."""
     return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items())
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pitr.commands.locks import lock_for
 from pitr.config.settings import Settings
 from pitr.engines import engine_and_store
+from pitr.engines.base import Archived
 from pitr.errors import UsageError
 
 
@@ -16,8 +15,8 @@ def archive(
     follow: bool,
     seconds: float | None,
     lock_wait: float,
-) -> dict[str, Any]:
-    """The engine's counts of what it shipped."""
+) -> Archived:
+    """What the engine shipped."""
     if seconds is not None and not follow:
         raise UsageError("--for applies to --follow")
     engine, store = engine_and_store(settings, instance)

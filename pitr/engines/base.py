@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL segment
@@ -29,6 +30,19 @@ if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL
 Replan: TypeAlias = Callable[[], "Plan"]
 
 
+@dataclass
+class Archived:
+    """What ``archive`` shipped: counts, and for binlogs the files and the gaps (binlogs purged
+    before pitr had them); ``--follow`` adds why it stopped and its local spool."""
+
+    archived: int = 0
+    already_archived: int = 0
+    files: list[str] | None = None
+    gaps: list[str] | None = None
+    stopped_by: str | None = None
+    spool: str | None = None
+
+
 class Engine(ABC):
     def __init__(self, settings: Settings, instance: InstanceSettings) -> None:
         self.settings = settings
@@ -45,7 +59,7 @@ class Engine(ABC):
     @abstractmethod
     def archive(
         self, store: CatalogStore, *, follow: bool = False, duration: float | None = None
-    ) -> dict[str, Any]:
+    ) -> Archived:
         """Ship the logs not yet in the repository; ``follow``: keep streaming (for
         ``duration`` seconds, or until SIGTERM)."""
 

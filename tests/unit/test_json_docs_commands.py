@@ -1,8 +1,8 @@
 """docs/json.md lists exactly the keys of the documents ``pitr.cli.documents`` builds for
 ``check``, ``verify``, ``expire``, ``status``, ``backup``, ``wal-push``, ``wal-fetch``,
-``recover``/``restore``, ``catalog rebuild`` and the error document (``plan`` and ``list``:
-test_json_docs.py). Each document is built from results made in memory that reach every
-optional key."""
+``recover``/``restore``, ``archive``, ``catalog rebuild`` and the error document (``plan``
+and ``list``: test_json_docs.py). Each document is built from results made in memory that
+reach every optional key."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pitr.commands.expire import Expired
 from pitr.commands.status import Check, Health
 from pitr.commands.verify import Failure, Verified
 from pitr.domain.checks import CheckReport
+from pitr.engines.base import Archived
 from pitr.engines.recovery import Recovered
 from pitr.errors import LockHeld, error_dict
 from pitr.planner import window
@@ -75,6 +76,10 @@ def made() -> dict[str, list[dict[str, Any]]]:
         "backup": [documents.backup(backup("D1", 3, kind="diff", parent="F1"))],
         "recover": [documents.recovery(r) for r in recoveries()],
         "catalog rebuild": [{"backups": 2, "logs": 11, "streams": 2}],
+        "archive": [
+            documents.archive(Archived(0, 1)),
+            documents.archive(Archived(1, 0, ["mysql-bin.000002"], ["gap"], "signal", "/spool")),
+        ],
     }
 
 

@@ -17,7 +17,7 @@ from pitr.catalog import Catalog
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
 from pitr.domain.checks import CheckReport
-from pitr.engines.base import Engine, Replan
+from pitr.engines.base import Archived, Engine, Replan
 from pitr.engines.mysql.server import MyServer
 from pitr.engines.recovery import Recovered
 from pitr.storage.transfer import Compression
@@ -44,7 +44,7 @@ class MysqlEngine(Engine):
 
     def archive(
         self, store: CatalogStore, *, follow: bool = False, duration: float | None = None
-    ) -> dict[str, Any]:
+    ) -> Archived:
         from pitr.engines.mysql.archive import Shipper, archive_closed
 
         server = self.server

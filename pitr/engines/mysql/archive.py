@@ -25,6 +25,7 @@ from typing import Any
 from pitr.catalog.store import CatalogStore
 from pitr.catalog.summary import compact
 from pitr.domain.timeutil import from_document, utcnow
+from pitr.engines.base import Archived
 from pitr.engines.mysql.binlog import index_binlog_file
 from pitr.engines.mysql.server import MyServer
 from pitr.engines.mysql.streams import (
@@ -157,9 +158,8 @@ class Shipper:
             log.warning("gap in the archived binlogs: %s", message)
             self.gaps.append(message)
 
-    def result(self) -> dict[str, Any]:
-        return {"archived": len(self.archived), "already_archived": len(self.already),
-                "files": self.archived, "gaps": self.gaps}  # fmt: skip
+    def result(self) -> Archived:
+        return Archived(len(self.archived), len(self.already), self.archived, self.gaps)
 
 
 def _renamed(index: Any, name: str) -> Any:

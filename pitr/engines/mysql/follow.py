@@ -24,6 +24,7 @@ from typing import Any
 
 from pitr.domain.positions import binlog_number
 from pitr.engines import proc
+from pitr.engines.base import Archived
 from pitr.engines.mysql.archive import Shipper, archive_closed
 from pitr.engines.mysql.server import MyServer
 from pitr.errors import FormatError, Interrupted, PitrError, ToolFailed
@@ -84,7 +85,7 @@ def _start_copy(server: MyServer, options: Path, spool: Path, first: str) -> Any
 
 def follow_binlogs(
     server: MyServer, shipper: Shipper, spool_root: Path, duration: float | None = None
-) -> dict[str, Any]:
+) -> Archived:
     spool = spool_root / server.settings.name / "binlog"
     spool.mkdir(mode=0o700, parents=True, exist_ok=True)
     deadline = None if duration is None else time.monotonic() + duration
@@ -134,6 +135,5 @@ def follow_binlogs(
         except PitrError as exc:
             log.warning("could not ship the last closed binlog: %s", exc.message)
     result = shipper.result()
-    result["stopped_by"] = stop_reason
-    result["spool"] = str(spool)
+    result.stopped_by, result.spool = stop_reason, str(spool)
     return result

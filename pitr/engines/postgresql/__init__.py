@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from pitr.engines.base import Engine
+from pitr.engines.base import Archived, Engine
 
 if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL segment
     from datetime import datetime
@@ -70,7 +70,7 @@ class PostgresEngine(Engine):
 
     def archive(
         self, store: CatalogStore, *, follow: bool = False, duration: float | None = None
-    ) -> dict[str, Any]:
+    ) -> Archived:
         from pitr.engines.postgresql.archive import archive_ready
         from pitr.errors import UsageError
 
@@ -82,7 +82,7 @@ class PostgresEngine(Engine):
             workers=self.settings.repository.concurrency,
             on_done=lambda _name: None,
         )
-        return {"archived": pushed, "already_archived": already}
+        return Archived(pushed, already)
 
     def restore(
         self, store: CatalogStore, replan: Replan, dest: Path, port: int | None
