@@ -45,13 +45,13 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
 def check(run: Run, instance: str | None) -> None:
     """Check the configuration and the repository (write, list, read back, delete a probe)."""
     from pitr.cli import documents
-    from pitr.cli.render import check_rows
+    from pitr.cli.render import CHECK_COLUMNS, check_rows
     from pitr.commands.check import run_checks
 
     report = run_checks(run.settings(), instance)
     out = run.output
     out.emit(documents.check(report), text=None)
-    out.table(["check", "result", "ms", "detail"], check_rows(report))
+    out.table(CHECK_COLUMNS, check_rows(report))
     if report.error is not None:
         raise report.error
 
@@ -64,15 +64,13 @@ def list_(run: Run, instance: str | None) -> None:
     """Backups, log coverage and the recoverable window."""
     short_lived()
     from pitr.cli import documents
-    from pitr.cli.render import backups_rows, logs_rows, window_lines
+    from pitr.cli.render import BACKUP_COLUMNS, LOG_COLUMNS, backups_rows, logs_rows, window_lines
 
     listing = documents.listing(catalog_store(run, instance).load())
     out = run.output
     out.emit(listing)
-    out.table(["backup", "type", "parent", "start", "end", "size"], backups_rows(listing))
-    out.table(
-        ["stream", "first log", "last log", "logs", "size", "last commit"], logs_rows(listing)
-    )
+    out.table(BACKUP_COLUMNS, backups_rows(listing))
+    out.table(LOG_COLUMNS, logs_rows(listing))
     for line in window_lines(listing):
         out.say(line)
 
@@ -362,13 +360,13 @@ def events(
 ) -> None:
     """The transactions in the archived logs, to find the bad one."""
     from pitr.cli import documents
-    from pitr.cli.render import events_rows
+    from pitr.cli.render import EVENT_COLUMNS, events_rows
     from pitr.commands.events import events
 
     found = events(run.settings(), instance, start, end, grep, rows, timezone)
     out = run.output
     out.emit(documents.events(found))
-    out.table(["time", "xid/gtid", "position", "log", "summary"], events_rows(found))
+    out.table(EVENT_COLUMNS, events_rows(found))
 
 
 @cli.command()
@@ -377,13 +375,13 @@ def events(
 @click.pass_obj
 def inspect(run: Run, files: tuple[str, ...]) -> None:
     """Describe local binlog, WAL segment and timeline history files; no server needed."""
-    from pitr.cli.render import inspect_rows
+    from pitr.cli.render import INSPECT_COLUMNS, inspect_rows
     from pitr.commands.inspect import inspect_files
 
     result = inspect_files(list(files))
     out = run.output
     out.emit(result)
-    out.table(["file", "kind", "first", "last", "transactions", "state"], inspect_rows(result))
+    out.table(INSPECT_COLUMNS, inspect_rows(result))
 
 
 def main(argv: list[str] | None = None) -> None:

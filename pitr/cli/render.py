@@ -14,6 +14,14 @@ if TYPE_CHECKING:
     from pitr.planner.plan import Plan
 
 
+#: Table columns, by command.
+CHECK_COLUMNS = ["check", "result", "ms", "detail"]
+BACKUP_COLUMNS = ["backup", "type", "parent", "start", "end", "size"]
+LOG_COLUMNS = ["stream", "first log", "last log", "logs", "size", "last commit"]
+EVENT_COLUMNS = ["time", "xid/gtid", "position", "log", "summary"]
+INSPECT_COLUMNS = ["file", "kind", "first", "last", "transactions", "state"]
+
+
 def human_bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "kB", "MB", "GB", "TB"):
