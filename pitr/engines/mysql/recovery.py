@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from pitr.catalog.store import CatalogStore
 from pitr.domain.timeutil import compact_id_time, format_time, utcnow
@@ -31,6 +32,11 @@ from pitr.storage.transfer import Compression
 
 log = logging.getLogger("pitr.mysql")
 IN_PROGRESS = "pitr-restore-in-progress"
+
+
+def _reached(gtid: str | None) -> dict[str, Any]:
+    """Where replay ended (docs/json.md's ``reached``): the server's GTID position."""
+    return {"lsn": None, "xid": None, "gtid": gtid}
 
 
 def _owner(path: Path) -> tuple[int, int] | None:
@@ -112,8 +118,7 @@ def restore_beside(
         shutil.rmtree(scratch, ignore_errors=True)
     when = expected.last.time if expected.last else None
     status = "ACTIVE" if port else "RESTORED"
-    reached_gtid = {"lsn": None, "xid": None, "gtid": reached}
-    return Recovered(store.instance, plan, dest, reached_gtid, when, port, status)
+    return Recovered(store.instance, plan, dest, _reached(reached), when, port, status)
 
 
 def _curable(plan: Plan) -> bool:
@@ -232,5 +237,5 @@ def recover_in_place(
         shutil.rmtree(scratch, ignore_errors=True)
     (datadir / IN_PROGRESS).unlink(missing_ok=True)
     when = expected.last.time if expected.last else None
-    return Recovered(store.instance, plan, datadir, {"lsn": None, "xid": None, "gtid": reached},
-                     when, server.port, "ACTIVE", aside, binlogs_aside)  # fmt: skip
+    return Recovered(store.instance, plan, datadir, _reached(reached), when, server.port,
+                     "ACTIVE", aside, binlogs_aside)  # fmt: skip
