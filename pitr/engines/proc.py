@@ -137,7 +137,6 @@ def start(
 def detach(argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
     """Start a child that outlives pitr (a server, the archiving worker): its own session,
     stdin closed, stdout and stderr appended to ``log_path``."""
-    log.debug("starting %s (output to %s)", " ".join(argv), log_path)
     with log_path.open("ab") as out:
         try:
             return subprocess.Popen(
