@@ -21,6 +21,7 @@ from pitr.cli_support import (
     instance_option,
     lock_wait_option,
     output_options,
+    recorded,
     recovery_text,
     run_main,
     short_lived,
@@ -118,26 +119,26 @@ def verify(run: Run, instance: str | None, backup_id: str | None) -> None:
     from pitr.verify import objects_to_verify, verify_all
 
     store = catalog_store(run, instance)
-    objects = objects_to_verify(store.load(), backup_id)
-    total = sum(o.size for o in objects)
-    out = run.output
-    with out.progress(total, "verify") as progress:
-        failures = verify_all(
-            store, objects, workers=run.settings().repository.concurrency, progress=progress
-        )
-    result = {
-        "verified": len(objects) - len(failures),
-        "objects": len(objects),
-        "bytes": total,
-        "failed": [{"key": f.key, "problem": f.problem} for f in failures],
-    }
-    lines = [f"FAILED {f.problem}" for f in failures]
-    lines.append(f"{len(objects) - len(failures)} of {len(objects)} objects verified intact")
-    out.emit(result, text="\n".join(lines))
-    if failures:
-        raise VerificationFailed(
-            f"{len(failures)} object(s) failed verification, first: {failures[0].problem}"
-        )
+    with recorded(run, instance, "verify"):
+        objects = objects_to_verify(store.load(), backup_id)
+        total = sum(o.size for o in objects)
+        with run.output.progress(total, "verify") as progress:
+            failures = verify_all(
+                store, objects, workers=run.settings().repository.concurrency, progress=progress
+            )
+        result = {
+            "verified": len(objects) - len(failures),
+            "objects": len(objects),
+            "bytes": total,
+            "failed": [{"key": f.key, "problem": f.problem} for f in failures],
+        }
+        lines = [f"FAILED {f.problem}" for f in failures]
+        lines.append(f"{len(objects) - len(failures)} of {len(objects)} objects verified intact")
+        run.output.emit(result, text="\n".join(lines))
+        if failures:
+            raise VerificationFailed(
+                f"{len(failures)} object(s) failed verification, first: {failures[0].problem}"
+            )
 
 
 @cli.command()
@@ -180,18 +181,38 @@ def expire(run: Run, instance: str | None, dry_run: bool, lock_wait: float) -> N
 
 @cli.command()
 @instance_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "prometheus"]),
+    default="text",
+    show_default=True,
+    help="prometheus: metrics in the Prometheus text format (every instance when several are "
+    "configured and none is chosen).",
+)
 @output_options
 @click.pass_obj
-def status(run: Run, instance: str | None) -> int:
+def status(run: Run, instance: str | None, fmt: str) -> int:
     """Health for monitoring: exit 0 OK, 1 WARN, 2 CRIT."""
     short_lived()
+    from pitr.errors import UsageError
     from pitr.inventory import STATES, health, worst
+    from pitr.metrics import prometheus_status, write_textfiles
     from pitr.planner import window
     from pitr.timeutil import utcnow
 
     settings = run.settings()
-    catalog = catalog_store(run, instance).load()
-    checks = health(catalog, settings.status, utcnow())
+    now = utcnow()
+    if fmt == "prometheus":
+        if run.json_mode:
+            raise UsageError("--json and --format prometheus exclude each other")
+        text, state = prometheus_status(settings, instance, now)
+        if not run.quiet:
+            click.echo(text, nl=False)
+        return STATES.index(state)
+    store = catalog_store(run, instance)
+    catalog = store.load()
+    checks = health(catalog, settings.status, now)
     state = worst(checks)
     result = {
         "status": state,
@@ -203,6 +224,7 @@ def status(run: Run, instance: str | None) -> int:
     }
     summary = "; ".join(f"{c.name} {c.state}: {c.detail}" for c in checks)
     run.output.emit(result, text=f"PITR {state} - {summary}")
+    write_textfiles(settings, [store.instance], now)
     return STATES.index(state)
 
 
@@ -240,7 +262,7 @@ def backup(run: Run, instance: str | None, kind: str | None, lock_wait: float) -
     from pitr.views import human_bytes
 
     engine, store = engine_of(run, instance)
-    with instance_lock(run, store, "backup", lock_wait):
+    with recorded(run, instance, "backup"), instance_lock(run, store, "backup", lock_wait):
         result = engine.backup(store, kind)
         compact_all(store.storage, store.layout)
     doc = {
@@ -345,13 +367,14 @@ def archive(
         raise UsageError("--for applies to --follow")
     engine, store = engine_of(run, instance)
     # A follower runs for days: it holds its own lock, so backups and expiry still run.
-    with instance_lock(
+    lock = instance_lock(
         run,
         store,
         "archive --follow" if follow else "archive",
         lock_wait,
         resource="follow" if follow else "instance",
-    ):
+    )
+    with recorded(run, instance, "archive"), lock:
         result = engine.archive(store, follow=follow, duration=seconds)
     text = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items())
     run.output.emit(result, text=text)

@@ -7,9 +7,10 @@ Kept apart from ``pitr.cli`` so that file holds click commands only. Imports sta
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -171,6 +172,57 @@ def instance_lock(
         stale_after=settings.locks.stale_hours * 3600,
         resource=resource,
     )
+
+
+@contextlib.contextmanager
+def recorded(run: Run, instance: str | None, command: str) -> Iterator[None]:
+    """Record how this ``backup``/``archive``/``verify`` run ends in the instance's state file
+    (``pitr.runstate``) and refresh the ``[status] textfile``; neither can change the run's own
+    outcome. A run refused because another holds the lock did not happen: not recorded."""
+    from pitr.errors import LockHeld
+    from pitr.timeutil import utcnow
+
+    settings = run.settings()
+    name = settings.instance(instance).name
+    started = utcnow()
+    code, message = 0, None
+    try:
+        yield
+    except LockHeld:
+        code = -1
+        raise
+    except PitrError as exc:
+        code, message = exc.exit_code, exc.message
+        raise
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        code, message = 130, "interrupted"
+        raise
+    except Exception as exc:
+        code, message = 1, f"unexpected error: {type(exc).__name__}: {exc}".splitlines()[0]
+        raise
+    finally:
+        if code >= 0:
+            _record(settings, name, command, started, code, message)
+
+
+def _record(
+    settings: Settings, name: str, command: str, started: Any, code: int, message: str | None
+) -> None:
+    import logging
+
+    from pitr.metrics import write_textfiles
+    from pitr.runstate import record_run
+    from pitr.timeutil import utcnow
+
+    log = logging.getLogger("pitr")
+    finished = utcnow()
+    try:
+        record_run(settings.lock_dir, name, command, started, finished, code, message)
+        write_textfiles(settings, [name], finished)
+    except OSError as exc:
+        log.warning("could not record this run in %s: %s", settings.lock_dir, exc.strerror)
+    except PitrError as exc:
+        log.warning("%s", exc.message)
 
 
 def short_lived() -> None:
