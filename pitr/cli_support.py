@@ -185,11 +185,12 @@ def recorded(run: Run, instance: str | None, command: str) -> Iterator[None]:
     settings = run.settings()
     name = settings.instance(instance).name
     started = utcnow()
-    code, message = 0, None
+    code: int | None = 0
+    message = None
     try:
         yield
     except LockHeld:
-        code = -1
+        code = None
         raise
     except PitrError as exc:
         code, message = exc.exit_code, exc.message
@@ -201,7 +202,7 @@ def recorded(run: Run, instance: str | None, command: str) -> Iterator[None]:
         code, message = 1, f"unexpected error: {type(exc).__name__}: {exc}".splitlines()[0]
         raise
     finally:
-        if code >= 0:
+        if code is not None:
             _record(settings, name, command, started, code, message)
 
 
