@@ -108,18 +108,20 @@ def verify(run: Run, instance: str | None, backup_id: str | None) -> None:
     """Read back every object of the chain(s) and the logs; check sizes and checksums."""
     from pitr.cli import documents
     from pitr.cli.render import verify_text
+    from pitr.commands.runs import recorded
     from pitr.commands.verify import objects_to_verify, verify_objects
 
     store = catalog_store(run, instance)
-    objects = objects_to_verify(store.load(), backup_id)
-    out = run.output
-    with out.progress(sum(o.size for o in objects), "verify") as progress:
-        workers = run.settings().repository.concurrency
-        result = verify_objects(store, objects, workers=workers, progress=progress)
-    out.emit(documents.verify(result), text=verify_text(result))
-    error = result.error()
-    if error is not None:
-        raise error
+    with recorded(run.settings(), instance, "verify"):
+        objects = objects_to_verify(store.load(), backup_id)
+        out = run.output
+        with out.progress(sum(o.size for o in objects), "verify") as progress:
+            workers = run.settings().repository.concurrency
+            result = verify_objects(store, objects, workers=workers, progress=progress)
+        out.emit(documents.verify(result), text=verify_text(result))
+        error = result.error()
+        if error is not None:
+            raise error
 
 
 @cli.command()
@@ -140,17 +142,38 @@ def expire(run: Run, instance: str | None, dry_run: bool, lock_wait: float) -> N
 
 @cli.command()
 @instance_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "prometheus"]),
+    default="text",
+    show_default=True,
+    help="prometheus: metrics in the Prometheus text format (every instance when several are "
+    "configured and none is chosen).",
+)
 @output_options
 @click.pass_obj
-def status(run: Run, instance: str | None) -> int:
+def status(run: Run, instance: str | None, fmt: str) -> int:
     """Health for monitoring: exit 0 OK, 1 WARN, 2 CRIT."""
     short_lived()
     from pitr.cli import documents
     from pitr.cli.render import status_text
-    from pitr.commands.status import status
+    from pitr.commands.metrics import prometheus_status, write_textfiles
+    from pitr.commands.status import STATES, status
+    from pitr.domain.timeutil import utcnow
+    from pitr.errors import UsageError
 
-    health = status(run.settings(), instance)
+    settings = run.settings()
+    if fmt == "prometheus":
+        if run.json_mode:
+            raise UsageError("--json and --format prometheus exclude each other")
+        text, state = prometheus_status(settings, instance, utcnow())
+        if not run.quiet:
+            click.echo(text, nl=False)
+        return STATES.index(state)
+    health = status(settings, instance)
     run.output.emit(documents.status(health), text=status_text(health))
+    write_textfiles(settings, [settings.instance(instance).name], utcnow())
     return health.exit_code
 
 
@@ -185,8 +208,10 @@ def backup(run: Run, instance: str | None, kind: str | None, lock_wait: float) -
     from pitr.cli import documents
     from pitr.cli.render import backup_text
     from pitr.commands.backup import backup
+    from pitr.commands.runs import recorded
 
-    result = backup(run.settings(), instance, kind, lock_wait)
+    with recorded(run.settings(), instance, "backup"):
+        result = backup(run.settings(), instance, kind, lock_wait)
     run.output.emit(documents.backup(result), text=backup_text(result))
 
 
@@ -271,8 +296,10 @@ def archive(
     from pitr.cli import documents
     from pitr.cli.render import archive_text
     from pitr.commands.archive import archive
+    from pitr.commands.runs import recorded
 
-    doc = documents.archive(archive(run.settings(), instance, follow, seconds, lock_wait))
+    with recorded(run.settings(), instance, "archive"):
+        doc = documents.archive(archive(run.settings(), instance, follow, seconds, lock_wait))
     run.output.emit(doc, text=archive_text(doc))
 
 

@@ -74,6 +74,7 @@ class StatusSettings:
     backup_crit_hours: float = 50.0
     archive_warn_minutes: float = 15.0
     archive_crit_minutes: float = 60.0
+    textfile: str | None = None  # metrics for node_exporter's textfile collector (monitoring.md)
 
 
 @dataclass(frozen=True)

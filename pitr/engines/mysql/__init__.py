@@ -50,9 +50,13 @@ class MysqlEngine(Engine):
         server = self.server
         shipper = Shipper.of(store, server, self.compression())
         if follow:
-            from pitr.engines.mysql.follow import follow_binlogs
+            from functools import partial
 
-            return follow_binlogs(server, shipper, Path(self.settings.spool_dir), duration)
+            from pitr.engines.mysql.follow import follow_binlogs
+            from pitr.storage.runstate import write_follow
+
+            beat = partial(write_follow, self.settings.lock_dir, self.instance.name)
+            return follow_binlogs(server, shipper, Path(self.settings.spool_dir), duration, beat)
         archive_closed(server, shipper)
         return shipper.result()
 

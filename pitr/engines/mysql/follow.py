@@ -19,10 +19,13 @@ import contextlib
 import logging
 import subprocess
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pitr.domain.positions import binlog_number
+from pitr.domain.timeutil import utcnow
 from pitr.engines import proc
 from pitr.engines.base import Archived
 from pitr.engines.mysql.archive import Shipper, archive_closed
@@ -33,6 +36,8 @@ log = logging.getLogger("pitr.mysql")
 POLL = 0.5
 GIVE_UP = 300.0
 REPLICA_ID = 4_200_000_000  # the server id the copy registers with (not a real server)
+HEARTBEAT = 5.0  # seconds between the follower's state updates
+Beat = Callable[[dict[str, Any]], None]
 
 
 def spool_files(spool: Path) -> list[Path]:
@@ -74,6 +79,50 @@ def _ship_closed(spool: Path, shipper: Shipper, *, all_of_them: bool = False) ->
     return shipped
 
 
+class Heartbeat:
+    """Every ``HEARTBEAT`` seconds, how far the copy is behind the server's open binlog, handed
+    to ``beat`` (pitr writes it to the follower's state file: docs/monitoring.md). ``caught_up``
+    is the last time the spool held everything the server had written."""
+
+    def __init__(self, server: MyServer, spool: Path, beat: Beat | None) -> None:
+        self.server, self.spool, self.beat = server, spool, beat
+        self.started = utcnow()
+        self.caught_up: datetime | None = None
+        self.due = 0.0
+
+    def __call__(self, *, stopped: bool = False) -> None:
+        if self.beat is None or (not stopped and time.monotonic() < self.due):
+            return
+        self.due = time.monotonic() + HEARTBEAT
+        behind = self._behind()
+        now = utcnow()
+        if behind == 0:
+            self.caught_up = now
+        state = {"started": self.started, "heartbeat": now, "caught_up": self.caught_up,
+                 "behind_bytes": behind, "stopped": now if stopped else None}  # fmt: skip
+        try:
+            self.beat(state)
+        except OSError as exc:
+            log.warning("could not write the follower's state: %s", exc.strerror)
+
+    def _behind(self) -> int | None:
+        try:
+            logs = self.server.binary_logs()
+        except PitrError:
+            return None
+        if not logs:
+            return None
+        name, size = logs[-1]
+        copy = self.spool / name
+        return max(0, size - (copy.stat().st_size if copy.is_file() else 0))
+
+
+def _spool_of(spool_root: Path, instance: str) -> Path:
+    spool = spool_root / instance / "binlog"
+    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return spool
+
+
 def _start_copy(server: MyServer, options: Path, spool: Path, first: str) -> Any:
     argv = [server.tool("binlog"), f"--defaults-extra-file={options}",
             "--read-from-remote-server", "--raw", "--stop-never", f"--result-file={spool}/",
@@ -84,10 +133,14 @@ def _start_copy(server: MyServer, options: Path, spool: Path, first: str) -> Any
 
 
 def follow_binlogs(
-    server: MyServer, shipper: Shipper, spool_root: Path, duration: float | None = None
+    server: MyServer,
+    shipper: Shipper,
+    spool_root: Path,
+    duration: float | None = None,
+    beat: Beat | None = None,
 ) -> Archived:
-    spool = spool_root / server.settings.name / "binlog"
-    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    spool = _spool_of(spool_root, server.settings.name)
+    heartbeat = Heartbeat(server, spool, beat)
     deadline = None if duration is None else time.monotonic() + duration
     logs = archive_closed(server, shipper, local=False)  # on disk already (when local)
     names = {name for name, _ in logs}
@@ -102,6 +155,7 @@ def follow_binlogs(
         try:
             while deadline is None or time.monotonic() < deadline:
                 _ship_closed(spool, shipper)
+                heartbeat()
                 if child.poll() is not None:
                     with contextlib.suppress(ToolFailed):
                         tail.wait("binlog copy")
@@ -134,6 +188,7 @@ def follow_binlogs(
             _ship_closed(spool, shipper)
         except PitrError as exc:
             log.warning("could not ship the last closed binlog: %s", exc.message)
+        heartbeat(stopped=True)
     result = shipper.result()
     result.stopped_by, result.spool = stop_reason, str(spool)
     return result
