@@ -11,7 +11,7 @@ from datetime import datetime
 from pitr.commands.metrics import write_textfiles
 from pitr.config.settings import Settings
 from pitr.domain.timeutil import utcnow
-from pitr.errors import LockHeld, PitrError, UsageError
+from pitr.errors import LockHeld, PitrError
 from pitr.storage.runstate import record_run
 
 log = logging.getLogger("pitr")
@@ -20,15 +20,14 @@ log = logging.getLogger("pitr")
 @contextlib.contextmanager
 def recorded(settings: Settings, instance: str | None, command: str) -> Iterator[None]:
     """Record how the run inside ends; recording never changes the run's own outcome. A run
-    refused for its arguments or because another holds the lock did not happen: not
-    recorded."""
+    refused because another holds the lock did not happen: not recorded."""
     name = settings.instance(instance).name
     started = utcnow()
     code: int | None = 0
     message = None
     try:
         yield
-    except (LockHeld, UsageError):
+    except LockHeld:
         code = None
         raise
     except PitrError as exc:
