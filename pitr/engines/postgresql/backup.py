@@ -24,6 +24,7 @@ from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
 from pitr.engines.postgresql.files import CHUNK, DataFile, Sent, TarStream, partition, scan
 from pitr.engines.postgresql.server import ArchiverState, PgServer
+from pitr.engines.postgresql.versions import major_of
 from pitr.engines.postgresql.walfile import parse_wal_name
 from pitr.errors import PreconditionFailed
 from pitr.planner.common import fulls
@@ -154,6 +155,8 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
                 hint="take a full backup first (pitr backup --type full)",
             )
         settings = _settings(conn, store.instance)
+        major = major_of(int(settings["server_version_num"]))
+        server.require_major(major, f"instance {store.instance}", ["pg_waldump"])
         archiver = server.archiver_state()
         started = utcnow()
         backup_id = f"{compact_id_time(started)}-{'F' if kind == 'full' else 'D'}"
@@ -215,6 +218,7 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
         },
         host=socket.gethostname(),
         pitr_version=__version__,
+        server_major=str(major),
     )
     store.publish_backup(backup)
     log.info("backup %s: published, %d bytes stored", backup_id, backup.bytes)

@@ -16,11 +16,17 @@ def check_instance(server: PgServer, store: CatalogStore, report: CheckReport) -
     def reachable() -> str:
         rows = server.query(
             "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('server_version', 'wal_level', 'archive_mode', 'archive_command', "
-            "'data_directory')"
+            "('server_version', 'server_version_num', 'wal_level', 'archive_mode', "
+            "'archive_command', 'data_directory')"
         )
         settings.update(rows)
         return f"PostgreSQL {settings.get('server_version')} at {settings.get('data_directory')}"
+
+    def versions() -> str:
+        from pitr.engines.postgresql.versions import major_of
+
+        major = major_of(int(settings.get("server_version_num", "0")))
+        return server.require_major(major, f"instance {name}", ["pg_waldump"])
 
     def wal_level() -> str:
         level = settings.get("wal_level", "")
@@ -55,6 +61,7 @@ def check_instance(server: PgServer, store: CatalogStore, report: CheckReport) -
 
     for label, step in (
         ("reachable", reachable),
+        ("version", versions),
         ("wal_level", wal_level),
         ("archive_mode", archive_mode),
         ("archive_command", archive_command),

@@ -30,6 +30,7 @@ from pitr.engines.postgresql.restore import (
     write_recovery,
 )
 from pitr.engines.postgresql.server import PgServer
+from pitr.engines.postgresql.versions import backup_major, require_tool_major
 from pitr.errors import Interrupted, NotRecoverable, PitrError, PreconditionFailed, ToolFailed
 from pitr.executor import Prefetcher
 from pitr.plan import Plan
@@ -79,6 +80,16 @@ def _require(plan: Plan) -> None:
             f"not recoverable: {plan.problems[0]}",
             hint=f"recoverable window: {plan.window.describe()}; nothing was changed",
         )
+
+
+def _require_major(server: PgServer, plan: Plan, tools: list[str]) -> None:
+    """Only programs of the backup's major version restore it (exit 6, nothing changed)."""
+    full = plan.full
+    major = backup_major(full) if full is not None else None
+    if full is None or major is None:
+        return
+    for name in tools:
+        require_tool_major(server.tool(name), major, f"backup {full.id}", server.settings.bindir)
 
 
 def _prepare(
@@ -208,9 +219,11 @@ def restore_beside(
     port: int | None,
     config: str,
 ) -> Recovered:
-    server.require_tools(["postgres", *(["pg_ctl"] if port else [])])
+    tools = ["postgres", *(["pg_ctl"] if port else [])]
+    server.require_tools(tools)
     plan = make_plan(store, target).plan
     _require(plan)
+    _require_major(server, plan, tools)
     if dest.exists() and not dest.is_dir():
         raise PreconditionFailed(f"{dest} is not a directory: restore needs a new or empty one")
     if dest.exists() and any(dest.iterdir()):
@@ -344,6 +357,7 @@ def recover_in_place(
     staging = datadir.with_name(f"{datadir.name}.pitr-restoring")
     plan = _plan_with_newest_wal(store, server, target)
     _require(plan)
+    _require_major(server, plan, server.control_tools())
     owner = owner_ids(server.os_user)
     # What an interrupted run set aside (it is reported again, never touched).
     aside = _set_aside_by(staging) or _set_aside_by(datadir)
