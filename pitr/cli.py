@@ -76,7 +76,8 @@ def list_(run: Run, instance: str | None) -> None:
     listing = describe(catalog_store(run, instance).load())
     out = run.output
     out.emit(listing)
-    out.table(["backup", "type", "parent", "start", "end", "size"], backups_rows(listing))
+    columns = ["backup", "type", "parent", "start", "end", "size", "system", "version"]
+    out.table(columns, backups_rows(listing))
     out.table(
         ["stream", "first log", "last log", "logs", "size", "last commit"], logs_rows(listing)
     )

@@ -11,6 +11,7 @@ from pitr.catalog import Catalog
 from pitr.catalog.segments import SegmentRun
 from pitr.config import StatusSettings
 from pitr.planner import window, windows_of
+from pitr.planner.common import without_full
 from pitr.timeutil import format_time, from_microseconds
 
 
@@ -46,6 +47,8 @@ def describe(catalog: Catalog) -> dict[str, Any]:
                 "bytes": b.bytes,
                 "raw_bytes": b.raw_bytes,
                 "stream": b.stream,
+                "system": b.system,
+                "server_major": b.server_major,
                 "start_position": b.start,
                 "end_position": b.end,
             }
@@ -86,8 +89,23 @@ def newest_log_time(catalog: Catalog) -> datetime | None:
     return best
 
 
+def newest_log_system(catalog: Catalog) -> str | None:
+    """The system that wrote the most recently archived log."""
+    newest: tuple[str, str] | None = None
+    for run in catalog.streams.values():
+        if len(run):
+            seg = run[len(run) - 1]
+            candidate = (str(seg.extra.get("archived_at") or ""), seg.system)
+            newest = candidate if newest is None else max(newest, candidate)
+    return newest[1] if newest else None
+
+
 def health(catalog: Catalog, thresholds: StatusSettings, now: datetime) -> list[Check]:
     checks = []
+    system = newest_log_system(catalog) if catalog.engine == "postgresql" else None
+    problem = without_full(catalog, system) if system else None
+    if problem:
+        checks.append(Check("system", "CRIT", f"{problem}; take a new full backup"))
     if catalog.backups:
         newest = catalog.backups[-1]
         age = (now - newest.end_time).total_seconds()

@@ -43,8 +43,13 @@ def plan_text(plan: Plan) -> str:
 
 
 def backups_rows(listing: dict[str, Any]) -> list[list[Any]]:
+    """One row per backup; the system and the server's major version tell apart the clusters
+    before and after a pg_upgrade."""
     return [
-        [b["id"], b["type"], b["parent"] or "", b["start"], b["end"], human_bytes(b["bytes"])]
+        [
+            *(b["id"], b["type"], b["parent"] or "", b["start"], b["end"]),
+            *(human_bytes(b["bytes"]), b["system"], b["server_major"] or ""),
+        ]
         for b in listing["backups"]
     ]
 

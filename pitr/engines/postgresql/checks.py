@@ -59,6 +59,20 @@ def check_instance(server: PgServer, store: CatalogStore, report: CheckReport) -
         segment = secure_newest_wal(server, store)
         return f"switched WAL; {segment} arrived in the repository"
 
+    def full_backup() -> str:
+        from pitr.planner.common import fulls, without_full
+
+        system = str(server.query("SELECT system_identifier FROM pg_control_system()")[0][0])
+        catalog = store.load()
+        problem = without_full(catalog, system)
+        if problem:
+            raise PreconditionFailed(
+                f"instance {name}: {problem}",
+                hint="take a new full backup: pitr backup --type full",
+            )
+        count = len(fulls(catalog, system))
+        return f"system {system}: {count} full backup(s)" if count else f"system {system}: none yet"
+
     for label, step in (
         ("reachable", reachable),
         ("version", versions),
@@ -66,6 +80,7 @@ def check_instance(server: PgServer, store: CatalogStore, report: CheckReport) -
         ("archive_mode", archive_mode),
         ("archive_command", archive_command),
         ("archive round trip", round_trip),
+        ("full backup of this system", full_backup),
     ):
         if not report.step(f"instance {name}: {label}", step):
             return
