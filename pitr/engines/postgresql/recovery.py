@@ -326,7 +326,10 @@ def secure_newest_wal(server: PgServer, store: CatalogStore) -> str | None:
             hint="run pitr on the primary, or stop this server first",
         )
     archiver = server.archiver_state()
-    rows = server.query("SELECT pg_walfile_name(pg_switch_wal())")
+    # The segment holding the switch's last byte. A switch with nothing to switch returns the
+    # start of the current segment, which pg_walfile_name names as the previous segment up to
+    # PostgreSQL 16 and as the current (unfinished) one from 17 on: hence the "- 1".
+    rows = server.query("SELECT pg_walfile_name(pg_switch_wal() - 1)")
     name = str(rows[0][0])
     stream = name[:8]
     deadline = time.monotonic() + SECURE_WAIT

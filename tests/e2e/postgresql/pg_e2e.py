@@ -218,7 +218,7 @@ class Site:
 
     def archive_now(self, timeout: float = 60) -> str:
         """Switch WAL and wait until pitr has archived the segment just finished."""
-        name = str(self.one("SELECT pg_walfile_name(pg_switch_wal())"))
+        name = str(self.one("SELECT pg_walfile_name(pg_switch_wal() - 1)"))  # 17: see recovery.py
         self.wait_archived(name, timeout)
         return name
 
