@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING
 from pitr import __version__, proc
 from pitr.errors import FormatError, PitrError, PreconditionFailed
 
-#: Majors whose WAL pitr reads (see walfile.WAL_MAGIC); the test suite runs 15 to 18.
-OLDEST, NEWEST = 13, 18
-TESTED = (15, 16, 17, 18)
 if TYPE_CHECKING:
     from pitr.catalog.model import Backup
 
-_TOOL_VERSION = re.compile(rb"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
+#: Majors whose WAL pitr reads (see walfile.WAL_MAGIC); the test suite runs 15 to 18.
+OLDEST, NEWEST = 13, 18
+_TOOL_VERSION = re.compile(rb"\(PostgreSQL\) (\d+)")
 
 
 def major_of(version_num: int) -> int:
