@@ -21,6 +21,17 @@ from servers import (
     SwiftServer,
 )
 from servers.common import cleanup_all, make_base_dir, remove_dir
+from servers.postgres import MAJORS
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--pg-versions",
+        dest="pg_versions",
+        default=",".join(str(m) for m in MAJORS),
+        help="PostgreSQL major versions the version-matrix stories run on (comma-separated; "
+        "default: every supported one)",
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -42,6 +42,12 @@ def check_format(doc: Any, where: str, kind: str) -> dict[str, Any]:
     return doc
 
 
+def _major(doc: Mapping[str, Any]) -> str | None:
+    """``server_major``: absent from documents written before pitr recorded it (None)."""
+    value = doc.get("server_major")
+    return None if value is None else str(value)
+
+
 def _time(doc: Mapping[str, Any], key: str) -> datetime | None:
     return from_document(doc.get(key))
 
@@ -103,6 +109,7 @@ class LogSegment:
     gtids_after: str | None = None
     restore_points: tuple[RestorePoint, ...] = ()
     kind: str = "wal"
+    server_major: str | None = None  # "18", "10.11": the server's major version (or None)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -133,6 +140,7 @@ class LogSegment:
                 "gtids_before": self.gtids_before,
                 "gtids_after": self.gtids_after,
                 "restore_points": [r.to_dict() for r in self.restore_points],
+                "server_major": self.server_major,
                 "object": self.object.to_dict(),
                 "extra": dict(self.extra),
             }
@@ -162,6 +170,7 @@ class LogSegment:
             gtids_before=doc.get("gtids_before"),
             gtids_after=doc.get("gtids_after"),
             restore_points=tuple(RestorePoint.from_dict(r) for r in doc.get("restore_points", [])),
+            server_major=_major(doc),
             extra=doc.get("extra", {}),
         )
 
@@ -283,6 +292,7 @@ class Backup:
     engine_meta: Mapping[str, Any] = field(default_factory=dict)
     host: str = ""
     pitr_version: str = ""
+    server_major: str | None = None  # "18", "10.11": the server's major version (or None)
 
     @property
     def bytes(self) -> int:
@@ -316,6 +326,7 @@ class Backup:
             "engine_meta": dict(self.engine_meta),
             "host": self.host,
             "pitr_version": self.pitr_version,
+            "server_major": self.server_major,
         }
 
     @classmethod
@@ -341,6 +352,7 @@ class Backup:
                 engine_meta=doc.get("engine_meta", {}),
                 host=doc.get("host", ""),
                 pitr_version=doc.get("pitr_version", ""),
+                server_major=_major(doc),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"{where}: malformed backup manifest ({exc})") from None

@@ -69,6 +69,8 @@ def listing(catalog: Catalog) -> dict[str, Any]:
                 "bytes": b.bytes,
                 "raw_bytes": b.raw_bytes,
                 "stream": b.stream,
+                "system": b.system,
+                "server_major": b.server_major,
                 "start_position": b.start,
                 "end_position": b.end,
             }

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 #: Table columns, by command.
 CHECK_COLUMNS = ["check", "result", "ms", "detail"]
-BACKUP_COLUMNS = ["backup", "type", "parent", "start", "end", "size"]
+BACKUP_COLUMNS = ["backup", "type", "parent", "start", "end", "size", "system", "version"]
 LOG_COLUMNS = ["stream", "first log", "last log", "logs", "size", "last commit"]
 EVENT_COLUMNS = ["time", "xid/gtid", "position", "log", "summary"]
 INSPECT_COLUMNS = ["file", "kind", "first", "last", "transactions", "state"]
@@ -58,8 +58,13 @@ def plan_text(plan: Plan) -> str:
 
 
 def backups_rows(listing: dict[str, Any]) -> list[list[Any]]:
+    """One row per backup; the system and the server's major version tell apart the clusters
+    before and after a pg_upgrade."""
     return [
-        [b["id"], b["type"], b["parent"] or "", b["start"], b["end"], human_bytes(b["bytes"])]
+        [
+            *(b["id"], b["type"], b["parent"] or "", b["start"], b["end"]),
+            *(human_bytes(b["bytes"]), b["system"], b["server_major"] or ""),
+        ]
         for b in listing["backups"]
     ]
 

@@ -11,6 +11,7 @@ from pitr.catalog.store import open_catalog
 from pitr.config.settings import Settings, StatusSettings
 from pitr.domain.timeutil import utcnow
 from pitr.planner import window
+from pitr.planner.common import without_full
 from pitr.planner.plan import Window
 
 STATES = ("OK", "WARN", "CRIT")
@@ -42,8 +43,23 @@ def newest_log_time(catalog: Catalog) -> datetime | None:
     return best
 
 
+def newest_log_system(catalog: Catalog) -> str | None:
+    """The system that wrote the most recently archived log."""
+    newest: tuple[str, str] | None = None
+    for run in catalog.streams.values():
+        if len(run):
+            seg = run[len(run) - 1]
+            candidate = (str(seg.extra.get("archived_at") or ""), seg.system)
+            newest = candidate if newest is None else max(newest, candidate)
+    return newest[1] if newest else None
+
+
 def health(catalog: Catalog, thresholds: StatusSettings, now: datetime) -> list[Check]:
     checks = []
+    system = newest_log_system(catalog) if catalog.engine == "postgresql" else None
+    problem = without_full(catalog, system) if system else None
+    if problem:
+        checks.append(Check("system", "CRIT", f"{problem}; take a new full backup"))
     if catalog.backups:
         newest = catalog.backups[-1]
         age = (now - newest.end_time).total_seconds()

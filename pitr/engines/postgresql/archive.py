@@ -24,10 +24,28 @@ from pitr.catalog.summary import compact
 from pitr.domain.positions import WalName, format_lsn, parse_wal_name
 from pitr.domain.timeutil import format_time, utcnow
 from pitr.engines.postgresql.prefetch import REQUESTED
+from pitr.engines.postgresql.versions import (
+    datadir_major,
+    known,
+    require_tool_major,
+    unknown_version,
+)
 from pitr.engines.postgresql.waldump import index_segment
-from pitr.engines.postgresql.walfile import check_segment, parse_history, read_long_header
+from pitr.engines.postgresql.walfile import (
+    PageHeader,
+    check_segment,
+    parse_history,
+    read_long_header,
+)
 from pitr.engines.proc import find_tool
-from pitr.errors import ObjectExists, ObjectNotFound, PitrError, RepositoryError, UsageError
+from pitr.errors import (
+    FormatError,
+    ObjectExists,
+    ObjectNotFound,
+    PitrError,
+    RepositoryError,
+    UsageError,
+)
 from pitr.storage.transfer import Compression, StoredObject, fetch, read_back, upload
 
 log = logging.getLogger("pitr.postgresql")
@@ -92,12 +110,12 @@ def _sha256(path: Path) -> str:
 
 def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
     store = ctx.store
-    with path.open("rb") as fh:
-        header = read_long_header(fh.read(HEADER_BYTES), wal.name)
+    header = _header(path, wal)
     check_segment(header, wal)
     now = utcnow()
     key = store.layout.log_object(wal.stream, wal.name, ctx.compression.suffix)
     waldump = find_tool("pg_waldump", ctx.bindir)
+    require_tool_major(waldump, header.version, f"WAL segment {wal.name}", ctx.bindir)
     # pg_waldump and the raw sha256 run beside the compressor (each releases the GIL).
     with ThreadPoolExecutor(2, thread_name_prefix="wal-push") as pool:
         indexing = pool.submit(index_segment, path, wal.name, waldump, fallback_time=now)
@@ -144,6 +162,7 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
             "wal_segment_size": header.segment_size,
             "postgresql": header.version,
         },
+        server_major=str(header.version),
     )
     published = store.publish_segment(SegmentIndex(segment, index.transactions))
     per_id = 0x100000000 // header.segment_size
@@ -153,6 +172,20 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
         except PitrError as exc:  # the summary is a cache: archiving has succeeded
             log.warning("could not update the catalog summary: %s", exc.message)
     return published
+
+
+def _header(path: Path, wal: WalName) -> PageHeader:
+    """The segment's first page header. WAL pitr cannot read is refused (exit 3) naming the
+    version when the data directory holding it (``pg_wal``'s parent) says which it is."""
+    with path.open("rb") as fh:
+        head = fh.read(HEADER_BYTES)
+    try:
+        return read_long_header(head, wal.name)
+    except FormatError:
+        major = datadir_major(path.absolute().parent.parent)
+        if major is not None and not known(major):
+            raise unknown_version(f"WAL segment {wal.name}", major, wal=True) from None
+        raise
 
 
 def _already_there(ctx: PushContext, key: str, local_sha: str, wal: WalName) -> StoredObject | None:

@@ -26,6 +26,7 @@ from pitr.domain.positions import format_lsn, parse_lsn, parse_wal_name, segment
 from pitr.domain.timeutil import compact_id_time, utcnow
 from pitr.engines.postgresql.files import CHUNK, DataFile, Sent, TarStream, partition, scan
 from pitr.engines.postgresql.server import ArchiverState, PgServer
+from pitr.engines.postgresql.versions import major_of
 from pitr.errors import PreconditionFailed
 from pitr.planner.common import fulls
 from pitr.storage.base import Storage
@@ -152,6 +153,8 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
                 hint="take a full backup first (pitr backup --type full)",
             )
         settings = _settings(conn, store.instance)
+        major = major_of(int(settings["server_version_num"]))
+        server.require_major(major, f"instance {store.instance}", ["pg_waldump"])
         archiver = server.archiver_state()
         started = utcnow()
         backup_id = f"{compact_id_time(started)}-{'F' if kind == 'full' else 'D'}"
@@ -213,6 +216,7 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
         },
         host=socket.gethostname(),
         pitr_version=__version__,
+        server_major=str(major),
     )
     store.publish_backup(backup)
     log.info("backup %s: published, %d bytes stored", backup_id, backup.bytes)

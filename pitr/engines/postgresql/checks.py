@@ -16,11 +16,17 @@ def check_instance(server: PgServer, store: CatalogStore, report: CheckReport) -
     def reachable() -> str:
         rows = server.query(
             "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('server_version', 'wal_level', 'archive_mode', 'archive_command', "
-            "'data_directory')"
+            "('server_version', 'server_version_num', 'wal_level', 'archive_mode', "
+            "'archive_command', 'data_directory')"
         )
         settings.update(rows)
         return f"PostgreSQL {settings.get('server_version')} at {settings.get('data_directory')}"
+
+    def versions() -> str:
+        from pitr.engines.postgresql.versions import major_of
+
+        major = major_of(int(settings.get("server_version_num", "0")))
+        return server.require_major(major, f"instance {name}", ["pg_waldump"])
 
     def wal_level() -> str:
         level = settings.get("wal_level", "")
@@ -53,12 +59,28 @@ def check_instance(server: PgServer, store: CatalogStore, report: CheckReport) -
         segment = secure_newest_wal(server, store)
         return f"switched WAL; {segment} arrived in the repository"
 
+    def full_backup() -> str:
+        from pitr.planner.common import fulls, without_full
+
+        system = str(server.query("SELECT system_identifier FROM pg_control_system()")[0][0])
+        catalog = store.load()
+        problem = without_full(catalog, system)
+        if problem:
+            raise PreconditionFailed(
+                f"instance {name}: {problem}",
+                hint="take a new full backup: pitr backup --type full",
+            )
+        count = len(fulls(catalog, system))
+        return f"system {system}: {count} full backup(s)" if count else f"system {system}: none yet"
+
     for label, step in (
         ("reachable", reachable),
+        ("version", versions),
         ("wal_level", wal_level),
         ("archive_mode", archive_mode),
         ("archive_command", archive_command),
         ("archive round trip", round_trip),
+        ("full backup of this system", full_backup),
     ):
         if not report.step(f"instance {name}: {label}", step):
             return

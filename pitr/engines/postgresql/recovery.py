@@ -32,6 +32,7 @@ from pitr.engines.postgresql.restore import (
     write_recovery,
 )
 from pitr.engines.postgresql.server import PgServer
+from pitr.engines.postgresql.versions import backup_major, require_tool_major
 from pitr.engines.recovery import Recovered, clean, require_recoverable
 from pitr.errors import Interrupted, PitrError, PreconditionFailed, ToolFailed
 from pitr.planner.plan import Plan
@@ -41,6 +42,16 @@ IN_PROGRESS = "pitr-restore-in-progress"
 PREVIOUS = "previous datadir: "  # in the IN_PROGRESS marker, once the instance's is set aside
 SECURE_WAIT = 120.0
 SOCKET_PATH_MAX = 107  # sizeof(sun_path) - 1
+
+
+def _require_major(server: PgServer, plan: Plan, tools: list[str]) -> None:
+    """Only programs of the backup's major version restore it (exit 6, nothing changed)."""
+    full = plan.full
+    major = backup_major(full) if full is not None else None
+    if full is None or major is None:
+        return
+    for name in tools:
+        require_tool_major(server.tool(name), major, f"backup {full.id}", server.settings.bindir)
 
 
 def _prepare(
@@ -170,9 +181,11 @@ def restore_beside(
     port: int | None,
     config: str,
 ) -> Recovered:
-    server.require_tools(["postgres", *(["pg_ctl"] if port else [])])
+    tools = ["postgres", *(["pg_ctl"] if port else [])]
+    server.require_tools(tools)
     plan = replan()
     require_recoverable(plan)
+    _require_major(server, plan, tools)
     if dest.exists() and not dest.is_dir():
         raise PreconditionFailed(f"{dest} is not a directory: restore needs a new or empty one")
     if dest.exists() and any(dest.iterdir()):
@@ -266,7 +279,10 @@ def secure_newest_wal(server: PgServer, store: CatalogStore) -> str | None:
             hint="run pitr on the primary, or stop this server first",
         )
     archiver = server.archiver_state()
-    rows = server.query("SELECT pg_walfile_name(pg_switch_wal())")
+    # The segment holding the switch's last byte. A switch with nothing to switch returns the
+    # start of the current segment, which pg_walfile_name names as the previous segment up to
+    # PostgreSQL 16 and as the current (unfinished) one from 17 on: hence the "- 1".
+    rows = server.query("SELECT pg_walfile_name(pg_switch_wal() - 1)")
     name = str(rows[0][0])
     stream = name[:8]
     deadline = time.monotonic() + SECURE_WAIT
@@ -297,6 +313,7 @@ def recover_in_place(
     staging = datadir.with_name(f"{datadir.name}.pitr-restoring")
     plan = _plan_with_newest_wal(store, server, replan)
     require_recoverable(plan)
+    _require_major(server, plan, server.control_tools())
     owner = owner_ids(server.os_user)
     # What an interrupted run set aside (it is reported again, never touched).
     aside = _set_aside_by(staging) or _set_aside_by(datadir)

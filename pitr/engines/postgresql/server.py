@@ -104,6 +104,14 @@ class PgServer:
             "PostgreSQL's programs (e.g. /usr/lib/postgresql/15/bin)",
         )
 
+    def require_major(self, major: int, what: str, tools: list[str]) -> str:
+        """Refuse (exit 6) a major pitr does not know, a data directory of another major, and
+        programs (``tools``) of another major; before anything is changed."""
+        from pitr.engines.postgresql.versions import require_instance_major
+
+        found = {name: self.tool(name) for name in tools}
+        return require_instance_major(what, major, self.datadir, found, self.settings.bindir)
+
     @property
     def os_user(self) -> str:
         """Who owns (or will own) the data directory: PostgreSQL runs as that user."""

@@ -12,7 +12,7 @@ from pitr.errors import FormatError, UsageError
 #: XLogLongPageHeaderData: magic, info, tli, pageaddr, rem_len, (pad), sysid, seg_size, blcksz
 _LONG_HEADER = struct.Struct("<HHIQI4xQII")
 XLP_LONG_HEADER = 0x0002
-WAL_MAGIC = {0xD110: 15, 0xD113: 16, 0xD116: 17, 0xD10D: 14, 0xD106: 13}
+WAL_MAGIC = {0xD118: 18, 0xD116: 17, 0xD113: 16, 0xD110: 15, 0xD10D: 14, 0xD106: 13}
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,13 @@ def read_long_header(data: bytes, name: str) -> PageHeader:
         raise FormatError(f"{name}: too short to be a WAL segment ({len(data)} bytes)")
     magic, info, tli, pageaddr, _rem, sysid, seg_size, blcksz = _LONG_HEADER.unpack_from(data)
     if magic not in WAL_MAGIC:
+        if max(WAL_MAGIC) < magic <= 0xD1FF:
+            raise FormatError(
+                f"{name}: WAL of a PostgreSQL newer than {max(WAL_MAGIC.values())} (page magic "
+                f"0x{magic:04X}), which this pitr does not support",
+                hint="install a pitr release that supports it; until then no WAL is "
+                "archived and pg_wal grows",
+            )
         raise FormatError(f"{name}: not a PostgreSQL WAL segment (page magic 0x{magic:04X})")
     if not info & XLP_LONG_HEADER:
         raise FormatError(f"{name}: the first page has no long header")

@@ -13,7 +13,8 @@ is padding). :class:`WalReader` says where and why in ``end_lsn`` and ``end_reas
 :class:`~pitr.errors.FormatError` is for a file whose first page is not a WAL page, and for a
 record that passes its checksum but does not decode.
 
-Pages of PostgreSQL 10 to 17 are read (the record format is the same). Only what
+Pages of PostgreSQL 10 to 18 are read (the record format is the same; 18's dropped-stats items
+in commit records are 4 bytes longer). Only what
 point-in-time recovery needs is decoded: transaction ends (commit, abort and their two-phase
 forms: xid and time) and restore points (name and time).
 """
@@ -207,14 +208,16 @@ def decode_xact(record: WalRecord) -> XactEnd | None:
         (micros,) = struct.unpack_from("<q", main)
         xid = record.xid
         if prepared:
-            xid = _twophase_xid(main, record.info, status == "commit")
+            xid = _twophase_xid(main, record.info, status == "commit", record.version)
     except (struct.error, ValueError):
         raise FormatError(f"record at {format_lsn(record.lsn)}: short {status} record") from None
     return XactEnd(status, xid, _pg_time(micros, record), prepared, record.lsn, record.end_lsn)
 
 
-def _twophase_xid(main: bytes, info: int, commit: bool) -> int:
-    """xl_xact_twophase.xid, after the optional parts xl_xact_xinfo says are present."""
+def _twophase_xid(main: bytes, info: int, commit: bool, version: int) -> int:
+    """xl_xact_twophase.xid, after the optional parts xl_xact_xinfo says are present. A
+    dropped-stats item (xl_xact_stats_item) is 12 bytes up to PostgreSQL 17 and 16 from 18 on
+    (the object id became 64 bits)."""
     pos, xinfo = 8, 0
     if info & XLOG_XACT_HAS_INFO:
         (xinfo,) = struct.unpack_from("<I", main, pos)
@@ -222,7 +225,8 @@ def _twophase_xid(main: bytes, info: int, commit: bool) -> int:
     if xinfo & 0x01:  # XACT_XINFO_HAS_DBINFO
         pos += 8
     # counted arrays: subxact xids, relfilenodes, dropped stats, invalidations (commit only)
-    arrays = [(0x02, 4), (0x04, 12), (0x100, 12)] + ([(0x08, 16)] if commit else [])
+    stats_item = 16 if version >= 18 else 12
+    arrays = [(0x02, 4), (0x04, 12), (0x100, stats_item)] + ([(0x08, 16)] if commit else [])
     for flag, size in arrays:
         if xinfo & flag:
             (count,) = struct.unpack_from("<i", main, pos)

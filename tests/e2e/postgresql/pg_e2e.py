@@ -34,8 +34,9 @@ from servers.common import (
     track_group,
     untrack_group,
 )
+from servers.postgres import DEFAULT_MAJOR, bindir_for
 
-BINDIR = Path("/usr/lib/postgresql/15/bin")
+BINDIR = bindir_for(DEFAULT_MAJOR)  # the complete suite's version; the stories run on every one
 #: pitr runs here as root while the archive_command runs it as postgres, both writing into one
 #: file repository: what root creates there must stay writable for postgres.
 SHARED_UMASK = 0o000
@@ -65,9 +66,10 @@ class Cluster:
     """A cluster pitr restored (or any data directory we did not get from the harness):
     SQL over TCP, and a stop that waits for the postmaster to be gone."""
 
-    def __init__(self, datadir: Path, port: int) -> None:
+    def __init__(self, datadir: Path, port: int, bindir: Path = BINDIR) -> None:
         self.datadir = datadir
         self.port = port
+        self.bindir = bindir
 
     def connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(
@@ -103,8 +105,8 @@ class Cluster:
         if pid is None or not pid_alive(pid):
             return
         subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(BINDIR / "pg_ctl"), "-D", str(self.datadir),
-             "stop", "-m", "fast", "-w", "-t", "60"],
+            ["runuser", "-u", "postgres", "--", str(self.bindir / "pg_ctl"), "-D",
+             str(self.datadir), "stop", "-m", "fast", "-w", "-t", "60"],
             capture_output=True, check=False, timeout=90, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 30
@@ -216,7 +218,7 @@ class Site:
 
     def archive_now(self, timeout: float = 60) -> str:
         """Switch WAL and wait until pitr has archived the segment just finished."""
-        name = str(self.one("SELECT pg_walfile_name(pg_switch_wal())"))
+        name = str(self.one("SELECT pg_walfile_name(pg_switch_wal() - 1)"))  # 17: see recovery.py
         self.wait_archived(name, timeout)
         return name
 
@@ -243,7 +245,7 @@ class Site:
         """``pitr restore TARGET --to DIR --port P --json``; the restored cluster is stopped and
         its directory removed afterwards."""
         dest = self.base / f"restored-{free_port()}"
-        cluster = Cluster(dest, free_port())
+        cluster = Cluster(dest, free_port(), self.server.bindir)
         try:
             done = self.run(
                 "restore", *target, "--to", str(dest), "--port", str(cluster.port), "--json",
@@ -277,12 +279,13 @@ def make_site(
     file_repo: Path | None = None,
     wal_push: str = "wal-push",
     archive_prefix: str = "",
+    major: int = DEFAULT_MAJOR,
 ) -> Site:
     """A new cluster whose archive_command is ``pitr wal-push`` into ``repository`` (the body
     of the ``[repository]`` table), after ``archive_prefix`` (shell), started."""
     config = base / "pitr.toml"
     extra = dict(env or {})
-    server = PostgresServer(archive_command="/bin/true", gucs=gucs, env=extra)
+    server = PostgresServer(archive_command="/bin/true", gucs=gucs, env=extra, major=major)
     config.write_text(
         f'spool_dir = "{base / "spool"}"\n\n'  # each site its own --async worker
         f"[repository]\n{repository}\n\n"
@@ -292,7 +295,7 @@ def make_site(
         f'host = "127.0.0.1"\n'
         f"port = {server.port}\n"
         f'user = "postgres"\n'
-        f'bindir = "{BINDIR}"\n'
+        f'bindir = "{server.bindir}"\n'
     )
     config.chmod(0o644)
     server.archive_command = f"{archive_prefix}{PITR} --config {config} {wal_push} %p"
@@ -310,9 +313,9 @@ def file_site(base: Path, **kwargs: Any) -> Site:
 
 
 @contextlib.contextmanager
-def fresh_file_site() -> Iterator[Site]:
+def fresh_file_site(major: int = DEFAULT_MAJOR) -> Iterator[Site]:
     """A site with a file repository in a fresh public directory, destroyed afterwards."""
-    site = file_site(public_dir())
+    site = file_site(public_dir(), major=major)
     try:
         yield site
     finally:
@@ -424,9 +427,9 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def controldata(datadir: Path) -> dict[str, str]:
+def controldata(datadir: Path, bindir: Path = BINDIR) -> dict[str, str]:
     done = subprocess.run(
-        ["runuser", "-u", "postgres", "--", str(BINDIR / "pg_controldata"), "-D", str(datadir)],
+        ["runuser", "-u", "postgres", "--", str(bindir / "pg_controldata"), "-D", str(datadir)],
         capture_output=True, text=True, check=True, env={**os.environ, "LC_ALL": "C"},
     )  # fmt: skip
     return dict(

@@ -9,7 +9,15 @@ from collections.abc import Iterator
 import pytest
 from pg_e2e import Site, fresh_file_site
 
-STEPS = ["reachable", "wal_level", "archive_mode", "archive_command", "archive round trip"]
+STEPS = [
+    "reachable",
+    "version",
+    "wal_level",
+    "archive_mode",
+    "archive_command",
+    "archive round trip",
+    "full backup of this system",
+]
 #: What each case sets (ALTER SYSTEM, then a restart), the step that fails, the error and hint.
 CASES = {
     "wal_level": (

@@ -30,8 +30,8 @@ def by_xid(events: list[dict[str, Any]]) -> dict[int, str]:
     return {int(e["xid"]): e["summary"] for e in events}
 
 
-def test_created_truncated_dropped_and_time_window() -> None:
-    site = file_site(public_dir())
+def test_created_truncated_dropped_and_time_window(pg_major: int) -> None:
+    site = file_site(public_dir(), major=pg_major)
     try:
         create, _ = in_transaction(
             site,

@@ -1,6 +1,7 @@
 """``pitr recover``: the instance itself, in place — twice, across timelines — and a recovery
 killed half-way that the next run completes.
 
+The two stories across timelines run on every PostgreSQL major version (``pg_major``).
 Nothing here archives the damage beforehand: ``recover`` must secure the newest WAL itself.
 """
 
@@ -34,7 +35,7 @@ from pg_e2e import (
 from servers.common import free_port
 
 
-def test_recover_in_place_twice_across_timelines(site: Site) -> None:
+def test_recover_in_place_twice_across_timelines(site: Site, pg_major: int) -> None:
     seed(site, ("victim",))
     tablespace = move_to_tablespace(site, "victim")
     keep_file = str(site.one("SELECT pg_relation_filepath('keep')"))
@@ -56,7 +57,7 @@ def test_recover_in_place_twice_across_timelines(site: Site) -> None:
     assert site.server.postmaster_pid() != pid
     previous = Path(doc["previous_datadir"])
     assert set_aside(site) == [previous]
-    assert_set_aside(previous, site.server.datadir, keep_file)
+    assert_set_aside(previous, site, keep_file)
     untouched = tree_digest(previous)
     untouched_tablespace = tree_digest(tablespace)
 
@@ -88,10 +89,11 @@ def test_recover_in_place_twice_across_timelines(site: Site) -> None:
     assert Path(doc["previous_datadir"]) in aside
     assert tree_digest(previous) == untouched
     assert tree_digest(tablespace) == untouched_tablespace  # it belongs to ``previous``
-    assert controldata(Path(doc["previous_datadir"]))["Latest checkpoint's TimeLineID"] == "2"
+    control = controldata(Path(doc["previous_datadir"]), site.server.bindir)
+    assert control["Latest checkpoint's TimeLineID"] == "2"
 
 
-def test_recover_to_a_target_on_timeline_2(site: Site) -> None:
+def test_recover_to_a_target_on_timeline_2(site: Site, pg_major: int) -> None:
     """After a first in-place recovery (timeline 2), the mistake happens again on timeline 2:
     the second recovery's target lies on timeline 2 itself, after the branch point."""
     seed(site, ("victim",))
@@ -122,18 +124,19 @@ def test_recover_to_a_target_on_timeline_2(site: Site) -> None:
     assert len(set_aside(site)) == 2
 
 
-def assert_set_aside(previous: Path, datadir: Path, keep_file: str) -> None:
+def assert_set_aside(previous: Path, site: Site, keep_file: str) -> None:
     """The instance's directory as recover stopped it, renamed beside it: complete (a copy of
     it starts, archiving off, on its own port) with everything up to that moment."""
+    datadir, bindir = site.server.datadir, site.server.bindir
     assert previous.name.startswith(f"{datadir.name}.pitr-")
-    assert (previous / "PG_VERSION").read_text().strip() == "15"
+    assert (previous / "PG_VERSION").read_text().strip() == str(site.server.major)
     assert (previous / keep_file).is_file()
-    control = controldata(previous)
+    control = controldata(previous, bindir)
     assert control["Database cluster state"] == "shut down"
     assert control["Latest checkpoint's TimeLineID"] == "1"
     copy = previous.with_name("copy-of-set-aside")
     copies = [copy]
-    cluster = Cluster(copy, free_port())
+    cluster = Cluster(copy, free_port(), bindir)
     try:
         subprocess.run(["cp", "-a", str(previous), str(copy)], check=True)
         for link in (copy / "pg_tblspc").iterdir():  # the copy gets its own tablespaces too
@@ -144,7 +147,7 @@ def assert_set_aside(previous: Path, datadir: Path, keep_file: str) -> None:
             link.symlink_to(location)
         options = f"-p {cluster.port} -c archive_mode=off -c unix_socket_directories={copy}"
         subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(BINDIR / "pg_ctl"), "-D", str(copy), "-w",
+            ["runuser", "-u", "postgres", "--", str(bindir / "pg_ctl"), "-D", str(copy), "-w",
              "-l", str(copy / "copy.log"), "-o", options, "start"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip

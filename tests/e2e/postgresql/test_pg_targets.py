@@ -1,11 +1,11 @@
 """Every recovery target, restored beside a real cluster from a file repository.
 
-One cluster tells the story once (module scope): a full backup; A, B, the targets, C and a
-DROP TABLE; more changes and a differential backup; A, B, the targets, C and a second DROP
-(of a table in a tablespace of its own), all within the last WAL segment; then the end. Each
-test restores a new cluster beside it to one target and checks DESIGN.md's "test that
-matters": A and B present, C absent, the dropped table back with the checksum it had at the
-target.
+One cluster per PostgreSQL major version tells the story once (module scope): a full backup;
+A, B, the targets, C and a DROP TABLE; more changes and a differential backup; A, B, the
+targets, C and a second DROP (of a table in a tablespace of its own), all within the last WAL
+segment; then the end. Each test restores a new cluster beside it to one target and checks
+DESIGN.md's "test that matters": A and B present, C absent, the dropped table back with the
+checksum it had at the target.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from pg_e2e import (
-    BINDIR,
     Cluster,
     Point,
     Site,
@@ -52,8 +51,8 @@ class Story:
 
 
 @pytest.fixture(scope="module")
-def story() -> Iterator[Story]:
-    site = file_site(public_dir())
+def story(pg_major: int) -> Iterator[Story]:
+    site = file_site(public_dir(), major=pg_major)
     try:
         check = site.ok("check")  # the set-up is right, archive round trip included
         assert check["ok"] is True
@@ -198,15 +197,15 @@ def test_restore_without_port_leaves_a_startable_directory(story: Story) -> None
         assert doc["reached"] == {"lsn": None, "xid": None, "gtid": None}  # not started yet
         assert (dest / "recovery.signal").exists() and (dest / "backup_label").exists()
         assert not (dest / "pitr-restore-in-progress").exists()
-        cluster = Cluster(dest, free_port())
+        cluster = Cluster(dest, free_port(), site.server.bindir)
         subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(BINDIR / "pg_ctl"), "-D", str(dest), "-w",
-             "-o", f"-p {cluster.port}", "-l", str(dest / "manual.log"), "start"],
+            ["runuser", "-u", "postgres", "--", str(site.server.bindir / "pg_ctl"), "-D",
+             str(dest), "-w", "-o", f"-p {cluster.port}", "-l", str(dest / "manual.log"), "start"],
             check=True, capture_output=True,
         )  # fmt: skip
         cluster.track()
         wait_for(lambda: cluster.one("SELECT NOT pg_is_in_recovery()"), 120, "promotion")
         assert_at_point(cluster, point)
     finally:
-        Cluster(dest, 0).stop()
+        Cluster(dest, 0, site.server.bindir).stop()
         shutil.rmtree(dest, ignore_errors=True)

@@ -1,9 +1,10 @@
 #!/bin/bash
-# Generate the PostgreSQL 15 WAL vectors in this directory with a throwaway cluster.
+# Generate the PostgreSQL 15 WAL vectors in this directory (or, with BIN=, those of another
+# major version: ../generated-18) with a throwaway cluster.
 # Run as root on a machine with the PostgreSQL 15 server packages; touches no other server.
 # The archived files end up in $BASE/archive (see README.md for which ones were kept).
 set -euo pipefail
-BIN=/usr/lib/postgresql/15/bin
+BIN=${BIN:-/usr/lib/postgresql/15/bin}  # another major: BIN=/var/cache/pitr-test/pg/18/.../bin
 BASE=$(mktemp -d /tmp/pitr-walgen-XXXXXX)
 chown postgres: "$BASE"; chmod 755 "$BASE"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
