@@ -44,6 +44,7 @@ REPLAY_SETTINGS = {"max_allowed_packet": MAX_PACKET, "innodb_flush_log_at_trx_co
                    "sync_binlog": 0}  # fmt: skip
 INNODB_KEEP = ("innodb_page_size", "innodb_data_file_path", "innodb_undo_tablespaces",
                "innodb_checksum_algorithm")  # fmt: skip
+FRESH_EVENTS = 16  # a binlog with fewer events, none a transaction's, is a fresh one
 REDO_LOG = 256 << 20  # replay writes a lot: fewer checkpoints than with the default 96 MiB
 
 
@@ -121,6 +122,7 @@ def set_gtid_state(server: MyServer, state: str | None) -> None:
     if not state:
         return
     if server.flavor == "mariadb":
+        _reset_fresh_binlog(server)
         server.query("SET GLOBAL gtid_binlog_state = %s", state)
     else:  # MySQL 8.0; 8.4 calls RESET MASTER "RESET BINARY LOGS AND GTIDS"
         try:
@@ -128,6 +130,18 @@ def set_gtid_state(server: MyServer, state: str | None) -> None:
         except ToolFailed:
             server.query("RESET BINARY LOGS AND GTIDS")
         server.query("SET GLOBAL gtid_purged = %s", state)
+
+
+def _reset_fresh_binlog(server: MyServer) -> None:
+    """MariaDB: ``RESET MASTER`` on the restored server's own fresh binlog, which holds no
+    transaction yet but may start with a GTID state it did not write (a ``.state`` file left
+    in the directory by an earlier server), so that setting the backup's state cannot fail.
+    A binlog holding any transaction is never reset: setting the state then fails, loudly."""
+    for name, _size in server.binary_logs():
+        events = server.query(f"SHOW BINLOG EVENTS IN %s LIMIT {FRESH_EVENTS}", name)
+        if len(events) >= FRESH_EVENTS or any(str(e[2]) == "Gtid" for e in events):
+            return
+    server.query("RESET MASTER")
 
 
 def replay(server: MyServer, files: Sequence[Path], start: int, stop: int | None) -> None:
