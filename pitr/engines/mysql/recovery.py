@@ -22,12 +22,13 @@ from typing import Any
 from pitr.catalog.store import CatalogStore
 from pitr.engines.mysql.archive import Shipper, flush_and_archive
 from pitr.engines.mysql.relay import writers
-from pitr.engines.mysql.replay import Expected, expected_end, replay_plan, start_own
+from pitr.engines.mysql.replay import Expected, expected_end, owner_of, replay_plan, start_own
 from pitr.engines.mysql.restore import BinlogFetch, restore_base
 from pitr.engines.mysql.server import MyServer
 from pitr.errors import NotRecoverable, PitrError, PreconditionFailed, ToolFailed
 from pitr.plan import Plan
 from pitr.planning import make_plan
+from pitr.ports import check_port
 from pitr.targets import Target
 from pitr.timeutil import compact_id_time, format_time, utcnow
 from pitr.transfer import Compression
@@ -120,6 +121,8 @@ def restore_beside(
     port: int | None,
     compression: Compression,
 ) -> dict[str, Any]:
+    if port is not None:  # the restored server runs as the owner of the instance's files
+        check_port(port, owner_of(Path(server.settings.datadir or dest)))
     plan = make_plan(store, target).plan
     _require(plan)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):

@@ -34,6 +34,7 @@ from pitr.errors import Interrupted, NotRecoverable, PitrError, PreconditionFail
 from pitr.executor import Prefetcher
 from pitr.plan import Plan
 from pitr.planning import make_plan
+from pitr.ports import check_port
 from pitr.targets import Target
 from pitr.timeutil import compact_id_time, format_time, utcnow
 
@@ -209,6 +210,8 @@ def restore_beside(
     config: str,
 ) -> Recovered:
     server.require_tools(["postgres", *(["pg_ctl"] if port else [])])
+    if port is not None:
+        check_port(port, server.os_user)
     plan = make_plan(store, target).plan
     _require(plan)
     if dest.exists() and not dest.is_dir():
