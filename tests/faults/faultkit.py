@@ -12,8 +12,9 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
-from clirun import wait_for
+from clirun import PITR, wait_for
 from servers.common import make_base_dir, remove_dir
 
 MiB = 1 << 20
@@ -143,3 +144,31 @@ def flip_bit(path: Path, at: float = 0.5) -> None:
     data = bytearray(path.read_bytes())
     data[int(len(data) * at)] ^= 0x10
     path.write_bytes(bytes(data))
+
+
+class Runner(Protocol):
+    """What the e2e sites share: their pitr.toml, environment and directory."""
+
+    config: Path
+    env: dict[str, str]
+    base: Path
+
+
+def launch(site: Runner, *args: str) -> subprocess.Popen[str]:
+    """``pitr ARGS`` in a session of its own (so that its whole job can be killed), as root
+    with the e2e suites' shared umask."""
+    return subprocess.Popen(
+        [str(PITR), "--config", str(site.config), *args],
+        cwd=site.base,
+        env=site.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        umask=0,
+    )
+
+
+def lock_object(repo: Path, resource: str = "instance") -> Path:
+    return repo / "main" / "locks" / f"{resource}.json"
