@@ -403,6 +403,9 @@ def recover_in_place(
         if ran_out_of_space(exc):
             kept = f"{staging} was removed; the instance was not stopped, nothing was changed"
             raise space_error(staging, "the recovery", kept) from exc
+        if isinstance(exc, PitrError):
+            untouched = "; the instance was not stopped, nothing was changed"
+            raise _reworded(exc, exc.message + untouched) from exc
         raise
     try:
         if (datadir / IN_PROGRESS).exists():
