@@ -139,11 +139,17 @@ def interrupt(proc: subprocess.Popen[str], sig: int, timeout: float = 120) -> tu
     return proc.returncode, err
 
 
-def flip_bit(path: Path, at: float = 0.5) -> None:
-    """One bit of ``path`` flipped (same size), at fraction ``at`` of it."""
-    data = bytearray(path.read_bytes())
+@contextlib.contextmanager
+def flipped(path: Path, at: float = 0.5) -> Iterator[None]:
+    """One bit of ``path`` flipped (same size), at fraction ``at`` of it; put back after."""
+    original = path.read_bytes()
+    data = bytearray(original)
     data[int(len(data) * at)] ^= 0x10
     path.write_bytes(bytes(data))
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
 
 
 class Runner(Protocol):

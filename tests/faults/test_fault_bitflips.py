@@ -4,12 +4,11 @@ is touched; with the object intact again, the next plain run succeeds."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faultkit import flip_bit
+from faultkit import flipped
 from pg_e2e import (
     INSTANCE,
     Site,
@@ -39,16 +38,6 @@ def site() -> Iterator[Site]:
         yield site
     finally:
         destroy_site(site)
-
-
-@contextlib.contextmanager
-def flipped(path: Path) -> Iterator[None]:
-    original = path.read_bytes()
-    flip_bit(path)
-    try:
-        yield
-    finally:
-        path.write_bytes(original)
 
 
 def damaged_object(site: Site, what: str) -> Path:

@@ -5,7 +5,6 @@ follower takes its lock over); a bit flipped in a stored binlog: ``verify`` exit
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from clirun import wait_for
-from faultkit import flip_bit, kill_job_unreaped, launch, lock_object, reap
+from faultkit import flipped, kill_job_unreaped, launch, lock_object, reap
 from my_e2e import Site, file_site, mark, public_dir, seed
 
 
@@ -64,16 +63,6 @@ def test_follow_stopped(site: Site, sig: str) -> None:
         assert archived(site) > before
     finally:
         reap(follower)
-
-
-@contextlib.contextmanager
-def flipped(path: Path) -> Iterator[None]:
-    original = path.read_bytes()
-    flip_bit(path)
-    try:
-        yield
-    finally:
-        path.write_bytes(original)
 
 
 def test_a_flipped_bit_in_a_binlog(site: Site) -> None:
