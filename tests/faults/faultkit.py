@@ -9,6 +9,7 @@ import errno
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -160,11 +161,19 @@ class Runner(Protocol):
     base: Path
 
 
+#: runs argv[1:] with SIGINT's default action, as from a terminal: a suite started in the
+#: background (SIGINT ignored, which exec keeps) must still see pitr's answer to Ctrl-C
+WITH_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def launch(site: Runner, *args: str) -> subprocess.Popen[str]:
     """``pitr ARGS`` in a session of its own (so that its whole job can be killed), as root
     with the e2e suites' shared umask."""
     return subprocess.Popen(
-        [str(PITR), "--config", str(site.config), *args],
+        [sys.executable, "-c", WITH_SIGINT, str(PITR), "--config", str(site.config), *args],
         cwd=site.base,
         env=site.env,
         stdin=subprocess.DEVNULL,
