@@ -1,7 +1,8 @@
 """MariaDB: ``archive --follow`` stopped by SIGTERM or SIGINT (it ships what is complete and
 exits 0, as documented for a service) or killed with its whole job (left unreaped: the next
 follower takes its lock over); a bit flipped in a stored binlog: ``verify`` exit 8 naming it,
-``restore`` and ``recover`` refuse before the instance is touched."""
+``restore`` and ``recover`` refuse before the instance is touched; ``restore --to`` a file
+system too small: refused up front, or one line when it fills up anyway."""
 
 from __future__ import annotations
 
@@ -12,7 +13,17 @@ from pathlib import Path
 
 import pytest
 from clirun import wait_for
-from faultkit import flipped, kill_job_unreaped, launch, lock_object, reap
+from faultkit import (
+    FillWhen,
+    MiB,
+    ballast,
+    flipped,
+    kill_job_unreaped,
+    launch,
+    lock_object,
+    reap,
+    tmpfs,
+)
 from my_e2e import Site, file_site, mark, public_dir, seed
 
 
@@ -82,3 +93,20 @@ def test_a_flipped_bit_in_a_binlog(site: Site) -> None:
             datadir.name)) == [datadir.name]  # fmt: skip
         assert "kept" in site.markers() and site.server_pid() == pid
     assert site.ok("verify")["failed"] == []
+
+
+def test_restore_to_a_file_system_too_small(site: Site) -> None:
+    with tmpfs(640 * MiB) as mount:
+        dest = mount / "restored"
+        keep = ballast(mount, leave=200 * MiB)  # less than the base and its 256 MiB redo log
+        done = site.fails(6, "restore", "--latest", "--to", str(dest))
+        assert f"not enough space for the restore in {dest}" in done.stderr
+        assert not dest.exists()
+        keep.unlink()
+        with FillWhen(mount, (dest / "ibdata1").exists) as filler:
+            done = site.fails(6, "restore", "--latest", "--to", str(dest))
+        assert filler.filled.is_set()
+        assert f"the file system of {dest} ran out of space during the " in done.stderr
+        assert not dest.exists() and not list(mount.glob(".restored*"))
+        restored = site.ok("restore", "--latest", "--to", str(dest))["recovery"]  # the next run
+        assert restored["status"] == "RESTORED" and (dest / "ibdata1").is_file()

@@ -153,9 +153,10 @@ def restore_beside(
         ids = writers(store, plan) if server.flavor == "mariadb" else None
         _chown_tree(dest, _owner(server.datadir) if server.settings.datadir else None)
     except BaseException as exc:
+        full = _full(exc, dest)  # asked before what was written is removed
         shutil.rmtree(scratch, ignore_errors=True)
         _clean(dest, created)
-        if ran_out_of_space(exc) or (isinstance(exc, PitrError) and nearly_full(dest)):
+        if full:
             raise space_error(dest, "the restore", removed_note(dest, created)) from exc
         raise
     try:
@@ -168,7 +169,7 @@ def restore_beside(
         if port is None:
             own.stop()
     except PitrError as exc:
-        if ran_out_of_space(exc) or nearly_full(dest):
+        if _full(exc, dest):
             _clean(dest, created)  # half replayed: nothing anyone should start
             raise space_error(dest, "the replay", removed_note(dest, created)) from exc
         raise ToolFailed(f"restore failed: {exc.message}; the restored directory is kept at "
@@ -205,6 +206,12 @@ def _redo_interrupted(dest: Path) -> None:
     log.info("%s is a restore pitr left unfinished: redoing it", dest)
     shutil.rmtree(dest.with_name(f".{dest.name}.pitr-scratch"), ignore_errors=True)
     _clean(dest, created=False)
+
+
+def _full(exc: BaseException, directory: Path) -> bool:
+    """Did ``exc`` come from a full file system? The tools' own messages vary: a tool that
+    failed while the file system is (nearly) full counts too."""
+    return ran_out_of_space(exc) or (isinstance(exc, PitrError) and nearly_full(directory))
 
 
 def _running_pid(pid_file: Path) -> int | None:
@@ -300,9 +307,10 @@ def _stage(
         fetch, files = _restore_into(store, server, plan, staging, scratch)
         return fetch, files, expected_end(store, plan)
     except BaseException as exc:
+        full = _full(exc, staging)
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
-        if ran_out_of_space(exc) or (isinstance(exc, PitrError) and nearly_full(staging)):
+        if full:
             kept = f"{staging} was removed; the instance was not stopped, nothing was changed"
             raise space_error(staging, "the recovery", kept) from exc
         raise

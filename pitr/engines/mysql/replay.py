@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from pitr.errors import ToolFailed
 from pitr.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
 from pitr.plan import Plan
 from pitr.planner.binlog import key_in, offset_of
+from pitr.space import NO_SPACE
 
 log = logging.getLogger("pitr.mysql")
 SERVER_LOG = "pitr-server.log"
@@ -277,13 +279,25 @@ def start_own(base: MyServer, datadir: Path, port: int | None, server_id: int) -
 
     def up() -> bool:
         if child.poll() is not None:
+            log_path = datadir / SERVER_LOG
             raise ToolFailed(f"the restored server exited {child.returncode} while starting: "
-                             f"{_tail(datadir / SERVER_LOG)}")  # fmt: skip
+                             f"{_tail(log_path)}{_no_space(log_path)}")  # fmt: skip
         return server.accepts_connections()
 
     wait_for(up, 300, f"the restored server in {datadir}")
     log.info("restored server running in %s (socket %s, port %s)", datadir, sock, port or "-")
     return server
+
+
+def _no_space(log_path: Path) -> str:
+    """`` (No space left on device)`` when the server's log says it ran out of space (InnoDB
+    says "failed with error 28" or "Errcode: 28"; the last lines often do not)."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return ""
+    said = re.search(r"\berror (?:number )?28\b|Errcode: 28\b", text) or NO_SPACE in text
+    return f" ({NO_SPACE})" if said else ""
 
 
 def _tail(path: Path, lines: int = 3) -> str:
