@@ -98,8 +98,9 @@ def _status(cursor: Any) -> dict[str, Any]:
 
 def _wait(server: MyServer, names: Sequence[Path], end: int) -> dict[str, Any]:
     """Until the SQL thread stopped (its UNTIL reached, or an error) or applied every event of
-    the relay logs pitr placed (the last one ``end`` bytes long): it then waits, in the
-    server's own empty relay log (ours already purged) or at the end of the last one placed."""
+    the relay logs pitr placed (the last is ``end`` bytes long: measured before the thread
+    started, which purges each relay log it is done with): it then waits, in the server's own
+    empty relay log or at the end of the last one placed."""
     import pymysql
 
     ours = {n.name for n in names} | {str(n) for n in names}
@@ -135,7 +136,7 @@ def relay_replay(
     names, index = _relay_names(server, len(files))
     before = server.query("SELECT @@GLOBAL.server_id, @@GLOBAL.gtid_slave_pos")[0]
     _place(files, names, index)
-    end = names[-1].stat().st_size  # now: the SQL thread purges each relay log it finishes
+    end = names[-1].stat().st_size
     until = "" if stop is None else (
         f" UNTIL RELAY_LOG_FILE = '{names[-1].name}', RELAY_LOG_POS = {stop}")  # fmt: skip
     server.query(f"SET GLOBAL server_id = {unused_server_id(taken | {int(before[0])})}")
