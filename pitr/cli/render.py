@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pitr.domain.sizes import human_bytes
+
 if TYPE_CHECKING:
     from pitr.catalog.model import Backup
     from pitr.commands.expire import Expired
@@ -20,15 +22,6 @@ BACKUP_COLUMNS = ["backup", "type", "parent", "start", "end", "size", "system", 
 LOG_COLUMNS = ["stream", "first log", "last log", "logs", "size", "last commit"]
 EVENT_COLUMNS = ["time", "xid/gtid", "position", "log", "summary"]
 INSPECT_COLUMNS = ["file", "kind", "first", "last", "transactions", "state"]
-
-
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
 
 
 def plan_text(plan: Plan) -> str:

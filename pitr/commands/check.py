@@ -54,13 +54,16 @@ def check_repository(storage: Storage, report: CheckReport) -> None:
             return "deleted"
         raise StorageUnavailable(f"{storage.describe()}: the probe {key} survived its delete")
 
+    # The probe is deleted only once written: a repository that cannot be written to (an
+    # unreachable endpoint) stops the check at once, within one retry budget.
+    if not report.step("repository write", write):
+        return
     try:
-        for name, action in (("write", write), ("list", listed), ("read", read_back)):
+        for name, action in (("list", listed), ("read", read_back)):
             if not report.step(f"repository {name}", action):
                 return
     finally:
-        if report.items and report.items[0].ok:
-            report.step("repository delete", delete)
+        report.step("repository delete", delete)
 
 
 def run_checks(settings: Settings, instance: str | None) -> CheckReport:

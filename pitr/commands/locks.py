@@ -9,8 +9,11 @@ Two layers, taken in this order and released in reverse:
    runs on different hosts sharing the repository. A process cannot be checked on another host,
    so an object left by another host is never broken automatically: past ``stale_after``
    (``[locks] stale_hours``) the message tells the operator which key to remove if that host is
-   really gone. An object left
-   by a dead process of this host is taken over (the local flock proves nobody here holds it).
+   really gone. An object left by this host is taken over when the local flock proves that no
+   process here holds the lock: the flock of the lock file the object names (ours, or another
+   user's ``lock_dir``) is free. That proof holds for a holder killed and never reaped (a
+   zombie still answers ``kill(pid, 0)``) and for a recorded pid since reused by an unrelated
+   process; the pid itself is never consulted.
 
 On Swift two racing creators can both "win"; every creator therefore reads the object back and
 the one whose random token is not there backs off.
@@ -64,6 +67,7 @@ class Holder:
     command: str
     since: datetime | None
     token: str
+    lock_file: str | None = None  # the local file its holder flocked (None: older documents)
 
     def describe(self) -> str:
         since = format_time(self.since) or "an unknown time"
@@ -76,16 +80,32 @@ def _parse(raw: bytes) -> Holder:
     if doc["kind"] != "lock" or not isinstance(doc["pid"], int) or doc["pid"] <= 0:
         raise ValueError("not a lock document")
     since = from_document(doc["acquired"])
-    return Holder(str(doc["host"]), doc["pid"], str(doc["command"]), since, str(doc["token"]))
+    lock_file = doc.get("lock_file")
+    return Holder(
+        str(doc["host"]),
+        doc["pid"],
+        str(doc["command"]),
+        since,
+        str(doc["token"]),
+        lock_file if isinstance(lock_file, str) else None,
+    )
 
 
-def _pid_alive(pid: int) -> bool:
+def _flock_free(path: str) -> bool:
+    """True when no process holds a flock on ``path`` (a missing file: nobody can). False
+    when one does, or when this user cannot tell (another user's private ``lock_dir``)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
         return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # also drops the probe's shared lock
     return True
 
 
@@ -117,7 +137,7 @@ class InstanceLock:
         # Layout() validates the instance name used for the local file too.
         self.key = Layout(instance).lock_for(resource)
         suffix = "" if resource == "instance" else f".{resource}"
-        self.path = Path(lock_dir) / f"{instance}{suffix}.lock"
+        self.path = Path(lock_dir).absolute() / f"{instance}{suffix}.lock"
         self.command = command
         self.wait = wait
         self.stale_after = stale_after
@@ -172,6 +192,7 @@ class InstanceLock:
         try:
             doc = {"format": "1.0", "kind": "lock", "host": self.host, "pid": self.pid}
             doc |= {"command": self.command, "acquired": format_time(self.clock())}
+            doc |= {"lock_file": str(self.path)}
             data = json.dumps(doc | {"token": self.token}).encode()
             os.ftruncate(fd, 0)
             os.pwrite(fd, data + b"\n", 0)  # the same document, for humans and LockHeld
@@ -199,9 +220,13 @@ class InstanceLock:
             self.storage.put_bytes(self.key, data, if_absent=True)
         except ObjectExists:
             holder = self._read_object()
-            if holder is None or holder.host != self.host or _pid_alive(holder.pid):
+            if holder is None or not self._abandoned(holder):
                 raise self._held(holder) from None
-            log.warning("taking over %s from %s: not running any more", self.key, holder.describe())
+            log.warning(
+                "taking over %s from %s: no process on this host holds its lock file",
+                self.key,
+                holder.describe(),
+            )
             self.storage.delete(self.key)
             try:
                 self.storage.put_bytes(self.key, data, if_absent=True)
@@ -215,6 +240,15 @@ class InstanceLock:
             raise
         if current is None or current.token != self.token:
             raise self._held(current)  # lost a race (Swift): the other creator's object stays
+
+    def _abandoned(self, holder: Holder) -> bool:
+        """Proven free: left by this host, and nobody here holds the flock of its lock file
+        (ours is held by this run; another ``lock_dir``'s is probed)."""
+        if holder.host != self.host:
+            return False
+        if holder.lock_file is None or holder.lock_file == str(self.path):
+            return True
+        return _flock_free(holder.lock_file)
 
     def _read_object(self) -> Holder | None:
         """The repository object's holder; None if the object is gone."""
@@ -242,7 +276,12 @@ class InstanceLock:
         who = holder.describe() if holder else "another pitr run"
         message = f"instance {self.instance!r} is locked by {who}"
         hint = WAIT_HINT
-        if holder and holder.host != self.host and holder.since is not None:
+        if holder and holder.host == self.host and holder.lock_file not in (None, str(self.path)):
+            hint = (
+                f"it holds {holder.lock_file} (another lock_dir on this host); {WAIT_HINT}, or "
+                f"if no pitr runs there, remove the lock object {self.key}"
+            )
+        elif holder and holder.host != self.host and holder.since is not None:
             age = (self.clock() - holder.since).total_seconds()
             if age > self.stale_after:
                 hint = (

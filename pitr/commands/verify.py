@@ -4,20 +4,13 @@ stored size, sha256 and (for zstd) that it still decompresses to the recorded si
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pitr.catalog import Catalog
 from pitr.catalog.store import CatalogStore
 from pitr.errors import VerificationFailed
 from pitr.planner.common import differentials_of
-from pitr.storage.transfer import StoredObject, verify
-
-
-@dataclass(frozen=True)
-class Failure:
-    key: str
-    problem: str
+from pitr.storage.transfer import Failure, StoredObject, verify_all
 
 
 @dataclass(frozen=True)
@@ -68,27 +61,6 @@ def objects_to_verify(catalog: Catalog, backup_id: str | None) -> list[StoredObj
     return [o for b in chain for o in b.objects] + [s.object for s in segments] + histories
 
 
-def verify_all(
-    store: CatalogStore,
-    objects: Sequence[StoredObject],
-    *,
-    workers: int,
-    progress: Callable[[int], None] | None = None,
-) -> list[Failure]:
-    """Verify each object; the failures, in the order given."""
-
-    def one(obj: StoredObject) -> Failure | None:
-        try:
-            verify(store.storage, obj, progress=progress)
-        except VerificationFailed as exc:
-            return Failure(obj.key, exc.message)
-        return None
-
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="verify") as pool:
-        results = list(pool.map(one, objects))
-    return [r for r in results if r is not None]
-
-
 def verify_objects(
     store: CatalogStore,
     objects: Sequence[StoredObject],
@@ -96,5 +68,5 @@ def verify_objects(
     workers: int,
     progress: Callable[[int], None] | None = None,
 ) -> Verified:
-    failures = verify_all(store, objects, workers=workers, progress=progress)
+    failures = verify_all(store.storage, objects, workers=workers, progress=progress)
     return Verified(len(objects), sum(o.size for o in objects), failures)

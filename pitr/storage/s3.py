@@ -36,6 +36,7 @@ from pitr.storage.base import (
     validate_key,
     validate_prefix,
 )
+from pitr.storage.resume import ResumingReader
 from pitr.storage.retry import Transient, with_retries
 
 if TYPE_CHECKING:
@@ -168,18 +169,31 @@ class S3Storage(Storage):
     def _put_single(self, key: str, full: str, data: bytes, if_absent: bool) -> None:
         md5 = hashlib.md5(data, usedforsecurity=False)
         extra: dict[str, Any] = {"IfNoneMatch": "*"} if if_absent else {}
-        response = self._call(
-            f"put {key}",
+        attempts = Attempts(
             lambda: self.client.put_object(
                 Bucket=self.bucket,
                 Key=full,
                 Body=data,
                 ContentMD5=base64.b64encode(md5.digest()).decode(),
                 **extra,
-            ),
-            key,
+            )
         )
+        try:
+            response = self._call(f"put {key}", attempts, key)
+        except ObjectExists:
+            if not (attempts.count > 1 and self._ours(key, md5.hexdigest(), len(data))):
+                raise
+            return
         _check_etag(response.get("ETag"), md5.hexdigest(), key)
+
+    def _ours(self, key: str, etag: str, size: int) -> bool:
+        """After a retried create-if-absent write found ``key`` there: is it the object an
+        earlier attempt wrote (its answer lost on the way back), same ETag and size?"""
+        full = self._key(key)
+        head = self._call(
+            f"stat {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=full), key
+        )
+        return str(head.get("ETag", "")).strip('"') == etag and head["ContentLength"] == size
 
     def _put_multipart(
         self,
@@ -227,22 +241,27 @@ class S3Storage(Storage):
             etags = [f.result() for f in futures]
             parts = [{"ETag": e, "PartNumber": i + 1} for i, e in enumerate(etags)]
             extra: dict[str, Any] = {"IfNoneMatch": "*"} if if_absent else {}  # and atomic
-            response = self._call(
-                f"complete upload {key}",
+            attempts = Attempts(
                 lambda: self.client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=full,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
                     **extra,
-                ),
-                key,
+                )
             )
+            combined = hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest()
+            etag = f"{combined}-{len(md5s)}"
+            try:
+                response = self._call(f"complete upload {key}", attempts, key)
+            except (ObjectExists, ObjectNotFound):  # completed by an attempt whose answer
+                if not (attempts.count > 1 and self._ours(key, etag, size)):  # was lost?
+                    raise
+                response = {"ETag": etag}
         except BaseException:
             self._abort(full, upload_id)
             raise
-        combined = hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest()
-        _check_etag(response.get("ETag"), f"{combined}-{len(md5s)}", key)
+        _check_etag(response.get("ETag"), etag, key)
         self._confirm_size(key, full, size)
         return PutResult(key, size, digest.hexdigest())
 
@@ -278,12 +297,31 @@ class S3Storage(Storage):
     # -- reads ----------------------------------------------------------------------------
 
     def open(self, key: str) -> io.RawIOBase:
+        """The object's bytes; a body cut short is resumed from where it broke (a ranged
+        GET of the same version: ``If-Match`` its ETag)."""
         full = self._key(key)
-        response = self._call(
-            f"get {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=full), key
+        etag: list[str] = []
+
+        def open_at(offset: int) -> tuple[io.RawIOBase, int]:
+            extra: dict[str, Any] = (
+                {"Range": f"bytes={offset}-", "IfMatch": etag[0]} if offset else {}
+            )
+            response = self._call(
+                f"get {key}",
+                lambda: self.client.get_object(Bucket=self.bucket, Key=full, **extra),
+                key,
+            )
+            etag[:] = [response.get("ETag", "")]
+            body = response["Body"]
+            reader = ChunkReader(body.iter_chunks(1024 * 1024), close=body.close)
+            return reader, offset + int(response["ContentLength"])
+
+        return ResumingReader(
+            open_at,
+            broken=_broken_body,
+            budget=self.budget,
+            describe=f"{self.describe()}: get {key}",
         )
-        body = response["Body"]
-        return ChunkReader(body.iter_chunks(1024 * 1024), close=body.close)
 
     def stat(self, key: str) -> ObjectInfo:
         full = self._key(key)
@@ -328,6 +366,26 @@ class S3Storage(Storage):
         self._call(
             f"delete {key}", lambda: self.client.delete_object(Bucket=self.bucket, Key=full), key
         )
+
+
+class Attempts:
+    """A request, counting how often it was sent (a retried write may have been done by an
+    attempt whose answer never came)."""
+
+    def __init__(self, request: Callable[[], Any]) -> None:
+        self.request = request
+        self.count = 0
+
+    def __call__(self) -> Any:
+        self.count += 1
+        return self.request()
+
+
+def _broken_body(exc: BaseException) -> bool:
+    """A download body that broke off: reset, truncated, timed out."""
+    from botocore.exceptions import BotoCoreError
+
+    return isinstance(exc, (BotoCoreError, OSError))
 
 
 def _check_etag(etag: str | None, expected: str, key: str) -> None:

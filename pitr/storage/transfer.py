@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -247,6 +247,36 @@ def verify(
 ) -> None:
     """Read ``obj`` back completely and check it; ``VerificationFailed`` names the problem."""
     download(storage, obj, _Sink(), progress=progress)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An object that did not read back intact, and why."""
+
+    key: str
+    problem: str
+
+
+def verify_all(
+    storage: Storage,
+    objects: Sequence[StoredObject],
+    *,
+    workers: int,
+    progress: Callable[[int], None] | None = None,
+) -> list[Failure]:
+    """Verify each object, ``workers`` at a time; the failures, in the order given."""
+    from concurrent.futures import ThreadPoolExecutor  # not on the wal-fetch path
+
+    def one(obj: StoredObject) -> Failure | None:
+        try:
+            verify(storage, obj, progress=progress)
+        except VerificationFailed as exc:
+            return Failure(obj.key, exc.message)
+        return None
+
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="verify") as pool:
+        results = list(pool.map(one, objects))
+    return [r for r in results if r is not None]
 
 
 def fetch(storage: Storage, key: str, compression: str, dest: Writable) -> int:

@@ -225,6 +225,17 @@ class SwiftServer:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.headers["X-Storage-Url"], resp.headers["X-Auth-Token"]
 
+    def stop_proxy(self) -> None:
+        """The proxy server only (an outage seen by clients); ``start_proxy`` brings it back."""
+        proc = self.procs.pop("proxy", None)
+        if proc is not None:
+            stop_process(proc, timeout=10)
+
+    def start_proxy(self, timeout: float = 60.0) -> None:
+        self._start_server("proxy", self.swift_dir / "proxy-server.conf", _server_env())
+        wait_until(self._ready, timeout, f"Swift proxy on port {self.proxy_port}", interval=0.1,
+                   on_timeout=self.log_tail)  # fmt: skip
+
     def is_running(self) -> bool:
         return bool(self.procs) and all(p.poll() is None for p in self.procs.values())
 

@@ -17,7 +17,7 @@ from pitr.storage import open_storage
 from pitr.storage.base import part_size
 
 from .conftest import unique
-from .throttling_proxy import ThrottlingProxy
+from .fault_proxy import FaultProxy, everything
 
 
 def dead_endpoint() -> str:
@@ -79,25 +79,26 @@ def test_s3_missing_credentials(moto_server: MotoServer, monkeypatch: pytest.Mon
 def test_s3_throttling_is_retried_not_failed(moto_env: MotoServer, status: int) -> None:
     bucket = unique("pitr-throttle")
     moto_env.create_bucket(bucket)
-    with ThrottlingProxy(moto_env.endpoint_url, throttle_first=3, status=status) as proxy:
+    with FaultProxy(moto_env.endpoint_url) as proxy:
+        proxy.inject(everything, [str(status)], limit=3)
         storage = open_storage(s3_settings(moto_env, bucket, endpoint_url=proxy.endpoint_url))
         data = os.urandom(1000)
         assert storage.put_bytes("doc", data).sha256 == hashlib.sha256(data).hexdigest()
-        assert proxy.throttled == 3
-        proxy.remaining = 2
+        assert proxy.injected[str(status)] == 3
+        proxy.inject(everything, [str(status)], limit=2)
         assert storage.get_bytes("doc") == data
-        assert proxy.throttled == 5
+        assert proxy.injected[str(status)] == 5
 
 
 def test_s3_throttled_multipart_upload_completes(moto_env: MotoServer) -> None:
     bucket = unique("pitr-throttle")
     moto_env.create_bucket(bucket)
     data = os.urandom(part_size(0)) * 2 + b"tail"
-    with ThrottlingProxy(moto_env.endpoint_url, throttle_first=0) as proxy:
+    with FaultProxy(moto_env.endpoint_url) as proxy:
         storage = open_storage(s3_settings(moto_env, bucket, endpoint_url=proxy.endpoint_url))
-        proxy.remaining = 4  # some part uploads are throttled
+        proxy.inject(everything, ["503"], limit=4)  # some part uploads are throttled
         result = storage.put_bytes("big", data)
-        assert proxy.throttled == 4
+        assert proxy.injected["503"] == 4
     assert result.size == len(data)
     assert open_storage(s3_settings(moto_env, bucket)).get_bytes("big") == data
 

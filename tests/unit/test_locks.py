@@ -199,11 +199,51 @@ def test_stale_age_is_configurable(repo: LocalStorage, lock_dir: str) -> None:
         assert (hint == WAIT_HINT) != stale
 
 
-def test_same_host_live_pid_is_not_taken_over(repo: LocalStorage, lock_dir: str) -> None:
-    repo.put_bytes(KEY, lock_doc(HOST, 1, datetime.now(UTC)))
-    with pytest.raises(LockHeld, match=f"pid 1 on {HOST}"):
-        InstanceLock(repo, "main", lock_dir, "backup").__enter__()
-    assert json.loads(repo.get_bytes(KEY))["pid"] == 1
+def proc_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_unreaped_zombie_holder_is_taken_over(
+    repo: LocalStorage, lock_dir: str, child: subprocess.Popen[str]
+) -> None:
+    os.kill(child.pid, signal.SIGKILL)  # killed and, until the fixture's teardown, never reaped
+    deadline = time.monotonic() + 10
+    while proc_state(child.pid) != "Z":
+        assert time.monotonic() < deadline, "the child did not die"
+        time.sleep(0.01)
+    os.kill(child.pid, 0)  # a zombie answers as if alive: liveness proves nothing
+    with InstanceLock(repo, "main", lock_dir, "backup") as lock:
+        assert json.loads(repo.get_bytes(KEY))["token"] == lock.token
+    assert proc_state(child.pid) == "Z" and not repo.exists(KEY)
+
+
+def test_this_hosts_object_naming_a_live_unrelated_pid_is_taken_over(
+    repo: LocalStorage, lock_dir: str
+) -> None:
+    """After a reboot the recorded pid can belong to any live process (here: our parent)."""
+    doc = json.loads(lock_doc(HOST, os.getppid(), datetime.now(UTC)))
+    repo.put_bytes(KEY, json.dumps(doc | {"lock_file": str(Path(lock_dir, "main.lock"))}).encode())
+    with InstanceLock(repo, "main", lock_dir, "backup") as lock:
+        assert json.loads(repo.get_bytes(KEY))["token"] == lock.token
+    repo.put_bytes(KEY, lock_doc(HOST, 1, datetime.now(UTC)))  # older documents: no lock_file
+    with InstanceLock(repo, "main", lock_dir, "backup"):
+        assert json.loads(repo.get_bytes(KEY))["pid"] == os.getpid()
+
+
+def test_another_lock_dir_of_this_host_is_probed(
+    repo: LocalStorage, lock_dir: str, tmp_path: Path, child: subprocess.Popen[str]
+) -> None:
+    """A run of another OS user (its own lock_dir) is refused while it holds its lock file,
+    taken over once that file's flock is free."""
+    other_dir = tmp_path / "other-user"
+    with pytest.raises(LockHeld) as info:
+        InstanceLock(repo, "main", str(other_dir), "backup").__enter__()
+    assert f"pid {child.pid} on {HOST}" in info.value.message
+    assert info.value.hint and str(Path(lock_dir, "main.lock")) in info.value.hint
+    child.kill()
+    child.wait()
+    with InstanceLock(repo, "main", str(other_dir), "backup") as lock:
+        assert json.loads(repo.get_bytes(KEY))["token"] == lock.token
 
 
 @pytest.mark.parametrize(

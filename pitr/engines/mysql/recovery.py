@@ -22,10 +22,26 @@ from pitr.domain.timeutil import compact_id_time, format_time, utcnow
 from pitr.engines.base import Replan
 from pitr.engines.mysql.archive import Shipper, flush_and_archive
 from pitr.engines.mysql.relay import writers
-from pitr.engines.mysql.replay import Expected, expected_end, replay_plan, start_own
+from pitr.engines.mysql.replay import (
+    PID_FILE,
+    REDO_LOG,
+    Expected,
+    expected_end,
+    owner_of,
+    replay_plan,
+    start_own,
+)
 from pitr.engines.mysql.restore import BinlogFetch, restore_base
-from pitr.engines.mysql.server import MyServer
+from pitr.engines.mysql.server import MyServer, alive
+from pitr.engines.ports import check_port
 from pitr.engines.recovery import Recovered, clean, require_recoverable
+from pitr.engines.space import (
+    nearly_full,
+    ran_out_of_space,
+    removed_note,
+    require_space,
+    space_error,
+)
 from pitr.errors import PitrError, PreconditionFailed, ToolFailed
 from pitr.planner.plan import Plan
 from pitr.storage.transfer import Compression
@@ -85,21 +101,28 @@ def restore_beside(
     port: int | None,
     compression: Compression,
 ) -> Recovered:
+    if port is not None:  # the restored server runs as the owner of the instance's files
+        check_port(port, owner_of(Path(server.settings.datadir or dest)))
     plan = replan()
     require_recoverable(plan)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise PreconditionFailed(f"{dest} is not empty: restore needs a new or empty directory")
+        _redo_interrupted(dest)
+    scratch = dest.with_name(f".{dest.name}.pitr-scratch")
+    require_space(space_needed(plan, dest, scratch, redo=REDO_LOG), "the restore")
     created = not dest.exists()
     dest.mkdir(mode=0o750, parents=True, exist_ok=True)
-    scratch = dest.with_name(f".{dest.name}.pitr-scratch")
+    (dest / IN_PROGRESS).write_text(format_time(utcnow()) or "")
     try:
         fetch, files = _restore_into(store, server, plan, dest, scratch)
         expected = expected_end(store, plan)
         ids = writers(store, plan) if server.flavor == "mariadb" else None
         _chown_tree(dest, _owner(server.datadir) if server.settings.datadir else None)
-    except BaseException:
+    except BaseException as exc:
+        full = _full(exc, dest)  # asked before what was written is removed
         shutil.rmtree(scratch, ignore_errors=True)
         clean(dest, created)
+        if full:
+            raise space_error(dest, "the restore", removed_note(dest, created)) from exc
         raise
     try:
         own = start_own(server, dest, port, _server_id(plan))
@@ -111,14 +134,57 @@ def restore_beside(
         if port is None:
             own.stop()
     except PitrError as exc:
+        if _full(exc, dest):
+            clean(dest, created)  # half replayed: nothing anyone should start
+            raise space_error(dest, "the replay", removed_note(dest, created)) from exc
         raise ToolFailed(f"restore failed: {exc.message}; the restored directory is kept at "
                          f"{dest} for inspection", hint=exc.hint) from exc  # fmt: skip
     finally:
         fetch.close()
         shutil.rmtree(scratch, ignore_errors=True)
+    (dest / IN_PROGRESS).unlink(missing_ok=True)
     when = expected.last.time if expected.last else None
     status = "ACTIVE" if port else "RESTORED"
     return Recovered(store.instance, plan, dest, _reached(reached), when, port, status)
+
+
+def space_needed(plan: Plan, dest: Path, scratch: Path, redo: int = 0) -> dict[Path, int]:
+    """Bytes a restore of ``plan`` writes: the full (and the server's redo log) into
+    ``dest``; the differential and the binlogs into ``scratch``."""
+    assert plan.full is not None
+    extra = plan.differential.raw_bytes if plan.differential else 0
+    binlogs = sum(s.object.raw_size for s in plan.segments)
+    return {dest: plan.full.raw_bytes + redo, scratch: extra + binlogs}
+
+
+def _redo_interrupted(dest: Path) -> None:
+    """A non-empty ``dest`` is refused, unless it is a restore pitr left unfinished (its
+    marker is there, no server runs on it): then what it holds is pitr's, and is redone."""
+    if not dest.is_dir() or not (dest / IN_PROGRESS).exists():
+        raise PreconditionFailed(f"{dest} is not empty: restore needs a new or empty directory")
+    pid = _running_pid(dest / PID_FILE)
+    if pid is not None:
+        raise PreconditionFailed(
+            f"{dest} is an unfinished restore whose server is still running (pid {pid})",
+            hint="stop that server, then run the restore again",
+        )
+    log.info("%s is a restore pitr left unfinished: redoing it", dest)
+    shutil.rmtree(dest.with_name(f".{dest.name}.pitr-scratch"), ignore_errors=True)
+    clean(dest, created=False)
+
+
+def _full(exc: BaseException, directory: Path) -> bool:
+    """Did ``exc`` come from a full file system? The tools' own messages vary: a tool that
+    failed while the file system is (nearly) full counts too."""
+    return ran_out_of_space(exc) or (isinstance(exc, PitrError) and nearly_full(directory))
+
+
+def _running_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if alive(pid) else None
 
 
 def _curable(plan: Plan) -> bool:
@@ -190,14 +256,19 @@ def _stage(
         if not (staging / IN_PROGRESS).exists():
             raise PreconditionFailed(f"{staging} exists and was not made by pitr; move it away")
         shutil.rmtree(staging)
+    require_space(space_needed(plan, staging, scratch), "the recovery")
     staging.mkdir(mode=0o750)
     (staging / IN_PROGRESS).write_text(format_time(utcnow()) or "")
     try:
         fetch, files = _restore_into(store, server, plan, staging, scratch)
         return fetch, files, expected_end(store, plan)
-    except BaseException:
+    except BaseException as exc:
+        full = _full(exc, staging)
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
+        if full:
+            kept = f"{staging} was removed; the instance was not stopped, nothing was changed"
+            raise space_error(staging, "the recovery", kept) from exc
         raise
 
 

@@ -96,14 +96,15 @@ def _status(cursor: Any) -> dict[str, Any]:
     return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
 
 
-def _wait(server: MyServer, names: Sequence[Path]) -> dict[str, Any]:
+def _wait(server: MyServer, names: Sequence[Path], end: int) -> dict[str, Any]:
     """Until the SQL thread stopped (its UNTIL reached, or an error) or applied every event of
-    the relay logs pitr placed: it then waits, in the server's own empty relay log or at the
-    end of the last one placed."""
+    the relay logs pitr placed (the last is ``end`` bytes long: measured before the thread
+    started, which purges each relay log it is done with): it then waits, in the server's own
+    empty relay log or at the end of the last one placed."""
     import pymysql
 
     ours = {n.name for n in names} | {str(n) for n in names}
-    last, end = names[-1], names[-1].stat().st_size
+    last = names[-1]
     conn = server.connect()
     try:
         with conn.cursor() as cur:
@@ -135,6 +136,7 @@ def relay_replay(
     names, index = _relay_names(server, len(files))
     before = server.query("SELECT @@GLOBAL.server_id, @@GLOBAL.gtid_slave_pos")[0]
     _place(files, names, index)
+    end = names[-1].stat().st_size
     until = "" if stop is None else (
         f" UNTIL RELAY_LOG_FILE = '{names[-1].name}', RELAY_LOG_POS = {stop}")  # fmt: skip
     server.query(f"SET GLOBAL server_id = {unused_server_id(taken | {int(before[0])})}")
@@ -146,7 +148,7 @@ def relay_replay(
         )
         connected = True
         server.query(f"START SLAVE '{CONNECTION}' SQL_THREAD{until}")
-        status = _wait(server, names)
+        status = _wait(server, names, end)
         if status["Last_SQL_Errno"]:
             raise ToolFailed(f"replay stopped: error {status['Last_SQL_Errno']}: "
                              f"{status['Last_SQL_Error']}")  # fmt: skip

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from pitr.domain.positions import offset_of
 from pitr.engines import proc
 from pitr.engines.mysql.relay import relay_replay, server_options
 from pitr.engines.mysql.server import MyServer, wait_for
+from pitr.engines.space import NO_SPACE
 from pitr.errors import ToolFailed
 from pitr.planner.binlog import key_in
 from pitr.planner.plan import Plan
@@ -44,6 +46,7 @@ REPLAY_SETTINGS = {"max_allowed_packet": MAX_PACKET, "innodb_flush_log_at_trx_co
                    "sync_binlog": 0}  # fmt: skip
 INNODB_KEEP = ("innodb_page_size", "innodb_data_file_path", "innodb_undo_tablespaces",
                "innodb_checksum_algorithm")  # fmt: skip
+FRESH_EVENTS = 16  # a binlog with fewer events, none a transaction's, is a fresh one
 REDO_LOG = 256 << 20  # replay writes a lot: fewer checkpoints than with the default 96 MiB
 
 
@@ -121,6 +124,7 @@ def set_gtid_state(server: MyServer, state: str | None) -> None:
     if not state:
         return
     if server.flavor == "mariadb":
+        _reset_fresh_binlog(server)
         server.query("SET GLOBAL gtid_binlog_state = %s", state)
     else:  # MySQL 8.0; 8.4 calls RESET MASTER "RESET BINARY LOGS AND GTIDS"
         try:
@@ -128,6 +132,18 @@ def set_gtid_state(server: MyServer, state: str | None) -> None:
         except ToolFailed:
             server.query("RESET BINARY LOGS AND GTIDS")
         server.query("SET GLOBAL gtid_purged = %s", state)
+
+
+def _reset_fresh_binlog(server: MyServer) -> None:
+    """MariaDB: ``RESET MASTER`` on the restored server's own fresh binlog, which holds no
+    transaction yet but may start with a GTID state it did not write (a ``.state`` file left
+    in the directory by an earlier server), so that setting the backup's state cannot fail.
+    A binlog holding any transaction is never reset: setting the state then fails, loudly."""
+    for name, _size in server.binary_logs():
+        events = server.query(f"SHOW BINLOG EVENTS IN %s LIMIT {FRESH_EVENTS}", name)
+        if len(events) >= FRESH_EVENTS or any(str(e[2]) == "Gtid" for e in events):
+            return
+    server.query("RESET MASTER")
 
 
 def replay(server: MyServer, files: Sequence[Path], start: int, stop: int | None) -> None:
@@ -261,13 +277,25 @@ def start_own(base: MyServer, datadir: Path, port: int | None, server_id: int) -
 
     def up() -> bool:
         if child.poll() is not None:
+            log_path = datadir / SERVER_LOG
             raise ToolFailed(f"the restored server exited {child.returncode} while starting: "
-                             f"{_tail(datadir / SERVER_LOG)}")  # fmt: skip
+                             f"{_tail(log_path)}{_no_space(log_path)}")  # fmt: skip
         return server.accepts_connections()
 
     wait_for(up, 300, f"the restored server in {datadir}")
     log.info("restored server running in %s (socket %s, port %s)", datadir, sock, port or "-")
     return server
+
+
+def _no_space(log_path: Path) -> str:
+    """`` (No space left on device)`` when the server's log says it ran out of space (InnoDB
+    says "failed with error 28" or "Errcode: 28"; the last lines often do not)."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return ""
+    said = re.search(r"\berror (?:number )?28\b|Errcode: 28\b", text) or NO_SPACE in text
+    return f" ({NO_SPACE})" if said else ""
 
 
 def _tail(path: Path, lines: int = 3) -> str:

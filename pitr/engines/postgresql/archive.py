@@ -9,6 +9,7 @@ is not — a different server writing into the same repository and instance.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -43,6 +44,7 @@ from pitr.errors import (
     ObjectExists,
     ObjectNotFound,
     PitrError,
+    PreconditionFailed,
     RepositoryError,
     UsageError,
 )
@@ -259,8 +261,13 @@ def wal_fetch(store: CatalogStore, name: str, dest: Path, spool: Path | None = N
         except ObjectNotFound:
             tmp.unlink(missing_ok=True)
             continue
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)  # never a partial file where PostgreSQL looks
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise PreconditionFailed(
+                    f"no space left in {dest.parent} for WAL file {name}; nothing was written",
+                    hint="free space there: PostgreSQL asks for the file again",
+                ) from None
             raise
         os.replace(tmp, dest)
         return True

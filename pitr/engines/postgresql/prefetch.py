@@ -27,6 +27,7 @@ from pitr.storage.transfer import VerifiedReader
 
 log = logging.getLogger("pitr.executor")
 REQUESTED = ".requested"  # written by ``pitr wal-fetch`` (see engines/postgresql/archive.py)
+PREFETCH_AHEAD = 8  # verified files kept ready in the spool
 
 
 class Prefetcher:
@@ -39,7 +40,7 @@ class Prefetcher:
         spool: Path,
         *,
         owner: tuple[int, int] | None = None,
-        ahead: int = 8,
+        ahead: int = PREFETCH_AHEAD,
         workers: int = 4,
     ) -> None:
         self.storage = storage

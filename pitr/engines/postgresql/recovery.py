@@ -20,6 +20,8 @@ from typing import Any
 from pitr.catalog.store import CatalogStore
 from pitr.domain.timeutil import compact_id_time, format_time, utcnow
 from pitr.engines.base import Replan
+from pitr.engines.ports import check_port
+from pitr.engines.postgresql.guards import space_needed, verify_wal
 from pitr.engines.postgresql.prefetch import Prefetcher
 from pitr.engines.postgresql.restore import (
     check_reached,
@@ -34,6 +36,13 @@ from pitr.engines.postgresql.restore import (
 from pitr.engines.postgresql.server import PgServer
 from pitr.engines.postgresql.versions import backup_major, require_tool_major
 from pitr.engines.recovery import Recovered, clean, require_recoverable
+from pitr.engines.space import (
+    nearly_full,
+    ran_out_of_space,
+    removed_note,
+    require_space,
+    space_error,
+)
 from pitr.errors import Interrupted, PitrError, PreconditionFailed, ToolFailed
 from pitr.planner.plan import Plan
 
@@ -183,13 +192,16 @@ def restore_beside(
 ) -> Recovered:
     tools = ["postgres", *(["pg_ctl"] if port else [])]
     server.require_tools(tools)
+    if port is not None:
+        check_port(port, server.os_user)
     plan = replan()
     require_recoverable(plan)
     _require_major(server, plan, tools)
     if dest.exists() and not dest.is_dir():
         raise PreconditionFailed(f"{dest} is not a directory: restore needs a new or empty one")
     if dest.exists() and any(dest.iterdir()):
-        raise PreconditionFailed(f"{dest} is not empty: restore needs a new or empty directory")
+        _redo_interrupted(dest, PgServer(server.settings, datadir=str(dest)).is_running())
+    require_space({dest: space_needed(plan, replay=port is not None)}, "the restore")
     created = not dest.exists()
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     owner = owner_ids(server.os_user)
@@ -204,16 +216,39 @@ def restore_beside(
             command = restore_command_for(config, store.instance, dest)
             write_recovery(dest, recovery_settings(plan, command), owner, extra)
             settings = _reached_through(settings, sockets)
-    except BaseException:
+    except BaseException as exc:
         clean(dest, created)
+        if ran_out_of_space(exc):
+            raise space_error(dest, "the restore", removed_note(dest, created)) from exc
         raise
     if port is None:
         (dest / IN_PROGRESS).unlink()  # complete: only starting it remains
         nothing = {"lsn": None, "xid": None, "gtid": None}  # replay runs when it is started
         return Recovered(store.instance, plan, dest, nothing, status="RESTORED")
     restored = PgServer(settings, datadir=str(dest), port=port, env=server.env)
-    reached = _replay(restored, store, plan, owner)
+    try:
+        reached = _replay(restored, store, plan, owner)
+    except PitrError as exc:
+        if not (ran_out_of_space(exc) or nearly_full(dest)):
+            raise
+        _stop_quietly(restored)  # (already down, most often)
+        clean(dest, created)
+        raise space_error(dest, "the replay", removed_note(dest, created)) from exc
     return Recovered(store.instance, plan, dest, reached, _last_commit(reached), port)
+
+
+def _redo_interrupted(dest: Path, running: bool) -> None:
+    """A non-empty ``dest`` is refused, unless it is a restore pitr left unfinished (its
+    marker is there, no server runs on it): then what it holds is pitr's, and is redone."""
+    if not (dest / IN_PROGRESS).exists():
+        raise PreconditionFailed(f"{dest} is not empty: restore needs a new or empty directory")
+    if running:
+        raise PreconditionFailed(
+            f"{dest} is an unfinished restore whose server is still running",
+            hint=f"stop that server (its pid is in {dest}), then run the restore again",
+        )
+    log.info("%s is a restore pitr left unfinished: redoing it", dest)
+    clean(dest, created=False)
 
 
 def _socket_directories(restored: PgServer) -> str | None:
@@ -321,12 +356,20 @@ def recover_in_place(
         if not (staging / IN_PROGRESS).exists():
             raise PreconditionFailed(f"{staging} exists and was not made by pitr; move it away")
         shutil.rmtree(staging)  # an earlier interrupted run of ours
+    require_space({staging: space_needed(plan, replay=True)}, "the recovery")
     staging.mkdir(mode=0o700)
     try:
         _prepare(store, plan, staging, owner, {}, config)
+        verify_wal(store, plan)
         server.stop()
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if ran_out_of_space(exc):
+            kept = f"{staging} was removed; the instance was not stopped, nothing was changed"
+            raise space_error(staging, "the recovery", kept) from exc
+        if isinstance(exc, PitrError):
+            untouched = "; the instance was not stopped, nothing was changed"
+            raise _reworded(exc, exc.message + untouched) from exc
         raise
     try:
         if (datadir / IN_PROGRESS).exists():
@@ -363,6 +406,9 @@ def _failed_after_swap(exc: PitrError | OSError, datadir: Path, aside: Path | No
     message = f"recovery failed: {reason}; {kept}"
     if isinstance(exc, Interrupted):
         return _reworded(exc, message)
+    if ran_out_of_space(exc) or nearly_full(datadir):
+        return space_error(datadir, "the recovery", f"{kept}; {datadir} is pitr's, redone by "
+                           "the next recover")  # fmt: skip
     return ToolFailed(message, hint=hint)
 
 

@@ -4,12 +4,25 @@ on stderr with its documented exit code, nothing changed on disk."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from my_e2e import Site, file_site, keep_pristine, mark, pristine, public_dir, seed
+from clirun import wait_for
+from my_e2e import (
+    Restored,
+    Site,
+    file_site,
+    keep_pristine,
+    mark,
+    pristine,
+    public_dir,
+    remove_tree,
+    seed,
+)
+from servers.common import free_port
 
 
 @dataclass
@@ -111,3 +124,33 @@ def test_a_binlog_purged_before_it_was_shipped(story: Story) -> None:
     done = site.fails(4, "plan", "--latest")
     assert f"missing binlog {lost}" in done.stderr
     site.ok("plan", "--gtid", story.gtid)
+
+
+def test_a_state_file_left_in_the_restored_directory(story: Story) -> None:
+    """A ``mysql-bin.state`` appearing in the new directory (an earlier server there still
+    shutting down) gives the restored server a GTID state it did not write; its fresh binlog
+    is reset before the backup's state is set, so the restore completes."""
+    site = story.site
+    port = free_port()
+    dest = site.base / f"r{port}"
+    planted = threading.Event()
+
+    def plant() -> None:
+        wait_for((dest / "backup-my.cnf").exists, 120, "the extracted base")
+        (dest / "mysql-bin.state").write_text("0-1-999999\n")
+        planted.set()
+
+    planter = threading.Thread(target=plant, daemon=True)
+    planter.start()
+    restored = Restored(dest, port)
+    try:
+        done = site.run("restore", "--latest", "--to", str(dest), "--port", str(port), "--json")
+        restored.track()
+        assert done.returncode == 0, str(done)
+        assert planted.is_set()
+        assert {"one", "two", "three"} <= restored.markers()
+        assert restored.gtid().startswith("0-1-") and "999999" not in restored.gtid()
+    finally:
+        planter.join(1)
+        restored.stop()
+        remove_tree(dest)

@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -280,9 +280,11 @@ def make_site(
     wal_push: str = "wal-push",
     archive_prefix: str = "",
     major: int = DEFAULT_MAJOR,
+    prepare: Callable[[PostgresServer], None] | None = None,
 ) -> Site:
     """A new cluster whose archive_command is ``pitr wal-push`` into ``repository`` (the body
-    of the ``[repository]`` table), after ``archive_prefix`` (shell), started."""
+    of the ``[repository]`` table), after ``archive_prefix`` (shell), started. ``prepare``
+    runs before the cluster is created (e.g. to mount a file system for it)."""
     config = base / "pitr.toml"
     extra = dict(env or {})
     server = PostgresServer(archive_command="/bin/true", gucs=gucs, env=extra, major=major)
@@ -299,6 +301,8 @@ def make_site(
     )
     config.chmod(0o644)
     server.archive_command = f"{archive_prefix}{PITR} --config {config} {wal_push} %p"
+    if prepare is not None:
+        prepare(server)
     server.init()
     server.start()
     site = Site(server, base, config, cli_env(extra, base), file_repo)

@@ -294,3 +294,21 @@ def test_gtid_is_not_a_postgresql_target(story: Story, command: str) -> None:
     done = story.site.fails(2, command, "--gtid", "0-1-42", *extra[command])
     assert "--gtid" in done.stderr
     assert not (story.site.base / "gtid").exists()
+
+
+def test_restore_port_checked_before_anything_is_written(story: Story) -> None:
+    """Out of range: exit 2; below 1024 for the postgres OS user, or in use: exit 6. Each
+    before a byte is restored (the directory is not even created)."""
+    site = story.site
+    dest = site.base / "ported"
+    target = ("--at", story.target.isoformat(), "--to", str(dest), "--port")
+    for port, code, says in (
+        ("99999", 2, "not a TCP port"),
+        ("0", 2, "not a TCP port"),
+        ("1", 6, "cannot listen on a port below"),
+        (str(site.server.port), 6, "is in use on this host"),
+    ):
+        started = time.monotonic()
+        done = site.fails(code, "restore", *target, port)
+        assert says in done.error and f"--port {port}" in done.error, str(done)
+        assert time.monotonic() - started < 30 and not dest.exists()
