@@ -130,6 +130,10 @@ def run_checks(settings: Settings, instance: str | None) -> CheckReport:
     report.step("repository open", lambda: open_storage(settings.repository).describe())
     if report.error is None:
         check_repository(open_storage(settings.repository), report)
+    if report.error is None and settings.repository.encryption == "age":
+        from pitr.crypt.probe import check_encryption
+
+        check_encryption(open_storage(settings.repository), settings, report)
     for name in names:
         if report.error is None:
             inst = settings.instances[name]

@@ -115,7 +115,7 @@ def plan(run: Run, /, instance: str | None, **options: Any) -> None:
 def verify(run: Run, instance: str | None, backup_id: str | None) -> None:
     """Read back every object of the chain(s) and the logs; check sizes and checksums."""
     from pitr.errors import VerificationFailed
-    from pitr.verify import objects_to_verify, verify_all
+    from pitr.verify import contents_checked, objects_to_verify, verify_all
 
     store = catalog_store(run, instance)
     objects = objects_to_verify(store.load(), backup_id)
@@ -130,6 +130,7 @@ def verify(run: Run, instance: str | None, backup_id: str | None) -> None:
         "objects": len(objects),
         "bytes": total,
         "failed": [{"key": f.key, "problem": f.problem} for f in failures],
+        "contents_checked": contents_checked(objects),
     }
     lines = [f"FAILED {f.problem}" for f in failures]
     lines.append(f"{len(objects) - len(failures)} of {len(objects)} objects verified intact")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pitr.catalog import Catalog
 from pitr.catalog.store import CatalogStore
 from pitr.config import InstanceSettings, Settings
+from pitr.crypt.keyring import install, keyring_of
 from pitr.plan import Plan
 from pitr.planner import build_plan, documents_needed
 from pitr.storage import open_storage
@@ -25,6 +26,8 @@ class Planned:
 
 
 def open_catalog(settings: Settings, instance: InstanceSettings) -> CatalogStore:
+    """The instance's catalog; the repository's keys become this process's (encryption)."""
+    install(keyring_of(settings.repository, settings.source))
     return CatalogStore(open_storage(settings.repository), instance.name, instance.engine)
 
 

@@ -1,5 +1,7 @@
 """``pitr verify``: read back every object of the chain(s) and the logs, in parallel, checking
-stored size, sha256 and (for zstd) that it still decompresses to the recorded size."""
+stored size, sha256 and (for zstd) that it still decompresses to the recorded size. Encrypted
+objects are decrypted too where an identity is configured; without one, their stored size and
+sha256 are what is checked (docs/encryption.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from dataclasses import dataclass
 
 from pitr.catalog import Catalog
 from pitr.catalog.store import CatalogStore
+from pitr.crypt.keyring import WrongIdentity
+from pitr.crypt.keyring import current as current_keyring
 from pitr.errors import VerificationFailed
 from pitr.planner.common import differentials_of
 from pitr.transfer import StoredObject, verify
@@ -55,14 +59,20 @@ def verify_all(
     progress: Callable[[int], None] | None = None,
 ) -> list[Failure]:
     """Verify each object; the failures, in the order given."""
+    contents = current_keyring().can_decrypt
 
     def one(obj: StoredObject) -> Failure | None:
         try:
-            verify(store.storage, obj, progress=progress)
-        except VerificationFailed as exc:
+            verify(store.storage, obj, progress=progress, contents=contents)
+        except (VerificationFailed, WrongIdentity) as exc:
             return Failure(obj.key, exc.message)
         return None
 
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="verify") as pool:
         results = list(pool.map(one, objects))
     return [r for r in results if r is not None]
+
+
+def contents_checked(objects: Sequence[StoredObject]) -> bool:
+    """Whether verifying ``objects`` checks what they decrypt to, not only what is stored."""
+    return current_keyring().can_decrypt or all(o.encryption == "none" for o in objects)

@@ -29,8 +29,10 @@ from pitr.catalog.model import (
     Transaction,
     check_format,
 )
+from pitr.catalog.sealing import open_index, seal_backup, seal_index
 from pitr.catalog.segments import SegmentRun, columns_of, concat, to_row
 from pitr.catalog.summary import page_refs, read_page, tail_documents
+from pitr.crypt.keyring import current as current_keyring
 from pitr.errors import FormatError, ObjectExists, ObjectNotFound, RepositoryError, UsageError
 from pitr.storage.base import ObjectInfo, PutResult, Readable, Storage
 from pitr.transfer import StoredObject
@@ -168,14 +170,20 @@ class CatalogStore:
         except ObjectNotFound:
             return None
 
-    def transactions(self, segments: Iterable[LogSegment]) -> dict[str, tuple[Transaction, ...]]:
-        """The transactions of each segment (by ``segment.ref``), from its index document."""
+    def transactions(
+        self, segments: Iterable[LogSegment], *, contents: bool = False
+    ) -> dict[str, tuple[Transaction, ...]]:
+        """The transactions of each segment (by ``segment.ref``), from its index document;
+        with ``contents``, their summaries even when sealed (which needs an identity)."""
         todo = list(segments)
 
         def read(seg: LogSegment) -> tuple[Transaction, ...]:
+            key = self.layout.log_index(seg.stream, seg.name)
             index = self.segment_index(seg.stream, seg.name)
             if index is None:
-                raise ObjectNotFound(self.layout.log_index(seg.stream, seg.name))
+                raise ObjectNotFound(key)
+            if contents:
+                index = open_index(index, current_keyring(), key)
             return index.transactions
 
         return dict(zip((s.ref for s in todo), parallel(read, todo), strict=True))
@@ -217,8 +225,9 @@ class CatalogStore:
         """Write the manifest (create-if-absent: a backup id is published once), then the
         summary. Call with the instance lock held."""
         key = self.layout.manifest(backup.id)
+        doc = seal_backup(backup, current_keyring()).to_dict()
         try:
-            write_document(self.storage, key, backup.to_dict(), if_absent=True)
+            write_document(self.storage, key, doc, if_absent=True)
         except ObjectExists:
             raise RepositoryError(f"backup {backup.id} is already published ({key})") from None
         self.write_backups_summary([*self.load_backups()])
@@ -229,7 +238,8 @@ class CatalogStore:
         seg = index.segment
         key = self.layout.log_index(seg.stream, seg.name)
         try:
-            write_document(self.storage, key, index.to_dict(), if_absent=True)
+            write_document(self.storage, key, seal_index(index, current_keyring()).to_dict(),
+                           if_absent=True)  # fmt: skip
             return True
         except ObjectExists:
             existing = self.segment_index(seg.stream, seg.name)
