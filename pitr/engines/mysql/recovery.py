@@ -120,7 +120,7 @@ def restore_beside(
     port: int | None,
     compression: Compression,
 ) -> dict[str, Any]:
-    plan = make_plan(store, target).plan
+    plan = make_plan(store, target, reading=True).plan
     _require(plan)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise PreconditionFailed(f"{dest} is not empty: restore needs a new or empty directory")
@@ -201,7 +201,7 @@ def _secure(
 ) -> tuple[Plan, bool, Path | None, str | None]:
     """Refuse early what newer binlogs cannot cure; ``FLUSH BINARY LOGS`` and archive, so the
     binlog holding the mistake is in the repository; then the plan."""
-    first = make_plan(store, target).plan
+    first = make_plan(store, target, reading=True).plan
     if not _curable(first):
         _require(first)
     running = server.accepts_connections()
@@ -222,7 +222,7 @@ def _secure(
     else:
         log.warning("instance %s is not running: its newest binlogs cannot be secured",
                     store.instance)  # fmt: skip
-    plan = make_plan(store, target).plan
+    plan = make_plan(store, target, reading=True).plan
     _require(plan)
     return plan, running, directory, base
 

@@ -209,7 +209,7 @@ def restore_beside(
     config: str,
 ) -> Recovered:
     server.require_tools(["postgres", *(["pg_ctl"] if port else [])])
-    plan = make_plan(store, target).plan
+    plan = make_plan(store, target, reading=True).plan
     _require(plan)
     if dest.exists() and not dest.is_dir():
         raise PreconditionFailed(f"{dest} is not a directory: restore needs a new or empty one")
@@ -413,7 +413,7 @@ def _plan_with_newest_wal(store: CatalogStore, server: PgServer, target: Target)
     only a WAL switch gets archived. Switching changes no data, so it is done even when the
     plan is refused — unless the data directory is our own half-recovered one (an
     interrupted run: its server, if up, is still replaying or on a throw-away timeline)."""
-    plan = make_plan(store, target).plan
+    plan = make_plan(store, target, reading=True).plan
     if (server.datadir / IN_PROGRESS).exists():
         log.info("%s is a recovery pitr left unfinished: taking it over", server.datadir)
         return plan
@@ -426,7 +426,7 @@ def _plan_with_newest_wal(store: CatalogStore, server: PgServer, target: Target)
         except PitrError as exc:
             log.warning("could not archive the newest WAL: %s", exc.message)
             return plan
-    return make_plan(store, target).plan  # again: the newest WAL may hold the target
+    return make_plan(store, target, reading=True).plan  # again: the newest WAL may hold the target
 
 
 def _wait_for_history(store: CatalogStore, timeline: int) -> None:
