@@ -8,8 +8,8 @@ wrap a readable stream and are readable streams themselves: memory stays within 
 whatever the size. Files written here decrypt with ``age -d``; files written by ``age -r``
 decrypt here (tests/unit/test_age.py proves both with Debian's ``age``).
 
-This module imports no cryptographic library until a stream is made: reading the
-configuration only parses keys.
+The primitives (X25519, ChaCha20-Poly1305) come from ``pitr.crypt.primitives``; HKDF and the
+header MAC are the standard library's HMAC-SHA256.
 """
 
 from __future__ import annotations
@@ -20,12 +20,9 @@ import hmac
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from pitr.crypt import bech32
-
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from pitr.crypt import bech32, primitives
 
 MAGIC = b"age-encryption.org/v1"
 CHUNK = 64 * 1024
@@ -72,30 +69,18 @@ def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
 
 
 def _x25519(secret: bytes, public: bytes) -> bytes:
-    from cryptography.hazmat.primitives.asymmetric.x25519 import (
-        X25519PrivateKey,
-        X25519PublicKey,
-    )
-
     try:
-        shared = X25519PrivateKey.from_private_bytes(secret).exchange(
-            X25519PublicKey.from_public_bytes(public)
-        )
+        return primitives.x25519(secret, public)
     except ValueError:  # the all-zero shared secret of a low-order point
         raise AgeError("invalid X25519 share in the header") from None
-    return shared
 
 
 def _base_point_mult(secret: bytes) -> bytes:
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
-    return X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw()
+    return primitives.x25519(secret, None)
 
 
-def _aead(key: bytes) -> ChaCha20Poly1305:
-    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
-    return ChaCha20Poly1305(key)
+def _aead(key: bytes) -> primitives.Aead:
+    return primitives.chacha20_poly1305(key)
 
 
 @dataclass(frozen=True)
@@ -164,7 +149,7 @@ def _stanza(file_key: bytes, recipient: Recipient) -> bytes:
     ephemeral = os.urandom(32)
     share = _base_point_mult(ephemeral)
     wrap = _hkdf(_x25519(ephemeral, recipient.public), share + recipient.public, _X25519_LABEL)
-    body = _aead(wrap).encrypt(bytes(12), file_key, None)
+    body = _aead(wrap).encrypt(bytes(12), file_key)
     return b"-> X25519 " + _b64(share) + b"\n" + _body_lines(body)
 
 
@@ -214,7 +199,8 @@ class _Pump:
             if not data:
                 self._eof = True
             else:
-                self._buf = self._buf[self._pos :] + data
+                left = self._buf[self._pos :] if self._pos < len(self._buf) else b""
+                self._buf = left + data if left else data
                 self._pos = 0
 
     def _step(self) -> None:
@@ -247,7 +233,7 @@ def encrypting(source: Readable, recipients: Sequence[Recipient]) -> Readable:
     aead = _aead(_hkdf(file_key, nonce, b"payload"))
 
     def seal(chunk: bytes, counter: int, last: bool) -> bytes:
-        sealed: bytes = aead.encrypt(_chunk_nonce(counter, last), chunk, None)
+        sealed: bytes = aead.encrypt(_chunk_nonce(counter, last), chunk)
         return sealed
 
     return _Pump(source, CHUNK, seal, prefix=head + nonce)
@@ -299,8 +285,6 @@ def _read_header(source: Readable) -> tuple[_Header, bytes]:
 
 
 def _unwrap(head: _Header, identities: Sequence[Identity]) -> bytes:
-    from cryptography.exceptions import InvalidTag
-
     for args, body in head.stanzas:
         if args[0] != b"X25519":
             continue
@@ -313,8 +297,8 @@ def _unwrap(head: _Header, identities: Sequence[Identity]) -> bytes:
             public = identity.recipient().public
             wrap = _hkdf(_x25519(identity.secret, share), share + public, _X25519_LABEL)
             try:
-                key: bytes = _aead(wrap).decrypt(bytes(12), body, None)
-            except InvalidTag:
+                key: bytes = _aead(wrap).decrypt(bytes(12), body)
+            except primitives.InvalidTag:
                 continue
             return key
     raise NoIdentity("no identity matches any recipient of the file")
@@ -324,8 +308,6 @@ def decrypting(source: Readable, identities: Sequence[Identity]) -> Readable:
     """The plaintext of the age file ``source``. The header is read and checked now
     (``NoIdentity`` when no identity opens it); each chunk is authenticated as it is read
     (``AgeError`` when a chunk, or the end of the file, was tampered with)."""
-    from cryptography.exceptions import InvalidTag
-
     head, rest = _read_header(source)
     file_key = _unwrap(head, identities)
     if not hmac.compare_digest(_mac(file_key, head.signed), head.mac):
@@ -341,8 +323,8 @@ def decrypting(source: Readable, identities: Sequence[Identity]) -> Readable:
         if len(chunk) < TAG or (last and len(chunk) == TAG and counter > 0):
             raise AgeError("truncated payload" if len(chunk) < TAG else "empty last chunk")
         try:
-            opened: bytes = aead.decrypt(_chunk_nonce(counter, last), chunk, None)
-        except InvalidTag:
+            opened: bytes = aead.decrypt(_chunk_nonce(counter, last), chunk)
+        except primitives.InvalidTag:
             raise AgeError(f"payload chunk {counter} does not authenticate") from None
         return opened
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pitr.crypt import bech32
+from pitr.crypt import bech32, primitives
 from pitr.crypt.age import (
     CHUNK,
     AgeError,
@@ -142,3 +142,26 @@ def test_short_reads_both_ways() -> None:
     data = os.urandom(3 * CHUNK + 5)
     sealed = drain(encrypting(_Trickle(data, 1000), [identity.recipient()]), 999)
     assert drain(decrypting(_Trickle(sealed, 333), [identity]), 4096) == data
+
+
+@pytest.mark.parametrize("openssl", [True, False], ids=["libcrypto", "cryptography"])
+def test_both_primitive_backends_agree(openssl: bool) -> None:
+    """libcrypto through ctypes (what runs here) and the ``cryptography`` fallback."""
+    assert primitives.libcrypto() is not None
+    scalar = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
+    point = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
+    expected = "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"
+    assert primitives.x25519(scalar, point, openssl=openssl).hex() == expected  # RFC 7748
+    a, b = os.urandom(32), os.urandom(32)
+    pa, pb = primitives.x25519(a, None, openssl=openssl), primitives.x25519(b, None)
+    assert primitives.x25519(a, pb, openssl=openssl) == primitives.x25519(b, pa, openssl=False)
+    with pytest.raises(ValueError):
+        primitives.x25519(a, bytes(32), openssl=openssl)  # a low-order point
+    key, nonce = os.urandom(32), os.urandom(12)
+    sealed = primitives.chacha20_poly1305(key, openssl=openssl).encrypt(nonce, b"data" * 999)
+    other = primitives.chacha20_poly1305(key, openssl=not openssl)
+    assert other.decrypt(nonce, sealed) == b"data" * 999
+    for backend in (openssl, not openssl):
+        aead = primitives.chacha20_poly1305(key, openssl=backend)
+        with pytest.raises(primitives.InvalidTag):
+            aead.decrypt(nonce, sealed[:-1] + bytes([sealed[-1] ^ 1]))
