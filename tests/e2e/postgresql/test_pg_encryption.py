@@ -89,6 +89,8 @@ def test_nothing_readable_in_the_repository_and_the_story_passes(
     segment = site.archive_now()
     events = site.ok("events")["events"]
     assert any(MARKER in e["summary"] for e in events)  # with the identity: readable
+    checks = {c["name"]: c for c in site.ok("check")["checks"]}
+    assert "probe decrypted" in checks["encryption probe"]["detail"], checks
     found = [str(p) for p, data in contents(repo) if MARKER.encode() in data]
     assert not found, f"the marker is readable in {found}"
 
@@ -134,6 +136,13 @@ def test_without_the_identity_writers_work_readers_refuse(
     assert "identity_file" in done.error
     assert not dest.exists() or not any(dest.iterdir())
     assert MARKER not in done.stderr
+    pid = site.server.postmaster_pid()
+    done = site.fails(2, "recover", *point.option("xid"), "--yes")  # before the stop
+    assert "identity_file" in done.error
+    assert site.server.postmaster_pid() == pid and site.one("SELECT 1") == 1
+    checks = {c["name"]: c for c in site.ok("check")["checks"]}
+    assert checks["encryption probe"]["ok"], checks
+    assert "not decrypted" in checks["encryption probe"]["detail"]
 
 
 def test_plaintext_then_encrypted_then_rotated(sealed_site: tuple[Site, Path]) -> None:
