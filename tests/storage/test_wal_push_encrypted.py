@@ -64,6 +64,7 @@ def test_plaintext_segments_stay_fetchable_once_encryption_is_on(tmp_path: Path)
     again = repo.pitr("wal-push", "--json", str(wal))
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["archived"] is False  # the same segment, already there
+    assert not list((tmp_path / "repo").rglob("*.age"))  # and no second copy of it left
     fetched = repo.pitr("wal-fetch", SEGMENT, str(tmp_path / "out"))
     assert fetched.returncode == 0, fetched.stderr
     assert (tmp_path / "out").read_bytes() == wal.read_bytes()

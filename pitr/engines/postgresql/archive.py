@@ -157,6 +157,8 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
         },
     )
     published = store.publish_segment(SegmentIndex(segment, index.transactions))
+    if not published and uploaded is not None:
+        _drop_duplicate(store, wal, stored.key)
     per_id = 0x100000000 // header.segment_size
     if published and wal.seg == per_id - 1:  # every 4 GB of WAL: fold the tail into a page
         try:
@@ -164,6 +166,14 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
         except PitrError as exc:  # the summary is a cache: archiving has succeeded
             log.warning("could not update the catalog summary: %s", exc.message)
     return published
+
+
+def _drop_duplicate(store: CatalogStore, wal: WalName, key: str) -> None:
+    """The segment was archived before under another name (e.g. before encryption was turned
+    on): the object just uploaded to ``key`` is not the one its index document names."""
+    existing = store.segment_index(wal.stream, wal.name)
+    if existing is not None and existing.segment.object.key != key:
+        store.storage.delete(key)
 
 
 def _already_there(
