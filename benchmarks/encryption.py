@@ -25,8 +25,9 @@ from pathlib import Path
 import zstandard
 from transfer import MB, make_input, timed
 
+from pitr.crypt import install
 from pitr.crypt.age import Identity
-from pitr.crypt.keyring import Keyring, install
+from pitr.crypt.keyring import Keyring
 from pitr.storage.local import LocalStorage
 from pitr.transfer import Compression, StoredObject, download, upload
 

@@ -401,9 +401,10 @@ def _validate(settings: Settings, env: Mapping[str, str]) -> None:
 
 def _validate_encryption(repo: RepositorySettings, scheme: str, src: str) -> None:
     """Recipients parse (key files are named with their line on error); SSE is S3's."""
-    from pitr.crypt.keyring import keyring_of
+    if repo.encryption == "age":
+        from pitr.crypt.keyring import keyring_of
 
-    keyring_of(repo, src)
+        keyring_of(repo, src)
     if repo.sse is not None and scheme != "s3":
         raise ConfigError(f"{src}: [repository] sse: only for s3:// repositories")
     if repo.sse_kms_key_id is not None and repo.sse != "aws:kms":

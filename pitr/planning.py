@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pitr import crypt
 from pitr.catalog import Catalog
 from pitr.catalog.documents import parallel
 from pitr.catalog.store import CatalogStore
 from pitr.config import InstanceSettings, Settings
-from pitr.crypt.keyring import current as current_keyring
-from pitr.crypt.keyring import install, keyring_of
+from pitr.crypt.keyring import keyring_for
 from pitr.plan import Plan
 from pitr.planner import build_plan, documents_needed
 from pitr.storage import open_storage
@@ -31,7 +31,7 @@ class Planned:
 
 def open_catalog(settings: Settings, instance: InstanceSettings) -> CatalogStore:
     """The instance's catalog; the repository's keys become this process's (encryption)."""
-    install(keyring_of(settings.repository, settings.source))
+    crypt.install(keyring_for(settings.repository, settings.source))
     return CatalogStore(open_storage(settings.repository), instance.name, instance.engine)
 
 
@@ -55,7 +55,7 @@ def make_plan(
 def confirm_readable(store: CatalogStore, objects: Sequence[StoredObject]) -> None:
     """Open each encrypted object's header with the identities, before anything is touched:
     ``IdentityMissing`` or ``WrongIdentity`` (exit 2) names the setting or the object."""
-    keyring = current_keyring()
+    keyring = crypt.installed()
     sealed = [o for o in objects if o.encryption != "none"]
     if sealed:
         keyring.identities(sealed[0].key)

@@ -21,6 +21,7 @@ from pitr.storage.base import MiB, Readable, Storage
 
 if TYPE_CHECKING:
     from pitr.config import RepositorySettings
+    from pitr.crypt.readahead import ReadAhead
 
 READ_SIZE = 1 * MiB
 
@@ -36,7 +37,7 @@ class Compression:
     algorithm: Literal["zstd", "none"] = "zstd"
     level: int = 3
     threads: int = 0  # 0: one worker per CPU
-    encrypt: bool = False  # to the installed keyring's recipients (pitr.crypt.keyring)
+    encrypt: bool = False  # to the installed keyring's recipients (pitr.crypt)
 
     @classmethod
     def from_settings(cls, repo: RepositorySettings) -> Compression:
@@ -183,9 +184,9 @@ def upload(
 def _encrypted(source: Readable, compression: Compression) -> Readable:
     if not compression.encrypt:
         return source
-    from pitr.crypt.keyring import current
+    from pitr import crypt
 
-    keyring = current()
+    keyring = crypt.installed()
     if not keyring.encrypts:
         raise AssertionError("encryption asked for without recipients installed")
     return keyring.encrypt(source)
@@ -194,9 +195,9 @@ def _encrypted(source: Readable, compression: Compression) -> Readable:
 def _decrypted(source: Readable, encryption: str, key: str) -> Readable:
     if encryption == "none":
         return source
-    from pitr.crypt.keyring import current
+    from pitr import crypt
 
-    return current().decrypt(source, key)
+    return crypt.installed().decrypt(source, key)
 
 
 class VerifiedReader:
@@ -225,12 +226,16 @@ class VerifiedReader:
             raise VerificationFailed(f"{obj.key}: missing from the repository") from None
         self._stored = _CountingReader(self._stream, hash_raw=True, progress=progress)
         self._reader: Readable = self._stored
-        if self._contents:
+        self._ahead: ReadAhead | None = None
+        if self._contents and obj.encryption != "none":
+            from pitr.crypt.readahead import ReadAhead
+
             try:
-                self._reader = _decrypted(self._stored, obj.encryption, obj.key)
+                self._ahead = ReadAhead(_decrypted(self._stored, obj.encryption, obj.key))
             except BaseException:
                 self._stream.close()
                 raise
+            self._reader = self._ahead
         self._plain = self._reader  # before decompression: drained to authenticate its end
         if obj.compression == "zstd" and self._contents:
             import zstandard
@@ -272,6 +277,8 @@ class VerifiedReader:
         return self.raw
 
     def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
         self._stream.close()
 
     def __enter__(self) -> VerifiedReader:

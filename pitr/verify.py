@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from pitr import crypt
 from pitr.catalog import Catalog
 from pitr.catalog.store import CatalogStore
 from pitr.crypt.keyring import WrongIdentity
-from pitr.crypt.keyring import current as current_keyring
 from pitr.errors import VerificationFailed
 from pitr.planner.common import differentials_of
 from pitr.transfer import StoredObject, verify
@@ -59,7 +59,7 @@ def verify_all(
     progress: Callable[[int], None] | None = None,
 ) -> list[Failure]:
     """Verify each object; the failures, in the order given."""
-    contents = current_keyring().can_decrypt
+    contents = crypt.can_decrypt()
 
     def one(obj: StoredObject) -> Failure | None:
         try:
@@ -75,4 +75,4 @@ def verify_all(
 
 def contents_checked(objects: Sequence[StoredObject]) -> bool:
     """Whether verifying ``objects`` checks what they decrypt to, not only what is stored."""
-    return current_keyring().can_decrypt or all(o.encryption == "none" for o in objects)
+    return crypt.can_decrypt() or all(o.encryption == "none" for o in objects)

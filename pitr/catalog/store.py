@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pitr import crypt
 from pitr.catalog import Catalog
 from pitr.catalog.documents import WORKERS, parallel, read_document, write_document
 from pitr.catalog.layout import INDEX_SUFFIX, Layout
@@ -29,10 +30,8 @@ from pitr.catalog.model import (
     Transaction,
     check_format,
 )
-from pitr.catalog.sealing import open_index, seal_backup, seal_index
 from pitr.catalog.segments import SegmentRun, columns_of, concat, to_row
 from pitr.catalog.summary import page_refs, read_page, tail_documents
-from pitr.crypt.keyring import current as current_keyring
 from pitr.errors import FormatError, ObjectExists, ObjectNotFound, RepositoryError, UsageError
 from pitr.storage.base import ObjectInfo, PutResult, Readable, Storage
 from pitr.transfer import StoredObject
@@ -182,8 +181,10 @@ class CatalogStore:
             index = self.segment_index(seg.stream, seg.name)
             if index is None:
                 raise ObjectNotFound(key)
-            if contents:
-                index = open_index(index, current_keyring(), key)
+            if contents and index.sealed is not None:
+                from pitr.catalog.sealing import open_index
+
+                index = open_index(index, crypt.installed(), key)
             return index.transactions
 
         return dict(zip((s.ref for s in todo), parallel(read, todo), strict=True))
@@ -225,7 +226,11 @@ class CatalogStore:
         """Write the manifest (create-if-absent: a backup id is published once), then the
         summary. Call with the instance lock held."""
         key = self.layout.manifest(backup.id)
-        doc = seal_backup(backup, current_keyring()).to_dict()
+        if crypt.encrypting():
+            from pitr.catalog.sealing import seal_backup
+
+            backup = seal_backup(backup, crypt.installed())
+        doc = backup.to_dict()
         try:
             write_document(self.storage, key, doc, if_absent=True)
         except ObjectExists:
@@ -237,9 +242,13 @@ class CatalogStore:
         already published; ``RepositoryError`` when a different one was."""
         seg = index.segment
         key = self.layout.log_index(seg.stream, seg.name)
+        doc = index.to_dict()
+        if crypt.encrypting():
+            from pitr.catalog.sealing import seal_index
+
+            doc = seal_index(index, crypt.installed()).to_dict()
         try:
-            write_document(self.storage, key, seal_index(index, current_keyring()).to_dict(),
-                           if_absent=True)  # fmt: skip
+            write_document(self.storage, key, doc, if_absent=True)
             return True
         except ObjectExists:
             existing = self.segment_index(seg.stream, seg.name)

@@ -20,9 +20,12 @@ import hmac
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pitr.crypt import bech32, primitives
+from pitr.crypt import bech32
+
+if TYPE_CHECKING:
+    from pitr.crypt.primitives import Aead
 
 MAGIC = b"age-encryption.org/v1"
 CHUNK = 64 * 1024
@@ -69,6 +72,8 @@ def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
 
 
 def _x25519(secret: bytes, public: bytes) -> bytes:
+    from pitr.crypt import primitives  # ctypes: only where keys are used
+
     try:
         return primitives.x25519(secret, public)
     except ValueError:  # the all-zero shared secret of a low-order point
@@ -76,10 +81,14 @@ def _x25519(secret: bytes, public: bytes) -> bytes:
 
 
 def _base_point_mult(secret: bytes) -> bytes:
+    from pitr.crypt import primitives
+
     return primitives.x25519(secret, None)
 
 
-def _aead(key: bytes) -> primitives.Aead:
+def _aead(key: bytes) -> Aead:
+    from pitr.crypt import primitives
+
     return primitives.chacha20_poly1305(key)
 
 
@@ -285,6 +294,8 @@ def _read_header(source: Readable) -> tuple[_Header, bytes]:
 
 
 def _unwrap(head: _Header, identities: Sequence[Identity]) -> bytes:
+    from pitr.crypt.primitives import InvalidTag
+
     for args, body in head.stanzas:
         if args[0] != b"X25519":
             continue
@@ -298,7 +309,7 @@ def _unwrap(head: _Header, identities: Sequence[Identity]) -> bytes:
             wrap = _hkdf(_x25519(identity.secret, share), share + public, _X25519_LABEL)
             try:
                 key: bytes = _aead(wrap).decrypt(bytes(12), body)
-            except primitives.InvalidTag:
+            except InvalidTag:
                 continue
             return key
     raise NoIdentity("no identity matches any recipient of the file")
@@ -308,6 +319,8 @@ def decrypting(source: Readable, identities: Sequence[Identity]) -> Readable:
     """The plaintext of the age file ``source``. The header is read and checked now
     (``NoIdentity`` when no identity opens it); each chunk is authenticated as it is read
     (``AgeError`` when a chunk, or the end of the file, was tampered with)."""
+    from pitr.crypt.primitives import InvalidTag
+
     head, rest = _read_header(source)
     file_key = _unwrap(head, identities)
     if not hmac.compare_digest(_mac(file_key, head.signed), head.mac):
@@ -324,7 +337,7 @@ def decrypting(source: Readable, identities: Sequence[Identity]) -> Readable:
             raise AgeError("truncated payload" if len(chunk) < TAG else "empty last chunk")
         try:
             opened: bytes = aead.decrypt(_chunk_nonce(counter, last), chunk)
-        except primitives.InvalidTag:
+        except InvalidTag:
             raise AgeError(f"payload chunk {counter} does not authenticate") from None
         return opened
 

@@ -4,9 +4,7 @@ Writers need only the recipients (public keys): a host that ships backups and lo
 them back. Reading contents needs the identities (private keys) in ``identity_file``, read
 when first needed, never logged: a key file's problems are reported by file and line only.
 
-The repository's keyring is installed once per process when the repository is opened
-(``install``); the transfer pipeline and the catalog take it from there (``current``), as
-logging takes its redactions, so that every reader and writer of objects uses the same keys.
+The keyring in use is installed with ``pitr.crypt.install``.
 """
 
 from __future__ import annotations
@@ -169,14 +167,9 @@ def keyring_of(repo: RepositorySettings, source: str) -> Keyring:
     return Keyring(recipients, repo.identity_file)
 
 
-_installed = Keyring()
-
-
-def install(keyring: Keyring) -> None:
-    """Make ``keyring`` the one this process uses (when its repository is opened)."""
-    global _installed
-    _installed = keyring
-
-
-def current() -> Keyring:
-    return _installed
+def keyring_for(repo: RepositorySettings, source: str) -> Keyring | None:
+    """What to ``pitr.crypt.install`` for ``[repository]``: None when it neither encrypts
+    nor names an identity (nothing of this package is needed then)."""
+    if repo.encryption == "none" and repo.identity_file is None:
+        return None
+    return keyring_of(repo, source)

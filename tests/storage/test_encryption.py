@@ -16,8 +16,9 @@ import boto3
 import pytest
 
 from pitr.config import RepositorySettings
+from pitr.crypt import install
 from pitr.crypt.age import Identity
-from pitr.crypt.keyring import Keyring, WrongIdentity, install
+from pitr.crypt.keyring import Keyring, WrongIdentity
 from pitr.errors import VerificationFailed
 from pitr.storage import Storage, open_storage
 from pitr.transfer import Compression, download, upload, verify
@@ -36,7 +37,7 @@ def keys(tmp_path: Path) -> Iterator[tuple[Path, Keyring]]:
     keyring = Keyring((identity.recipient(),), str(path))
     install(keyring)
     yield path, keyring
-    install(Keyring())
+    install(None)
 
 
 @pytest.mark.parametrize("repo_settings", DRIVERS, indirect=True)

@@ -18,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pitr import crypt
 from pitr.catalog.documents import read_document
 from pitr.catalog.model import LogSegment, SegmentIndex, TimelineHistory
 from pitr.catalog.segments import SUFFIX
 from pitr.catalog.store import CatalogStore
 from pitr.catalog.summary import compact
-from pitr.crypt.keyring import current as current_keyring
 from pitr.engines.postgresql.waldump import index_segment
 from pitr.engines.postgresql.walfile import (
     WalName,
@@ -199,7 +199,7 @@ def _already_there(
 def _read_back(ctx: PushContext, key: str) -> StoredObject | None:
     """The object at ``key`` described from its contents; None when it is encrypted and this
     host holds no identity to read it (docs/encryption.md: writers hold only recipients)."""
-    if ctx.compression.encrypt and not current_keyring().can_decrypt:
+    if ctx.compression.encrypt and not crypt.can_decrypt():
         return None
     return read_back(ctx.store.storage, key, ctx.compression.codec)
 
@@ -261,7 +261,7 @@ def object_keys(store: CatalogStore, name: str) -> list[tuple[str, str]]:
     wal = parse_wal_name(name)
     if wal is None:
         raise UsageError(f"{name}: not a WAL file name")
-    first = "+age" if current_keyring().encrypts else ""
+    first = "+age" if crypt.encrypting() else ""
     order = [first, "" if first else "+age"]
     if wal.kind == "history":
         return [(store.layout.history_object(name, SUFFIX[f"none{e}"]), f"none{e}") for e in order]

@@ -17,12 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pitr import proc
+from pitr import crypt, proc
 from pitr.catalog import Catalog
 from pitr.catalog.model import LogSegment, Transaction
 from pitr.catalog.sealing import open_backup
 from pitr.catalog.store import CatalogStore
-from pitr.crypt.keyring import current as current_keyring
 from pitr.engines.postgresql.waldump import FIRST_NORMAL_OID
 from pitr.timeutil import format_time
 from pitr.transfer import download
@@ -42,7 +41,7 @@ def relation_names(catalog: Catalog, *, parts: bool = False) -> dict[str, str]:
     ``parts``, their indexes and TOAST relations map to the table's name too."""
     names: dict[str, str] = {}
     for backup in catalog.backups:
-        meta = open_backup(backup, current_keyring()).engine_meta  # sealed when encrypted
+        meta = open_backup(backup, crypt.installed()).engine_meta  # sealed when encrypted
         for database in meta.get("relations", {}).values():
             if parts:
                 names.update(database.get("parts", {}))
