@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import zstandard
-from transfer import MB, make_input, timed
+from transfer import MB, make_input
 
 from pitr.crypt import install
 from pitr.crypt.age import Identity
@@ -50,28 +52,51 @@ def transfer_rows(args: argparse.Namespace, work: Path, identity_file: Path) -> 
         with (work / "restored.bin").open("wb") as out:
             download(repo, stored[name], out)
 
-    seconds = {
-        "upload": timed(lambda: up("plain.zst", False), args.runs),
-        "upload+age": timed(lambda: up("sealed.zst.age", True), args.runs),
-        "download": timed(lambda: down("plain.zst"), args.runs),
-        "download+age": timed(lambda: down("sealed.zst.age"), args.runs),
-    }
     compressed = work / "repo" / "plain.zst"
     public = str(Identity.parse(_secret(identity_file)).recipient())
-    seconds["age -r (compressed)"] = timed(
-        lambda: subprocess.run(["age", "-r", public, "-o", str(work / "c.age"), str(compressed)],
-                               check=True), args.runs)  # fmt: skip
-    seconds["age -d (compressed)"] = timed(
-        lambda: subprocess.run(["age", "-d", "-i", str(identity_file), "-o", str(work / "c"),
-                                str(work / "c.age")], check=True), args.runs)  # fmt: skip
+    contenders: dict[str, Callable[[], object]] = {
+        "upload": lambda: up("plain.zst", False),
+        "upload+age": lambda: up("sealed.zst.age", True),
+        "download": lambda: down("plain.zst"),
+        "download+age": lambda: down("sealed.zst.age"),
+        "age -r (compressed)": lambda: subprocess.run(
+            ["age", "-r", public, "-o", str(work / "c.age"), str(compressed)], check=True),
+        "age -d (compressed)": lambda: subprocess.run(
+            ["age", "-d", "-i", str(identity_file), "-o", str(work / "c"), str(work / "c.age")],
+            check=True),
+    }  # fmt: skip
+    spent = interleaved(contenders, args.runs)
     size = args.size_mb
     lines = [f"transfer: {size} MB input, {compressed.stat().st_size / MB:.0f} MB stored, "
-             f"median of {args.runs}"]  # fmt: skip
-    for name, secs in seconds.items():
-        base = seconds.get(name.removesuffix("+age"))
-        ratio = f"{secs / base:5.3f}x" if base and name.endswith("+age") else ""
-        lines.append(f"  {name:22} {secs:7.2f} s {size / secs:7.0f} MB/s  {ratio}")
+             f"median of {args.runs} (wall; CPU of pitr and its children)"]  # fmt: skip
+    for name, (wall, cpu) in spent.items():
+        base = spent.get(name.removesuffix("+age"))
+        ratio = (
+            f"{wall / base[0]:5.3f}x wall {cpu / base[1]:5.3f}x CPU" if base and "+" in name else ""
+        )
+        lines.append(f"  {name:22} {wall:7.2f} s {cpu:7.2f} s CPU {size / wall:6.0f} MB/s  {ratio}")
     return lines
+
+
+def _cpu() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def interleaved(
+    contenders: dict[str, Callable[[], object]], runs: int
+) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU seconds of each contender, the contenders taking turns (so that the
+    load of a shared machine falls on each alike)."""
+    walls: dict[str, list[float]] = {name: [] for name in contenders}
+    cpus: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(runs):
+        for name, fn in contenders.items():
+            started, cpu = time.perf_counter(), _cpu()
+            fn()
+            walls[name].append(time.perf_counter() - started)
+            cpus[name].append(_cpu() - cpu)
+    return {n: (statistics.median(walls[n]), statistics.median(cpus[n])) for n in contenders}
 
 
 def _secret(path: Path) -> str:
@@ -84,26 +109,31 @@ def push_rows(args: argparse.Namespace, work: Path, public: str) -> list[str]:
     with SEGMENT.open("rb") as src, wal.open("wb") as dst:
         zstandard.ZstdDecompressor().copy_stream(src, dst)
     pitr = str(Path(sys.executable).parent / "pitr")
-    times: dict[str, list[float]] = {"plain": [], "age": []}
     instance = f'[instances.main]\nengine = "postgresql"\ndatadir = "{work}"\nbindir = "{BINDIR}"\n'
-    for n in range(args.pushes):
-        for mode, spent in times.items():
-            repo = work / f"repo-{mode}-{n}"
-            config = work / f"{mode}.toml"
-            extra = f'encryption = "age"\nrecipients = ["{public}"]\n' if mode == "age" else ""
-            config.write_text(f'[repository]\nurl = "file://{repo}"\n{extra}{instance}')
-            started = time.perf_counter()
-            subprocess.run([pitr, "--config", str(config), "wal-push", str(wal)],
-                           check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-            spent.append(time.perf_counter() - started)
+    pushes = {}
+    for mode in ("plain", "age"):
+        config = work / f"{mode}.toml"
+        extra = f'encryption = "age"\nrecipients = ["{public}"]\n' if mode == "age" else ""
+        config.write_text(f'[repository]\nurl = "file://{work}/repo-{mode}"\n{extra}{instance}')
+        argv = [pitr, "--config", str(config), "wal-push", str(wal)]
+
+        def push(argv: list[str] = argv, repo: Path = work / f"repo-{mode}") -> None:
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
             shutil.rmtree(repo)
-    plain, sealed = (statistics.median(times[m]) * 1000 for m in ("plain", "age"))
+
+        pushes[mode] = push
+    spent = interleaved(pushes, args.pushes)
+    (plain, plain_cpu), (sealed, sealed_cpu) = spent["plain"], spent["age"]
     own = _encryption_in_a_fresh_process(wal, public, args.pushes)
     return [
-        f"wal-push (new process per 16 MB segment), median of {args.pushes}",
-        f"  plain {plain:7.1f} ms   age {sealed:7.1f} ms   difference {sealed - plain:+6.1f} ms",
-        f"  encryption's own share in a fresh process (imports, keys, sealing the compressed "
-        f"segment): median {statistics.median(own):.1f} ms, min {min(own):.1f} ms",
+        f"wal-push (a new process per 16 MB segment), median of {args.pushes}",
+        f"  wall: plain {plain * 1000:6.1f} ms  age {sealed * 1000:6.1f} ms  "
+        f"difference {(sealed - plain) * 1000:+6.1f} ms",
+        f"  CPU:  plain {plain_cpu * 1000:6.1f} ms  age {sealed_cpu * 1000:6.1f} ms  "
+        f"difference {(sealed_cpu - plain_cpu) * 1000:+6.1f} ms",
+        "  encryption's own share in a fresh process (importing it, the key, sealing the "
+        f"compressed segment): wall median {statistics.median(w for w, _ in own):.1f} ms, "
+        f"CPU median {statistics.median(c for _, c in own):.1f} ms",
     ]
 
 
@@ -113,21 +143,23 @@ _OWN_SHARE = """
 import io, sys, time, zstandard, hashlib, hmac
 import pitr.config, pitr.transfer, pitr.catalog.store
 data = zstandard.ZstdCompressor(level=3).compress(open(sys.argv[1], "rb").read())
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 from pitr.crypt.age import Recipient, encrypting
 stream = encrypting(io.BytesIO(data), [Recipient.parse(sys.argv[2])])
 while stream.read(1 << 20):
     pass
-print((time.perf_counter() - started) * 1000)
+print((time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000)
 """
 
 
-def _encryption_in_a_fresh_process(wal: Path, public: str, runs: int) -> list[float]:
-    return [
-        float(subprocess.run([sys.executable, "-c", _OWN_SHARE, str(wal), public], check=True,
-                             capture_output=True, text=True).stdout)
-        for _ in range(runs)
-    ]  # fmt: skip
+def _encryption_in_a_fresh_process(wal: Path, public: str, runs: int) -> list[tuple[float, float]]:
+    """Wall and CPU milliseconds, one pair per run."""
+    found = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", _OWN_SHARE, str(wal), public], check=True,
+                             capture_output=True, text=True).stdout.split()  # fmt: skip
+        found.append((float(out[0]), float(out[1])))
+    return found
 
 
 def main() -> None:

@@ -19,10 +19,10 @@ import binascii
 import hmac
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from pitr.crypt import bech32
+from pitr.storage.base import Readable
 
 if TYPE_CHECKING:
     from pitr.crypt.primitives import Aead
@@ -36,10 +36,6 @@ NONCE = 16
 MAX_HEADER = 64 * 1024  # a header longer than this is refused, not buffered
 _X25519_LABEL = b"age-encryption.org/v1/X25519"
 _READ = 1 << 20
-
-
-class Readable(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class AgeError(Exception):
@@ -92,11 +88,30 @@ def _aead(key: bytes) -> Aead:
     return primitives.chacha20_poly1305(key)
 
 
-@dataclass(frozen=True)
-class Recipient:
+class _Key:
+    """A 32-byte key, compared by value. (Plain classes: ``wal-push`` imports this module once
+    per segment, and each dataclass costs it half a millisecond to define.)"""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and type(other) is type(self) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class Recipient(_Key):
     """An X25519 public key, written ``age1…``."""
 
-    public: bytes
+    __slots__ = ()
+
+    @property
+    def public(self) -> bytes:
+        return self._value
 
     @classmethod
     def parse(cls, text: str) -> Recipient:
@@ -112,13 +127,19 @@ class Recipient:
     def __str__(self) -> str:
         return bech32.encode("age", self.public)
 
+    def __repr__(self) -> str:
+        return f"Recipient({self})"
 
-@dataclass(frozen=True)
-class Identity:
+
+class Identity(_Key):
     """An X25519 private key, written ``AGE-SECRET-KEY-1…``; its repr shows only its
     recipient, so that it never lands in a log or a traceback."""
 
-    secret: bytes = field(repr=False)
+    __slots__ = ()
+
+    @property
+    def secret(self) -> bytes:
+        return self._value
 
     @classmethod
     def parse(cls, text: str) -> Identity:
@@ -248,11 +269,15 @@ def encrypting(source: Readable, recipients: Sequence[Recipient]) -> Readable:
     return _Pump(source, CHUNK, seal, prefix=head + nonce)
 
 
-@dataclass(frozen=True)
 class _Header:
-    stanzas: tuple[tuple[list[bytes], bytes], ...]  # (arguments, body)
-    mac: bytes
-    signed: bytes  # the header bytes the MAC covers
+    __slots__ = ("mac", "signed", "stanzas")
+
+    def __init__(
+        self, stanzas: tuple[tuple[list[bytes], bytes], ...], mac: bytes, signed: bytes
+    ) -> None:
+        self.stanzas = stanzas  # (arguments, body) of each
+        self.mac = mac
+        self.signed = signed  # the header bytes the MAC covers
 
 
 def _read_header(source: Readable) -> tuple[_Header, bytes]:

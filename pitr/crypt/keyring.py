@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pitr.crypt.age import AgeError, Identity, NoIdentity, Readable, Recipient
+from pitr.crypt.age import AgeError, Identity, NoIdentity, Recipient
 from pitr.errors import ConfigError, VerificationFailed
+from pitr.storage.base import Readable
 
 if TYPE_CHECKING:
     from pitr.config import RepositorySettings

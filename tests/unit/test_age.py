@@ -16,11 +16,11 @@ from pitr.crypt.age import (
     AgeError,
     Identity,
     NoIdentity,
-    Readable,
     Recipient,
     decrypting,
     encrypting,
 )
+from pitr.storage.base import Readable
 
 #: Around the chunk boundaries: the empty file, one byte, a chunk less one, exactly one or two
 #: chunks (the last chunk is full, flagged last), one byte more, several chunks.
