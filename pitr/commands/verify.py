@@ -1,5 +1,7 @@
 """``pitr verify``: read back every object of the chain(s) and the logs, in parallel, checking
-stored size, sha256 and (for zstd) that it still decompresses to the recorded size."""
+stored size, sha256 and (for zstd) that it still decompresses to the recorded size. Encrypted
+objects are decrypted too where an identity is configured; without one, their stored size and
+sha256 are what is checked (docs/encryption.md)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from pitr import crypt
 from pitr.catalog import Catalog
 from pitr.catalog.store import CatalogStore
+from pitr.crypt.keyring import WrongIdentity
 from pitr.errors import VerificationFailed
 from pitr.planner.common import differentials_of
 from pitr.storage.transfer import StoredObject, verify
@@ -27,6 +31,7 @@ class Verified:
     objects: int
     bytes: int
     failures: list[Failure]
+    contents_checked: bool  # False: encrypted objects checked as stored only (no identity)
 
     @property
     def intact(self) -> int:
@@ -76,11 +81,12 @@ def verify_all(
     progress: Callable[[int], None] | None = None,
 ) -> list[Failure]:
     """Verify each object; the failures, in the order given."""
+    contents = crypt.can_decrypt()
 
     def one(obj: StoredObject) -> Failure | None:
         try:
-            verify(store.storage, obj, progress=progress)
-        except VerificationFailed as exc:
+            verify(store.storage, obj, progress=progress, contents=contents)
+        except (VerificationFailed, WrongIdentity) as exc:
             return Failure(obj.key, exc.message)
         return None
 
@@ -97,4 +103,10 @@ def verify_objects(
     progress: Callable[[int], None] | None = None,
 ) -> Verified:
     failures = verify_all(store, objects, workers=workers, progress=progress)
-    return Verified(len(objects), sum(o.size for o in objects), failures)
+    total = sum(o.size for o in objects)
+    return Verified(len(objects), total, failures, contents_checked(objects))
+
+
+def contents_checked(objects: Sequence[StoredObject]) -> bool:
+    """Whether verifying ``objects`` checks what they decrypt to, not only what is stored."""
+    return crypt.can_decrypt() or all(o.encryption == "none" for o in objects)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from pitr.domain.streams import Readable
 from pitr.errors import (
     ObjectExists,
     ObjectNotFound,
@@ -29,7 +30,6 @@ from pitr.storage.base import (
     ChunkReader,
     ObjectInfo,
     PutResult,
-    Readable,
     Storage,
     part_size,
     read_full,
@@ -78,6 +78,9 @@ class S3Storage(Storage):
         self.prefix = f"{loc.prefix}/" if loc.prefix else ""
         self.budget = settings.timeout
         self.concurrency = settings.concurrency
+        self.sse = _sse_arguments(settings)
+        # S3 returns no MD5 as the ETag of an object under SSE-KMS: Content-MD5 remains.
+        self.etags_are_md5 = settings.sse != "aws:kms"
         connect = max(1.0, min(5.0, settings.timeout / 3))
         config = Config(
             region_name=settings.region,
@@ -168,6 +171,7 @@ class S3Storage(Storage):
     def _put_single(self, key: str, full: str, data: bytes, if_absent: bool) -> None:
         md5 = hashlib.md5(data, usedforsecurity=False)
         extra: dict[str, Any] = {"IfNoneMatch": "*"} if if_absent else {}
+        extra.update(self.sse)
         response = self._call(
             f"put {key}",
             lambda: self.client.put_object(
@@ -179,7 +183,8 @@ class S3Storage(Storage):
             ),
             key,
         )
-        _check_etag(response.get("ETag"), md5.hexdigest(), key)
+        if self.etags_are_md5:
+            _check_etag(response.get("ETag"), md5.hexdigest(), key)
 
     def _put_multipart(
         self,
@@ -194,7 +199,7 @@ class S3Storage(Storage):
             raise ObjectExists(key)
         upload_id: str = self._call(
             f"start upload {key}",
-            lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=full),
+            lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=full, **self.sse),
             key,
         )["UploadId"]
         slots = threading.BoundedSemaphore(self.concurrency)
@@ -242,7 +247,8 @@ class S3Storage(Storage):
             self._abort(full, upload_id)
             raise
         combined = hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest()
-        _check_etag(response.get("ETag"), f"{combined}-{len(md5s)}", key)
+        if self.etags_are_md5:
+            _check_etag(response.get("ETag"), f"{combined}-{len(md5s)}", key)
         self._confirm_size(key, full, size)
         return PutResult(key, size, digest.hexdigest())
 
@@ -262,7 +268,8 @@ class S3Storage(Storage):
             key,
         )
         etag: str = response["ETag"]
-        _check_etag(etag, md5.hex(), key)
+        if self.etags_are_md5:
+            _check_etag(etag, md5.hex(), key)
         return etag
 
     def _abort(self, full: str, upload_id: str) -> None:
@@ -339,3 +346,13 @@ def _check_etag(etag: str | None, expected: str, key: str) -> None:
     # with an MD5's shape that differs from ours proves corruption.
     if len(value.split("-")[0]) == 32 and value != expected:
         raise VerificationFailed(f"{key}: ETag {value} does not match the data sent ({expected})")
+
+
+def _sse_arguments(settings: RepositorySettings) -> dict[str, Any]:
+    """Server-side encryption for every object written (``[repository] sse``)."""
+    if settings.sse is None:
+        return {}
+    extra: dict[str, Any] = {"ServerSideEncryption": settings.sse}
+    if settings.sse_kms_key_id:
+        extra["SSEKMSKeyId"] = settings.sse_kms_key_id
+    return extra
