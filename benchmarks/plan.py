@@ -69,11 +69,12 @@ from pitr.catalog.store import CatalogStore, open_catalog  # noqa: E402
 from pitr.catalog.summary import compact, write_pages  # noqa: E402
 from pitr.commands.plan import make_plan  # noqa: E402
 from pitr.config.settings import load_settings  # noqa: E402
+from pitr.domain.streams import Readable  # noqa: E402
 from pitr.domain.targets import Target, parse_target  # noqa: E402
 from pitr.domain.timeutil import compact_id_time, format_time  # noqa: E402
 from pitr.planner import build_plan, documents_needed  # noqa: E402
 from pitr.planner.plan import Plan  # noqa: E402
-from pitr.storage.base import PutResult, Readable  # noqa: E402
+from pitr.storage.base import PutResult  # noqa: E402
 from pitr.storage.local import LocalStorage  # noqa: E402
 from pitr.storage.transfer import StoredObject  # noqa: E402
 

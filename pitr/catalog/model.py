@@ -210,10 +210,13 @@ class SegmentIndex:
 
     segment: LogSegment
     transactions: tuple[Transaction, ...] = ()
+    sealed: str | None = None  # the summaries, encrypted (pitr.catalog.sealing)
 
     def to_dict(self) -> dict[str, Any]:
         doc = self.segment.to_dict()
         doc["transactions"] = [t.to_list() for t in self.transactions]
+        if self.sealed is not None:
+            doc["sealed"] = self.sealed
         return doc
 
     @classmethod
@@ -223,6 +226,7 @@ class SegmentIndex:
             return cls(
                 LogSegment.from_dict(doc),
                 tuple(Transaction.from_list(t) for t in doc.get("transactions", [])),
+                doc.get("sealed"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"{where}: malformed log-segment document ({exc})") from None

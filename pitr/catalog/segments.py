@@ -19,7 +19,7 @@ from pitr.catalog.layout import log_group
 from pitr.catalog.model import LogSegment, RestorePoint
 from pitr.domain.positions import format_lsn
 from pitr.domain.timeutil import format_time, from_document, from_microseconds, to_microseconds
-from pitr.storage.transfer import StoredObject
+from pitr.storage.transfer import StoredObject, parse_codec
 
 COLUMNS = (
     "name", "system", "log_kind", "start", "end", "start_key", "end_key", "commits", "last_key",
@@ -39,7 +39,8 @@ PAGE_COLUMNS = (
 )  # fmt: skip
 #: Columns whose few distinct values are stored once per page, the column holding indices.
 ENCODED = ("system", "log_kind", "compression")
-SUFFIX = {"zstd": ".zst", "none": ""}
+#: Object name suffix by codec (``pitr.transfer.codec_of``): how the layout names a log object.
+SUFFIX = {"zstd": ".zst", "none": "", "zstd+age": ".zst.age", "none+age": ".age"}
 _FILE_MASK = (1 << 40) - 1  # binlog keys: file number << 40 | offset
 
 
@@ -54,14 +55,14 @@ def to_row(seg: LogSegment) -> list[Any]:
         seg.name, seg.system, seg.kind, seg.start, seg.end, seg.start_key, seg.end_key,
         seg.commits, seg.last_key, us(seg.first_commit), us(seg.last_commit),
         us(seg.min_commit), us(seg.max_commit), seg.xid_min, seg.xid_max, seg.gtids_before,
-        seg.gtids_after, points, obj.key, obj.size, obj.sha256, obj.raw_size, obj.compression,
+        seg.gtids_after, points, obj.key, obj.size, obj.sha256, obj.raw_size, obj.codec,
         obj.raw_sha256, archived, created,
     ]  # fmt: skip
 
 
-def derived_key(stream_dir: str, name: str, compression: str) -> str:
+def derived_key(stream_dir: str, name: str, codec: str) -> str:
     """Where the layout puts a log's data object (``Layout.log_object``)."""
-    return f"{stream_dir}{log_group(name)}{name}{SUFFIX[compression]}"
+    return f"{stream_dir}{log_group(name)}{name}{SUFFIX[codec]}"
 
 
 def _position(kind: str, name: str, key: int) -> str:
@@ -70,8 +71,9 @@ def _position(kind: str, name: str, key: int) -> str:
 
 def from_row(stream: str, row: Sequence[Any], key_prefix: str = "") -> LogSegment:
     (name, system, kind, start, end, start_key, end_key, commits, last_key, first, last, lo, hi,
-     xid_min, xid_max, before, after, points, key, size, sha, raw_size, compression, raw_sha,
+     xid_min, xid_max, before, after, points, key, size, sha, raw_size, codec, raw_sha,
      archived, created) = row  # fmt: skip
+    compression, encryption = parse_codec(codec)
     times = (("archived_at", archived), ("created", created))
     extra = {k: format_time(from_microseconds(v)) for k, v in times if v is not None}
     return LogSegment(
@@ -84,12 +86,13 @@ def from_row(stream: str, row: Sequence[Any], key_prefix: str = "") -> LogSegmen
         start_key=int(start_key),
         end_key=int(end_key),
         object=StoredObject(
-            key or derived_key(key_prefix, name, compression),
+            key or derived_key(key_prefix, name, codec),
             int(size),
             sha,
             int(raw_size),
             compression,
             raw_sha,
+            encryption,
         ),
         commits=int(commits),
         last_key=last_key,

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pitr import crypt
 from pitr.catalog import Catalog
 from pitr.catalog.documents import WORKERS, parallel, read_document, write_document
 from pitr.catalog.layout import INDEX_SUFFIX, Layout
@@ -32,8 +33,9 @@ from pitr.catalog.model import (
 from pitr.catalog.segments import SegmentRun, columns_of, concat, to_row
 from pitr.catalog.summary import page_refs, read_page, tail_documents
 from pitr.config.settings import InstanceSettings, Settings
+from pitr.domain.streams import Readable
 from pitr.errors import FormatError, ObjectExists, ObjectNotFound, RepositoryError, UsageError
-from pitr.storage.base import ObjectInfo, PutResult, Readable, Storage
+from pitr.storage.base import ObjectInfo, PutResult, Storage
 from pitr.storage.transfer import StoredObject
 
 log = logging.getLogger("pitr.catalog")
@@ -169,14 +171,22 @@ class CatalogStore:
         except ObjectNotFound:
             return None
 
-    def transactions(self, segments: Iterable[LogSegment]) -> dict[str, tuple[Transaction, ...]]:
-        """The transactions of each segment (by ``segment.ref``), from its index document."""
+    def transactions(
+        self, segments: Iterable[LogSegment], *, contents: bool = False
+    ) -> dict[str, tuple[Transaction, ...]]:
+        """The transactions of each segment (by ``segment.ref``), from its index document;
+        with ``contents``, their summaries even when sealed (which needs an identity)."""
         todo = list(segments)
 
         def read(seg: LogSegment) -> tuple[Transaction, ...]:
+            key = self.layout.log_index(seg.stream, seg.name)
             index = self.segment_index(seg.stream, seg.name)
             if index is None:
-                raise ObjectNotFound(self.layout.log_index(seg.stream, seg.name))
+                raise ObjectNotFound(key)
+            if contents and index.sealed is not None:
+                from pitr.catalog.sealing import open_index
+
+                index = open_index(index, crypt.installed(), key)
             return index.transactions
 
         return dict(zip((s.ref for s in todo), parallel(read, todo), strict=True))
@@ -218,8 +228,13 @@ class CatalogStore:
         """Write the manifest (create-if-absent: a backup id is published once), then the
         summary. Call with the instance lock held."""
         key = self.layout.manifest(backup.id)
+        if crypt.encrypting():
+            from pitr.catalog.sealing import seal_backup
+
+            backup = seal_backup(backup, crypt.installed())
+        doc = backup.to_dict()
         try:
-            write_document(self.storage, key, backup.to_dict(), if_absent=True)
+            write_document(self.storage, key, doc, if_absent=True)
         except ObjectExists:
             raise RepositoryError(f"backup {backup.id} is already published ({key})") from None
         self.write_backups_summary([*self.load_backups()])
@@ -229,8 +244,13 @@ class CatalogStore:
         already published; ``RepositoryError`` when a different one was."""
         seg = index.segment
         key = self.layout.log_index(seg.stream, seg.name)
+        doc = index.to_dict()
+        if crypt.encrypting():
+            from pitr.catalog.sealing import seal_index
+
+            doc = seal_index(index, crypt.installed()).to_dict()
         try:
-            write_document(self.storage, key, index.to_dict(), if_absent=True)
+            write_document(self.storage, key, doc, if_absent=True)
             return True
         except ObjectExists:
             existing = self.segment_index(seg.stream, seg.name)
@@ -329,9 +349,12 @@ def _just_before(key: str) -> str:
 
 
 def open_catalog(settings: Settings, instance: InstanceSettings) -> CatalogStore:
-    """The catalog store of ``instance`` in the configured repository."""
+    """The catalog store of ``instance`` in the configured repository; the repository's keys
+    become this process's (encryption)."""
+    from pitr.crypt.keyring import keyring_for
     from pitr.storage import open_storage
 
+    crypt.install(keyring_for(settings.repository, settings.source))
     return CatalogStore(open_storage(settings.repository), instance.name, instance.engine)
 
 

@@ -92,6 +92,7 @@ def verify(result: Verified) -> dict[str, Any]:
         "objects": result.objects,
         "bytes": result.bytes,
         "failed": [{"key": f.key, "problem": f.problem} for f in result.failures],
+        "contents_checked": result.contents_checked,
     }
 
 

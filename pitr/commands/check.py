@@ -1,12 +1,14 @@
 """``pitr check``: is the configuration valid and the repository usable, end to end?
 
 A probe object is written, found in a listing, read back and compared, then deleted, each step
-timed. The first failing step stops the check; its error decides the exit code.
+timed; with encryption on, an encrypted probe goes the same way and, given an identity, is
+decrypted. The first failing step stops the check; its error decides the exit code.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import secrets
 import socket
@@ -66,6 +68,39 @@ def check_repository(storage: Storage, report: CheckReport) -> None:
         report.step("repository delete", delete)
 
 
+def check_encryption(storage: Storage, settings: Settings, report: CheckReport) -> None:
+    """With ``encryption = "age"``: the recipients parse, an encrypted probe object round-trips
+    through the repository and, where an identity is configured, decrypts."""
+    from pitr.crypt.keyring import keyring_of
+
+    keyring = keyring_of(settings.repository, settings.source)
+    key = f"{PROBE_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.age"
+    payload = os.urandom(4096)
+
+    def recipients() -> str:
+        return f"{len(keyring.recipients)} recipient(s): {', '.join(map(str, keyring.recipients))}"
+
+    def round_trip() -> str:
+        written = storage.put(key, keyring.encrypt(io.BytesIO(payload)))
+        try:
+            stored = storage.get_bytes(key)
+        finally:
+            storage.delete(key)
+        if b"age-encryption.org/v1" not in stored[:32] or payload in stored:
+            raise VerificationFailed(f"{key}: the probe was not stored encrypted")
+        if keyring.identity_file is None:
+            return f"encrypted probe stored ({written.size} bytes); no identity_file: not decrypted"
+        plain = keyring.decrypt(io.BytesIO(stored), key).read(len(payload) + 1)
+        if plain != payload:
+            raise VerificationFailed(f"{key}: the probe decrypts to other bytes")
+        ours = {i.recipient() for i in keyring.identities(key)}
+        spare = "" if ours & set(keyring.recipients) else " (none of the recipients is its own)"
+        return f"probe decrypted with {keyring.identity_file}{spare}"
+
+    if report.step("encryption recipients", recipients):
+        report.step("encryption probe", round_trip)
+
+
 def run_checks(settings: Settings, instance: str | None) -> CheckReport:
     """Everything ``pitr check`` checks, in order: the configuration, the repository end to
     end, then the engine checks of the instance (or of every configured one). The first
@@ -82,6 +117,8 @@ def run_checks(settings: Settings, instance: str | None) -> CheckReport:
     report.step("repository open", lambda: open_storage(settings.repository).describe())
     if report.error is None:
         check_repository(open_storage(settings.repository), report)
+    if report.error is None and settings.repository.encryption == "age":
+        check_encryption(open_storage(settings.repository), settings, report)
     for name in names:
         if report.error is None:
             inst = settings.instances[name]

@@ -1,11 +1,14 @@
 """``pitr verify``: read back every object of the chain(s) and the logs, in parallel, checking
-stored size, sha256 and (for zstd) that it still decompresses to the recorded size."""
+stored size, sha256 and (for zstd) that it still decompresses to the recorded size. Encrypted
+objects are decrypted too where an identity is configured; without one, their stored size and
+sha256 are what is checked (docs/encryption.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pitr import crypt
 from pitr.catalog import Catalog
 from pitr.catalog.store import CatalogStore
 from pitr.errors import VerificationFailed
@@ -20,6 +23,7 @@ class Verified:
     objects: int
     bytes: int
     failures: list[Failure]
+    contents_checked: bool  # False: encrypted objects checked as stored only (no identity)
 
     @property
     def intact(self) -> int:
@@ -68,5 +72,13 @@ def verify_objects(
     workers: int,
     progress: Callable[[int], None] | None = None,
 ) -> Verified:
-    failures = verify_all(store.storage, objects, workers=workers, progress=progress)
-    return Verified(len(objects), sum(o.size for o in objects), failures)
+    failures = verify_all(
+        store.storage, objects, workers=workers, progress=progress, contents=crypt.can_decrypt()
+    )
+    total = sum(o.size for o in objects)
+    return Verified(len(objects), total, failures, contents_checked(objects))
+
+
+def contents_checked(objects: Sequence[StoredObject]) -> bool:
+    """Whether verifying ``objects`` checks what they decrypt to, not only what is stored."""
+    return crypt.can_decrypt() or all(o.encryption == "none" for o in objects)

@@ -28,6 +28,7 @@ def open_postgres(
     settings: Settings, instance: str | None, command: str
 ) -> tuple[PostgresEngine, CatalogStore]:
     """The PostgreSQL instance's engine and catalog store, patient with the repository."""
+    from pitr import crypt
     from pitr.catalog.store import CatalogStore
     from pitr.engines.postgresql import PostgresEngine
     from pitr.storage import open_storage
@@ -36,6 +37,10 @@ def open_postgres(
     if inst.engine != "postgresql":
         raise UsageError(f"{command} is for PostgreSQL instances; {inst.name} is {inst.engine}")
     repo = replace(settings.repository, timeout=max(settings.repository.timeout, STORAGE_PATIENCE))
+    if repo.encryption != "none" or repo.identity_file is not None:
+        from pitr.crypt.keyring import keyring_for
+
+        crypt.install(keyring_for(repo, settings.source))
     store = CatalogStore(open_storage(repo), inst.name, inst.engine)
     return PostgresEngine(settings, inst), store
 

@@ -38,11 +38,18 @@ class RepositorySettings:
     compression_threads: int = 0  # 0: one per CPU
     concurrency: int = 4  # parallel part uploads / object transfers
     timeout: float = 30.0  # retry budget, seconds, for one storage operation
+    # client-side encryption (docs/encryption.md)
+    encryption: Literal["none", "age"] = "none"
+    recipients: tuple[str, ...] = ()
+    recipients_file: str | None = None
+    identity_file: str | None = None
     # S3
     endpoint_url: str | None = None
     region: str | None = None
     addressing: Literal["auto", "path", "virtual"] = "auto"
     profile: str | None = None
+    sse: Literal["AES256", "aws:kms"] | None = None  # S3 server-side encryption
+    sse_kms_key_id: str | None = None
     # Swift
     auth_url: str | None = None
     auth_version: str | None = None
@@ -296,6 +303,10 @@ def _coerce(value: Any, hint: Any, source: str, where: str, key: str) -> Any:
     if isinstance(value, _EnvValue):
         label = f"environment {value.var}"
         value = _from_env_text(value.text, target, label)
+    if typing.get_origin(target) is tuple:  # a list of strings
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{label}: expected a list of strings")
+        return tuple(value)
     if typing.get_origin(target) is Literal:
         choices = typing.get_args(target)
         if value not in choices:
@@ -309,11 +320,15 @@ def _coerce(value: Any, hint: Any, source: str, where: str, key: str) -> Any:
 
 
 def _from_env_text(text: str, target: Any, label: str) -> Any:
+    import typing
+
     try:
         if target is int:
             return int(text)
         if target is float:
             return float(text)
+        if typing.get_origin(target) is tuple:  # comma- or space-separated
+            return text.replace(",", " ").split()
     except ValueError:
         raise ConfigError(f"{label}: expected {_type_name(target)}, got {text!r}") from None
     return text
@@ -362,6 +377,7 @@ def _validate(settings: Settings, env: Mapping[str, str]) -> None:
                 hint="set them in the file or through ST_AUTH/ST_USER/ST_KEY "
                 "(or OS_AUTH_URL/OS_USERNAME/OS_PASSWORD)",
             )
+    _validate_encryption(repo, location.scheme, src)
     if not 1 <= repo.compression_level <= 22:
         raise ConfigError(f"{src}: [repository] compression_level: must be between 1 and 22")
     if repo.compression_threads < 0 or repo.concurrency < 1:
@@ -382,3 +398,15 @@ def _validate(settings: Settings, env: Mapping[str, str]) -> None:
             zone(settings.timezone)
         except ConfigError as exc:
             raise ConfigError(f"{src}: timezone: {exc.message}") from None
+
+
+def _validate_encryption(repo: RepositorySettings, scheme: str, src: str) -> None:
+    """Recipients parse (key files are named with their line on error); SSE is S3's."""
+    if repo.encryption == "age":
+        from pitr.crypt.keyring import keyring_of
+
+        keyring_of(repo, src)
+    if repo.sse is not None and scheme != "s3":
+        raise ConfigError(f"{src}: [repository] sse: only for s3:// repositories")
+    if repo.sse_kms_key_id is not None and repo.sse != "aws:kms":
+        raise ConfigError(f'{src}: [repository] sse_kms_key_id: needs sse = "aws:kms"')

@@ -11,20 +11,14 @@ import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
+from pitr.domain.streams import Readable
 from pitr.errors import RepositoryError
 
 MiB = 1024 * 1024
 FIRST_PART_SIZE = 8 * MiB
 PARTS_PER_SIZE_STEP = 1000
 MAX_PART_SIZE = 5 * 1024 * MiB
-
-
-class Readable(Protocol):
-    """What ``put`` consumes: anything with ``read(n)`` returning bytes, b"" at the end."""
-
-    def read(self, n: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)

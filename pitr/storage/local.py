@@ -19,12 +19,12 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from pitr.domain.streams import Readable
 from pitr.errors import ObjectExists, ObjectNotFound, RepositoryError, StorageUnavailable
 from pitr.storage.base import (
     MiB,
     ObjectInfo,
     PutResult,
-    Readable,
     Storage,
     validate_key,
     validate_prefix,

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from pitr.domain.streams import Readable
 from pitr.errors import (
     ObjectExists,
     ObjectNotFound,
@@ -29,7 +30,6 @@ from pitr.storage.base import (
     ChunkReader,
     ObjectInfo,
     PutResult,
-    Readable,
     Storage,
     part_size,
     read_full,
@@ -79,6 +79,9 @@ class S3Storage(Storage):
         self.prefix = f"{loc.prefix}/" if loc.prefix else ""
         self.budget = settings.timeout
         self.concurrency = settings.concurrency
+        self.sse = _sse_arguments(settings)
+        # S3 returns no MD5 as the ETag of an object under SSE-KMS: Content-MD5 remains.
+        self.etags_are_md5 = settings.sse != "aws:kms"
         connect = max(1.0, min(5.0, settings.timeout / 3))
         config = Config(
             region_name=settings.region,
@@ -169,6 +172,7 @@ class S3Storage(Storage):
     def _put_single(self, key: str, full: str, data: bytes, if_absent: bool) -> None:
         md5 = hashlib.md5(data, usedforsecurity=False)
         extra: dict[str, Any] = {"IfNoneMatch": "*"} if if_absent else {}
+        extra.update(self.sse)
         attempts = Attempts(
             lambda: self.client.put_object(
                 Bucket=self.bucket,
@@ -184,7 +188,8 @@ class S3Storage(Storage):
             if not (attempts.count > 1 and self._ours(key, md5.hexdigest(), len(data))):
                 raise
             return
-        _check_etag(response.get("ETag"), md5.hexdigest(), key)
+        if self.etags_are_md5:
+            _check_etag(response.get("ETag"), md5.hexdigest(), key)
 
     def _ours(self, key: str, etag: str, size: int) -> bool:
         """After a retried create-if-absent write found ``key`` there: is it the object an
@@ -208,7 +213,7 @@ class S3Storage(Storage):
             raise ObjectExists(key)
         upload_id: str = self._call(
             f"start upload {key}",
-            lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=full),
+            lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=full, **self.sse),
             key,
         )["UploadId"]
         slots = threading.BoundedSemaphore(self.concurrency)
@@ -261,7 +266,8 @@ class S3Storage(Storage):
         except BaseException:
             self._abort(full, upload_id)
             raise
-        _check_etag(response.get("ETag"), etag, key)
+        if self.etags_are_md5:
+            _check_etag(response.get("ETag"), etag, key)
         self._confirm_size(key, full, size)
         return PutResult(key, size, digest.hexdigest())
 
@@ -281,7 +287,8 @@ class S3Storage(Storage):
             key,
         )
         etag: str = response["ETag"]
-        _check_etag(etag, md5.hex(), key)
+        if self.etags_are_md5:
+            _check_etag(etag, md5.hex(), key)
         return etag
 
     def _abort(self, full: str, upload_id: str) -> None:
@@ -397,3 +404,13 @@ def _check_etag(etag: str | None, expected: str, key: str) -> None:
     # with an MD5's shape that differs from ours proves corruption.
     if len(value.split("-")[0]) == 32 and value != expected:
         raise VerificationFailed(f"{key}: ETag {value} does not match the data sent ({expected})")
+
+
+def _sse_arguments(settings: RepositorySettings) -> dict[str, Any]:
+    """Server-side encryption for every object written (``[repository] sse``)."""
+    if settings.sse is None:
+        return {}
+    extra: dict[str, Any] = {"ServerSideEncryption": settings.sse}
+    if settings.sse_kms_key_id:
+        extra["SSEKMSKeyId"] = settings.sse_kms_key_id
+    return extra

@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from pitr.config.settings import SWIFT_CREDENTIALS, swift_credential
+from pitr.domain.streams import Readable
 from pitr.errors import (
     ConfigError,
     ObjectExists,
@@ -32,7 +33,6 @@ from pitr.storage.base import (
     ChunkReader,
     ObjectInfo,
     PutResult,
-    Readable,
     Storage,
     part_size,
     read_full,

@@ -1,7 +1,9 @@
-"""The streaming pipeline: read → zstd → sha256 → upload in parts, and back with verification.
+"""The streaming pipeline: read → zstd → age → sha256 → upload in parts, and back with
+verification.
 
-Nothing is staged: the compressor pulls from the source as the storage driver pulls compressed
-bytes, part by part. zstd runs in its own worker threads (outside the GIL), the driver hashes
+Nothing is staged: the compressor pulls from the source as the encryption (when the repository
+encrypts, docs/encryption.md) pulls compressed bytes and the storage driver pulls what it
+stores, part by part. zstd runs in its own worker threads (outside the GIL), the driver hashes
 what it sends and uploads parts in parallel. On the way back every byte read is hashed, the
 zstd frame checksum is checked, and sizes are compared before the caller may trust the data.
 """
@@ -14,11 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from pitr.domain.streams import Readable
 from pitr.errors import ObjectNotFound, VerificationFailed
-from pitr.storage.base import MiB, Readable, Storage
+from pitr.storage.base import MiB, Storage
 
 if TYPE_CHECKING:
     from pitr.config.settings import RepositorySettings
+    from pitr.crypt.readahead import ReadAhead
 
 READ_SIZE = 1 * MiB
 
@@ -34,15 +38,36 @@ class Compression:
     algorithm: Literal["zstd", "none"] = "zstd"
     level: int = 3
     threads: int = 0  # 0: one worker per CPU
+    encrypt: bool = False  # to the installed keyring's recipients (pitr.crypt)
 
     @classmethod
     def from_settings(cls, repo: RepositorySettings) -> Compression:
-        return cls(repo.compression, repo.compression_level, repo.compression_threads)
+        return cls(
+            repo.compression,
+            repo.compression_level,
+            repo.compression_threads,
+            repo.encryption == "age",
+        )
 
     @property
     def suffix(self) -> str:
         """Object name suffix, so an operator can tell what a file is by hand."""
-        return ".zst" if self.algorithm == "zstd" else ""
+        return (".zst" if self.algorithm == "zstd" else "") + (".age" if self.encrypt else "")
+
+    @property
+    def codec(self) -> str:
+        """How a stored object is encoded, as the catalog's summary pages record it."""
+        return codec_of(self.algorithm, "age" if self.encrypt else "none")
+
+
+def codec_of(compression: str, encryption: str) -> str:
+    """``zstd``, ``none``, ``zstd+age`` or ``none+age``."""
+    return compression if encryption == "none" else f"{compression}+{encryption}"
+
+
+def parse_codec(codec: str) -> tuple[Literal["zstd", "none"], Literal["none", "age"]]:
+    compression, _, encryption = codec.partition("+")
+    return compression, encryption or "none"  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -55,6 +80,11 @@ class StoredObject:
     raw_size: int  # bytes before compression
     compression: Literal["zstd", "none"]
     raw_sha256: str | None = None  # only when asked for (e.g. to compare file contents)
+    encryption: Literal["none", "age"] = "none"
+
+    @property
+    def codec(self) -> str:
+        return codec_of(self.compression, self.encryption)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -66,6 +96,8 @@ class StoredObject:
         }
         if self.raw_sha256 is not None:
             doc["raw_sha256"] = self.raw_sha256
+        if self.encryption != "none":
+            doc["encryption"] = self.encryption
         return doc
 
     @classmethod
@@ -77,6 +109,7 @@ class StoredObject:
             raw_size=int(doc["raw_size"]),
             compression=doc["compression"],
             raw_sha256=doc.get("raw_sha256"),
+            encryption=doc.get("encryption", "none"),
         )
 
 
@@ -135,9 +168,9 @@ def upload(
         )
         pulled: Any = raw  # zstandard's stubs want IO[bytes]; read() is enough
         with cctx.stream_reader(pulled, size, read_size=READ_SIZE, closefd=False) as compressed:
-            result = storage.put(key, compressed, if_absent=if_absent)
+            result = storage.put(key, _encrypted(compressed, compression), if_absent=if_absent)
     else:
-        result = storage.put(key, raw, if_absent=if_absent)
+        result = storage.put(key, _encrypted(raw, compression), if_absent=if_absent)
     return StoredObject(
         key=key,
         size=result.size,
@@ -145,33 +178,71 @@ def upload(
         raw_size=raw.size,
         compression=compression.algorithm,
         raw_sha256=raw.hexdigest(),
+        encryption="age" if compression.encrypt else "none",
     )
 
 
+def _encrypted(source: Readable, compression: Compression) -> Readable:
+    if not compression.encrypt:
+        return source
+    from pitr import crypt
+
+    keyring = crypt.installed()
+    if not keyring.encrypts:
+        raise AssertionError("encryption asked for without recipients installed")
+    return keyring.encrypt(source)
+
+
+def _decrypted(source: Readable, encryption: str, key: str) -> Readable:
+    if encryption == "none":
+        return source
+    from pitr import crypt
+
+    return crypt.installed().decrypt(source, key)
+
+
 class VerifiedReader:
-    """Reads ``obj`` decompressed, in bounded memory; ``finish()`` (called by the context
-    manager on a clean exit) drains the rest and raises ``VerificationFailed`` unless the
-    stored size, stored sha256, zstd frame checksum and raw size all match. Nothing read may be
-    trusted before ``finish()`` returns."""
+    """Reads ``obj`` decrypted and decompressed, in bounded memory; ``finish()`` (called by the
+    context manager on a clean exit) drains the rest and raises ``VerificationFailed`` unless
+    the stored size, stored sha256, age authentication, zstd frame checksum and raw size all
+    match. Nothing read may be trusted before ``finish()`` returns. With ``contents`` False, an
+    encrypted object is read as stored (sizes and stored checksum only: no identity needed)."""
 
     def __init__(
-        self, storage: Storage, obj: StoredObject, progress: Callable[[int], None] | None = None
+        self,
+        storage: Storage,
+        obj: StoredObject,
+        progress: Callable[[int], None] | None = None,
+        *,
+        contents: bool = True,
     ) -> None:
         self.obj = obj
         self.raw = 0
         self._finished = False
         self._corrupt: type[Exception] = _NeverRaised
+        self._contents = contents or obj.encryption == "none"
         try:
             self._stream = storage.open(obj.key)
         except ObjectNotFound:
             raise VerificationFailed(f"{obj.key}: missing from the repository") from None
         self._stored = _CountingReader(self._stream, hash_raw=True, progress=progress)
         self._reader: Readable = self._stored
-        if obj.compression == "zstd":
+        self._ahead: ReadAhead | None = None
+        if self._contents and obj.encryption != "none":
+            from pitr.crypt.readahead import ReadAhead
+
+            try:
+                self._ahead = ReadAhead(_decrypted(self._stored, obj.encryption, obj.key))
+            except BaseException:
+                self._stream.close()
+                raise
+            self._reader = self._ahead
+        self._plain = self._reader  # before decompression: drained to authenticate its end
+        if obj.compression == "zstd" and self._contents:
             import zstandard
 
             self._corrupt = zstandard.ZstdError
-            pulled: Any = self._stored  # zstandard's stubs want IO[bytes]; read() is enough
+            pulled: Any = self._reader  # zstandard's stubs want IO[bytes]; read() is enough
             self._reader = zstandard.ZstdDecompressor().stream_reader(
                 pulled, read_size=READ_SIZE, closefd=False
             )
@@ -190,7 +261,9 @@ class VerifiedReader:
         self._finished = True
         while self.read(READ_SIZE):
             pass
-        while self._stored.read(READ_SIZE):  # bytes after the zstd frame still count
+        while self._plain.read(READ_SIZE):  # bytes after the zstd frame still count
+            pass
+        while self._stored.read(READ_SIZE):
             pass
         obj, stored = self.obj, self._stored
         problems = []
@@ -198,13 +271,15 @@ class VerifiedReader:
             problems.append(f"stored size {stored.size} != {obj.size}")
         if stored.hexdigest() != obj.sha256:
             problems.append("sha256 mismatch")
-        if self.raw != obj.raw_size:
+        if self._contents and self.raw != obj.raw_size:
             problems.append(f"raw size {self.raw} != {obj.raw_size}")
         if problems:
             raise VerificationFailed(f"{obj.key}: {'; '.join(problems)}")
         return self.raw
 
     def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
         self._stream.close()
 
     def __enter__(self) -> VerifiedReader:
@@ -224,10 +299,12 @@ def download(
     dest: Writable,
     *,
     progress: Callable[[int], None] | None = None,
+    contents: bool = True,
 ) -> int:
-    """Stream ``obj`` into ``dest``, decompressed and verified (see ``VerifiedReader``).
-    Memory stays bounded whatever the compression ratio. Returns the raw bytes written."""
-    with VerifiedReader(storage, obj, progress) as reader:
+    """Stream ``obj`` into ``dest``, decrypted, decompressed and verified (see
+    ``VerifiedReader``). Memory stays bounded whatever the compression ratio. Returns the raw
+    bytes written."""
+    with VerifiedReader(storage, obj, progress, contents=contents) as reader:
         while data := reader.read(READ_SIZE):
             dest.write(data)
         return reader.finish()
@@ -243,10 +320,15 @@ class _Sink:
 
 
 def verify(
-    storage: Storage, obj: StoredObject, *, progress: Callable[[int], None] | None = None
+    storage: Storage,
+    obj: StoredObject,
+    *,
+    progress: Callable[[int], None] | None = None,
+    contents: bool = True,
 ) -> None:
-    """Read ``obj`` back completely and check it; ``VerificationFailed`` names the problem."""
-    download(storage, obj, _Sink(), progress=progress)
+    """Read ``obj`` back completely and check it; ``VerificationFailed`` names the problem.
+    An encrypted object's contents are checked only with ``contents`` (an identity)."""
+    download(storage, obj, _Sink(), progress=progress, contents=contents)
 
 
 @dataclass(frozen=True)
@@ -263,14 +345,18 @@ def verify_all(
     *,
     workers: int,
     progress: Callable[[int], None] | None = None,
+    contents: bool = True,
 ) -> list[Failure]:
-    """Verify each object, ``workers`` at a time; the failures, in the order given."""
+    """Verify each object, ``workers`` at a time; the failures, in the order given. Encrypted
+    objects' contents are checked only with ``contents`` (an identity)."""
     from concurrent.futures import ThreadPoolExecutor  # not on the wal-fetch path
+
+    from pitr.crypt.keyring import WrongIdentity
 
     def one(obj: StoredObject) -> Failure | None:
         try:
-            verify(storage, obj, progress=progress)
-        except VerificationFailed as exc:
+            verify(storage, obj, progress=progress, contents=contents)
+        except (VerificationFailed, WrongIdentity) as exc:
             return Failure(obj.key, exc.message)
         return None
 
@@ -279,24 +365,29 @@ def verify_all(
     return [r for r in results if r is not None]
 
 
-def fetch(storage: Storage, key: str, compression: str, dest: Writable) -> int:
-    """Stream ``key`` into ``dest`` decompressed, when its catalog record is not at hand (a
-    ``restore_command`` fetching by name). Integrity rests on the zstd frame's own content
-    checksum and on the reader's checks (PostgreSQL verifies every WAL record's CRC).
-    Returns the bytes written; ``ObjectNotFound`` when the key is missing."""
+def fetch(storage: Storage, key: str, codec: str, dest: Writable) -> int:
+    """Stream ``key`` into ``dest`` decrypted and decompressed (``codec``: see ``codec_of``),
+    when its catalog record is not at hand (a ``restore_command`` fetching by name).
+    Integrity rests on age's authentication, the zstd frame's own content checksum and on the
+    reader's checks (PostgreSQL verifies every WAL record's CRC). Returns the bytes written;
+    ``ObjectNotFound`` when the key is missing."""
+    compression, encryption = parse_codec(codec)
     with storage.open(key) as stream:
-        return _decompress_into(stream, key, compression, dest)
+        return _decompress_into(_decrypted(stream, encryption, key), key, compression, dest)
 
 
-def read_back(storage: Storage, key: str, compression: Literal["zstd", "none"]) -> StoredObject:
+def read_back(storage: Storage, key: str, codec: str) -> StoredObject:
     """Describe an object already in the repository by reading it whole: its stored and raw
     sizes and sha256 (to tell whether it holds the same content as a local file)."""
+    compression, encryption = parse_codec(codec)
     raw = _HashingSink()
     with storage.open(key) as stream:
         stored = _CountingReader(stream, hash_raw=True)
-        _decompress_into(stored, key, compression, raw)
+        _decompress_into(_decrypted(stored, encryption, key), key, compression, raw)
     digest = stored.hexdigest() or ""
-    return StoredObject(key, stored.size, digest, raw.size, compression, raw.hash.hexdigest())
+    return StoredObject(
+        key, stored.size, digest, raw.size, compression, raw.hash.hexdigest(), encryption
+    )
 
 
 class _HashingSink:

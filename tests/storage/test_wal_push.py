@@ -182,7 +182,8 @@ def test_fast_forms_answer_like_the_command_line(repo: Repo, tmp_path: Path) -> 
 
 
 def test_plain_forms_never_load_the_command_line(repo: Repo, tmp_path: Path) -> None:
-    """archive_command and restore_command run once per segment: no click, no rich."""
+    """archive_command and restore_command run once per segment: no click, no rich, nothing of
+    the encryption when the repository does not encrypt."""
     wal = segment(tmp_path / "pg_wal")
     dest = tmp_path / "fetched"
     code = (
@@ -191,7 +192,8 @@ def test_plain_forms_never_load_the_command_line(repo: Repo, tmp_path: Path) -> 
         f"for argv in (['wal-push', {str(wal)!r}], ['wal-fetch', {SEGMENT!r}, {str(dest)!r}]):\n"
         f"    sys.argv = ['pitr', '--config', {str(repo.config)!r}, *argv]\n"
         "    try:\n        main()\n    except SystemExit as exc:\n        codes.append(exc.code)\n"
-        "print(codes, [m for m in ('click', 'rich', 'pitr.cli') if m in sys.modules])"
+        "heavy = ('click', 'rich', 'pitr.cli', 'pitr.crypt.keyring', 'cryptography')\n"
+        "print(codes, [m for m in heavy if m in sys.modules])"
     )
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PITR_", "AWS_"))}
     done = subprocess.run(

@@ -27,6 +27,7 @@ LAYERS = (
     ("pitr.catalog",),
     ("pitr.storage",),
     ("pitr.config",),
+    ("pitr.crypt",),
     ("pitr.domain",),
     ("pitr.errors", "pitr.logs", "pitr"),
 )

@@ -70,7 +70,7 @@ def made() -> dict[str, list[dict[str, Any]]]:
     checks = [Check("backup", "OK", "last backup F2, 5 s ago", 5.0), Check("archive", "CRIT", "")]
     return {
         "check": [documents.check(failing_report())],
-        "verify": [documents.verify(Verified(2, 64, [Failure("k", "checksum")]))],
+        "verify": [documents.verify(Verified(2, 64, [Failure("k", "checksum")], True))],
         "expire": [documents.expire(Expired(True, expiry))],
         "status": [documents.status(Health("CRIT", checks, window(pg())))],
         "backup": [documents.backup(backup("D1", 3, kind="diff", parent="F1"))],

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pitr.commands.locks import WAIT_HINT, InstanceLock
+from pitr.domain.streams import Readable
 from pitr.errors import (
     FormatError,
     Interrupted,
@@ -27,7 +28,7 @@ from pitr.errors import (
     PreconditionFailed,
     RepositoryError,
 )
-from pitr.storage.base import PutResult, Readable
+from pitr.storage.base import PutResult
 from pitr.storage.local import LocalStorage
 
 KEY = "main/locks/instance.json"

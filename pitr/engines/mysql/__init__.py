@@ -9,6 +9,7 @@ against a live MySQL server).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ class MysqlEngine(Engine):
 
     def compression(self) -> Compression:
         base = Compression.from_settings(self.settings.repository)
-        return Compression(base.algorithm, base.level, base.threads or os.cpu_count() or 1)
+        return replace(base, threads=base.threads or os.cpu_count() or 1)
 
     def check(self, store: CatalogStore, report: CheckReport) -> None:
         from pitr.engines.mysql.checks import check_instance

@@ -36,7 +36,7 @@ def binlog_events(
     store: CatalogStore, catalog: Catalog, start: datetime | None, end: datetime | None
 ) -> list[dict[str, Any]]:
     segments = segments_between(catalog, start, end)
-    located = store.transactions(segments)
+    located = store.transactions(segments, contents=True)
     events = []
     for order, seg in enumerate(segments):
         for n, tx in enumerate(located[seg.ref]):

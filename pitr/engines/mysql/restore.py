@@ -55,7 +55,8 @@ def extract(storage: Storage, obj: StoredObject, dest: Path, mbstream: str) -> N
     tool fails, the rest of the object is still read and checked: a corrupt object is the
     error to report (exit 8), not what the tool made of it."""
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-    zstd = shutil.which("zstd") if obj.compression == "zstd" else None
+    plain_zstd = obj.compression == "zstd" and obj.encryption == "none"
+    zstd = shutil.which("zstd") if plain_zstd else None
     if zstd is not None:
         _extract_with_zstd(storage, obj, dest, mbstream, zstd)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pitr.engines.base import Archived, Engine
@@ -34,7 +35,7 @@ class PostgresEngine(Engine):
 
         base = Compression.from_settings(self.settings.repository)
         threads = base.threads or max(1, (os.cpu_count() or 1) // parallel)
-        return Compression(base.algorithm, base.level, threads)
+        return replace(base, threads=threads)
 
     def push_context(self, store: CatalogStore) -> PushContext:
         """How WAL is pushed. Each segment is compressed in one thread, however many CPUs:
@@ -44,7 +45,7 @@ class PostgresEngine(Engine):
         from pitr.storage.transfer import Compression
 
         base = Compression.from_settings(self.settings.repository)
-        return PushContext(store, Compression(base.algorithm, base.level, 1), self.server.bindir)
+        return PushContext(store, replace(base, threads=1), self.server.bindir)
 
     def wal_push(self, store: CatalogStore, path: Path) -> bool:
         from pitr.engines.postgresql.archive import wal_push

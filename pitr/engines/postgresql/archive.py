@@ -19,7 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pitr import crypt
+from pitr.catalog.documents import read_document
 from pitr.catalog.model import LogSegment, SegmentIndex, TimelineHistory
+from pitr.catalog.segments import SUFFIX
 from pitr.catalog.store import CatalogStore
 from pitr.catalog.summary import compact
 from pitr.domain.positions import WalName, format_lsn, parse_wal_name
@@ -88,7 +91,9 @@ def _upload_once(ctx: PushContext, path: Path, key: str, name: str) -> StoredObj
                 ctx.store.storage, key, fh, ctx.compression, if_absent=True, hash_raw=True
             )
     except ObjectExists:
-        there = read_back(ctx.store.storage, key, ctx.compression.algorithm)
+        there = _read_back(ctx, key)
+        if there is None:
+            return _replace(ctx, path, key)
         if there.raw_sha256 == _sha256(path):
             log.info("%s is already archived with the same content", name)
             return None
@@ -132,7 +137,7 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
             uploaded = None
         index, raw_sha256 = indexing.result(), hashing.result()
     if uploaded is None:
-        stored = _already_there(ctx, key, raw_sha256, wal)
+        stored = _already_there(ctx, path, key, raw_sha256, wal)
         if stored is None:
             return False
     else:
@@ -167,6 +172,8 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
         server_major=str(header.version),
     )
     published = store.publish_segment(SegmentIndex(segment, index.transactions))
+    if not published and uploaded is not None:
+        _drop_duplicate(store, wal, stored.key)
     per_id = 0x100000000 // header.segment_size
     if published and wal.seg == per_id - 1:  # every 4 GB of WAL: fold the tail into a page
         try:
@@ -190,7 +197,17 @@ def _header(path: Path, wal: WalName) -> PageHeader:
         raise
 
 
-def _already_there(ctx: PushContext, key: str, local_sha: str, wal: WalName) -> StoredObject | None:
+def _drop_duplicate(store: CatalogStore, wal: WalName, key: str) -> None:
+    """The segment was archived before under another name (e.g. before encryption was turned
+    on): the object just uploaded to ``key`` is not the one its index document names."""
+    existing = store.segment_index(wal.stream, wal.name)
+    if existing is not None and existing.segment.object.key != key:
+        store.storage.delete(key)
+
+
+def _already_there(
+    ctx: PushContext, path: Path, key: str, local_sha: str, wal: WalName
+) -> StoredObject | None:
     """The segment's data object was there before this push: None when the segment is
     archived with the same content; the object when a push was interrupted before its index
     document (same content: publish the index now); ``RepositoryError`` when it differs."""
@@ -200,45 +217,87 @@ def _already_there(ctx: PushContext, key: str, local_sha: str, wal: WalName) -> 
             log.info("%s is already archived with the same content", wal.name)
             return None
         raise _different(wal.name, key)
-    there = read_back(ctx.store.storage, key, ctx.compression.algorithm)
+    there = _read_back(ctx, key)
+    if there is None:
+        return replace(_replace(ctx, path, key), raw_sha256=local_sha)
     if there.raw_sha256 != local_sha:
         raise _different(wal.name, key)
     return there
+
+
+def _read_back(ctx: PushContext, key: str) -> StoredObject | None:
+    """The object at ``key`` described from its contents; None when it is encrypted and this
+    host holds no identity to read it (docs/encryption.md: writers hold only recipients)."""
+    if ctx.compression.encrypt and not crypt.can_decrypt():
+        return None
+    return read_back(ctx.store.storage, key, ctx.compression.codec)
+
+
+def _replace(ctx: PushContext, path: Path, key: str) -> StoredObject:
+    """Overwrite what an interrupted push left at ``key`` (no index document names it), when
+    it cannot be read back here to compare."""
+    log.warning("%s: left by an interrupted push and unreadable here (encrypted): replaced", key)
+    with path.open("rb") as fh:
+        return upload(ctx.store.storage, key, fh, ctx.compression, hash_raw=True)
 
 
 def _push_history(ctx: PushContext, path: Path, wal: WalName) -> bool:
     store = ctx.store
     text = path.read_text()
     entries = parse_history(text, wal.name)
-    key = store.layout.history_object(wal.name, "")
-    try:
-        if store.storage.get_bytes(key).decode(errors="replace") == text:
-            return False
-        raise RepositoryError(f"{wal.name} is already archived with different content")
-    except ObjectNotFound:
-        pass
+    switches = tuple((e.parent, e.switch_lsn, e.switch_text) for e in entries)
+    codec = Compression("none", encrypt=ctx.compression.encrypt)
+    key = store.layout.history_object(wal.name, codec.suffix)
+    if _history_there(store, wal.name, key, text, switches, codec.encrypt):
+        return False
     with path.open("rb") as fh:
-        stored = upload(store.storage, key, fh, Compression("none"), hash_raw=True)
+        stored = upload(store.storage, key, fh, codec, hash_raw=True)
     history = TimelineHistory(
-        timeline=wal.timeline,
-        switches=tuple((e.parent, e.switch_lsn, e.switch_text) for e in entries),
-        object=stored,
-        created=utcnow(),
+        timeline=wal.timeline, switches=switches, object=stored, created=utcnow()
     )
     store.publish_history(history, wal.name)
     return True
 
 
+def _history_there(
+    store: CatalogStore,
+    name: str,
+    key: str,
+    text: str,
+    switches: tuple[tuple[int, int, str], ...],
+    encrypted: bool,
+) -> bool:
+    """Whether history ``name`` is archived already (same switches: ``RepositoryError`` when
+    different). An encrypted one is compared through its index document, readable here."""
+    try:
+        doc = read_document(store.storage, store.layout.history_index(name))
+        same = TimelineHistory.from_document(doc, name).switches == switches
+    except ObjectNotFound:
+        if encrypted:
+            return False
+        try:
+            same = store.storage.get_bytes(key).decode(errors="replace") == text
+        except ObjectNotFound:
+            return False
+    if not same:
+        raise RepositoryError(f"{name} is already archived with different content")
+    return True
+
+
 def object_keys(store: CatalogStore, name: str) -> list[tuple[str, str]]:
-    """Where ``name`` may be stored, with its compression: zstd first, then plain."""
+    """Where ``name`` may be stored, with its codec: the configured encoding first (zstd
+    before plain), then the others (a repository may hold objects from before encryption)."""
     wal = parse_wal_name(name)
     if wal is None:
         raise UsageError(f"{name}: not a WAL file name")
+    first = "+age" if crypt.encrypting() else ""
+    order = [first, "" if first else "+age"]
     if wal.kind == "history":
-        return [(store.layout.history_object(name, ""), "none")]
+        return [(store.layout.history_object(name, SUFFIX[f"none{e}"]), f"none{e}") for e in order]
     return [
-        (store.layout.log_object(wal.stream, name, ".zst"), "zstd"),
-        (store.layout.log_object(wal.stream, name, ""), "none"),
+        (store.layout.log_object(wal.stream, name, SUFFIX[codec]), codec)
+        for e in order
+        for codec in (f"zstd{e}", f"none{e}")
     ]
 
 

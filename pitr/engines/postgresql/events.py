@@ -17,8 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pitr import crypt
 from pitr.catalog import Catalog
 from pitr.catalog.model import LogSegment, Transaction
+from pitr.catalog.sealing import open_backup
 from pitr.catalog.store import CatalogStore
 from pitr.domain.timeutil import format_time
 from pitr.engines import proc
@@ -40,7 +42,8 @@ def relation_names(catalog: Catalog, *, parts: bool = False) -> dict[str, str]:
     ``parts``, their indexes and TOAST relations map to the table's name too."""
     names: dict[str, str] = {}
     for backup in catalog.backups:
-        for database in backup.engine_meta.get("relations", {}).values():
+        meta = open_backup(backup, crypt.installed()).engine_meta  # sealed when encrypted
+        for database in meta.get("relations", {}).values():
             if parts:
                 names.update(database.get("parts", {}))
             names.update(database.get("tables", {}))
@@ -149,7 +152,7 @@ def pg_events(
     waldump: str | None = None,
 ) -> list[dict[str, Any]]:
     segments = segments_between(catalog, start, end)
-    located = store.transactions(segments)
+    located = store.transactions(segments, contents=True)
     rows = row_counts(store, segments, waldump) if waldump else {}
     names = relation_names(catalog)
     relations = relation_names(catalog, parts=True)

@@ -1,0 +1,167 @@
+"""The age format: interoperability with Debian's ``age`` both ways (chunk boundaries, several
+recipients, the empty file), streaming in bounded pieces, and tampering refused."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pitr.crypt import bech32, primitives
+from pitr.crypt.age import (
+    CHUNK,
+    AgeError,
+    Identity,
+    NoIdentity,
+    Recipient,
+    decrypting,
+    encrypting,
+)
+from pitr.domain.streams import Readable
+
+#: Around the chunk boundaries: the empty file, one byte, a chunk less one, exactly one or two
+#: chunks (the last chunk is full, flagged last), one byte more, several chunks.
+SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 1, 5 * CHUNK + 12345]
+
+
+def drain(stream: Readable, piece: int = 10_000) -> bytes:
+    out = []
+    while data := stream.read(piece):
+        assert len(data) <= piece
+        out.append(data)
+    return b"".join(out)
+
+
+@pytest.fixture(scope="module")
+def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Identity, str]:
+    """An identity made by ``age-keygen`` (the file, the parsed identity, its age1 key)."""
+    path = tmp_path_factory.mktemp("age") / "identity.txt"
+    done = subprocess.run(
+        ["age-keygen", "-o", str(path)], check=False, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    public = done.stderr.split()[-1]
+    secret = next(line for line in path.read_text().splitlines() if line.startswith("AGE-"))
+    return path, Identity.parse(secret), public
+
+
+def test_keys_parse_as_age_prints_them(keypair: tuple[Path, Identity, str]) -> None:
+    _, identity, public = keypair
+    assert str(identity.recipient()) == public
+    assert Recipient.parse(public) == identity.recipient()
+    assert str(Identity.parse(str(identity))) == str(identity)
+    assert str(identity) not in repr(identity) and public in repr(identity)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "age1",
+        "age1qqqq",
+        "AGE1" + "q" * 58,
+        "xyz1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs",
+    ],
+)
+def test_malformed_recipients_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        Recipient.parse(text)
+
+
+def test_a_recipient_with_a_bad_checksum_is_refused(keypair: tuple[Path, Identity, str]) -> None:
+    public = keypair[2]
+    flipped = public[:-1] + ("q" if public[-1] != "q" else "p")
+    with pytest.raises(ValueError, match="checksum"):
+        Recipient.parse(flipped)
+    with pytest.raises(bech32.Bech32Error):
+        bech32.decode(public[:10] + public[10:].upper())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_ours_decrypts_with_age(size: int, keypair: tuple[Path, Identity, str]) -> None:
+    path, identity, _ = keypair
+    data = os.urandom(size)
+    other = Identity.generate().recipient()
+    sealed = drain(encrypting(io.BytesIO(data), [other, identity.recipient()]), 7777)
+    done = subprocess.run(
+        ["age", "-d", "-i", str(path)], input=sealed, capture_output=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == data
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_age_output_decrypts_here(size: int, keypair: tuple[Path, Identity, str]) -> None:
+    _, identity, public = keypair
+    data = os.urandom(size)
+    other = str(Identity.generate().recipient())
+    done = subprocess.run(
+        ["age", "-r", other, "-r", public], input=data, capture_output=True, check=True
+    )
+    assert drain(decrypting(io.BytesIO(done.stdout), [Identity.generate(), identity])) == data
+
+
+def test_a_file_for_other_recipients_is_no_identity(keypair: tuple[Path, Identity, str]) -> None:
+    sealed = drain(encrypting(io.BytesIO(b"x"), [Identity.generate().recipient()]))
+    with pytest.raises(NoIdentity):
+        decrypting(io.BytesIO(sealed), [keypair[1]])
+
+
+@pytest.mark.parametrize("where", ["header", "payload", "truncated", "extended"])
+def test_tampering_is_detected(where: str, keypair: tuple[Path, Identity, str]) -> None:
+    identity = keypair[1]
+    sealed = bytearray(drain(encrypting(io.BytesIO(os.urandom(3 * CHUNK)), [identity.recipient()])))
+    if where == "header":
+        sealed[30] ^= 1
+    elif where == "payload":
+        sealed[-100] ^= 1
+    elif where == "truncated":
+        del sealed[-CHUNK - 16 :]  # a whole last chunk gone: the previous one was not last
+    else:
+        sealed += sealed[-CHUNK - 16 :]
+    with pytest.raises(AgeError):
+        drain(decrypting(io.BytesIO(bytes(sealed)), [identity]))
+
+
+class _Trickle:
+    """A source returning at most ``n`` bytes per read (as pipes and decompressors may)."""
+
+    def __init__(self, data: bytes, n: int) -> None:
+        self._data = io.BytesIO(data)
+        self._n = n
+
+    def read(self, n: int = -1, /) -> bytes:
+        return self._data.read(min(self._n, n if n > 0 else self._n))
+
+
+def test_short_reads_both_ways() -> None:
+    identity = Identity.generate()
+    data = os.urandom(3 * CHUNK + 5)
+    sealed = drain(encrypting(_Trickle(data, 1000), [identity.recipient()]), 999)
+    assert drain(decrypting(_Trickle(sealed, 333), [identity]), 4096) == data
+
+
+@pytest.mark.parametrize("openssl", [True, False], ids=["libcrypto", "cryptography"])
+def test_both_primitive_backends_agree(openssl: bool) -> None:
+    """libcrypto through ctypes (what runs here) and the ``cryptography`` fallback."""
+    assert primitives.libcrypto() is not None
+    scalar = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
+    point = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
+    expected = "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"
+    assert primitives.x25519(scalar, point, openssl=openssl).hex() == expected  # RFC 7748
+    a, b = os.urandom(32), os.urandom(32)
+    pa, pb = primitives.x25519(a, None, openssl=openssl), primitives.x25519(b, None)
+    assert primitives.x25519(a, pb, openssl=openssl) == primitives.x25519(b, pa, openssl=False)
+    with pytest.raises(ValueError):
+        primitives.x25519(a, bytes(32), openssl=openssl)  # a low-order point
+    key, nonce = os.urandom(32), os.urandom(12)
+    sealed = primitives.chacha20_poly1305(key, openssl=openssl).encrypt(nonce, b"data" * 999)
+    other = primitives.chacha20_poly1305(key, openssl=not openssl)
+    assert other.decrypt(nonce, sealed) == b"data" * 999
+    for backend in (openssl, not openssl):
+        aead = primitives.chacha20_poly1305(key, openssl=backend)
+        with pytest.raises(primitives.InvalidTag):
+            aead.decrypt(nonce, sealed[:-1] + bytes([sealed[-1] ^ 1]))
