@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pitr.catalog import Catalog
+from pitr.catalog import Catalog, openlogs
 from pitr.catalog.store import CatalogStore
 from pitr.config import InstanceSettings, Settings
 from pitr.plan import Plan
@@ -30,6 +30,8 @@ def open_catalog(settings: Settings, instance: InstanceSettings) -> CatalogStore
 
 def make_plan(store: CatalogStore, target: Target, catalog: Catalog | None = None) -> Planned:
     catalog = catalog or store.load()
+    if store.engine in ("mariadb", "mysql"):  # the open binlogs' shipped transactions
+        catalog = openlogs.with_open(store.storage, store.layout, catalog)
     located = store.transactions(documents_needed(catalog, target))
     plan = build_plan(catalog, target, located=located)
     if plan.recoverable:

@@ -196,6 +196,14 @@ class Site(Sql):
         )  # fmt: skip
         return Done(tuple(args), done.returncode, done.stdout, done.stderr)
 
+    def follow(self) -> subprocess.Popen[str]:
+        """``pitr archive --follow --json`` in the background (the test stops it)."""
+        return subprocess.Popen(
+            [*self.pitr, "--config", str(self.config), "archive", "--follow", "--json"],
+            cwd=self.base, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+
     def ok(self, *args: str, **kwargs: Any) -> dict[str, Any]:
         done = self.run(*args, "--json", **kwargs)
         assert done.returncode == 0, str(done)

@@ -10,12 +10,14 @@ a second DROP; the end. Each test restores a new server to one target and checks
 
 from __future__ import annotations
 
+import json
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 import pytest
-from my_e2e import Point, Restored, assert_at_point, damage, drop_event, mark
+from my_e2e import Point, Restored, assert_at_point, damage, drop_event, mark, wait_for
 from mysql_e2e import MysqlSite, before_target, mysql_site, seed
 
 from pitr.gtid import MysqlGtid, MysqlGtidSet
@@ -194,4 +196,33 @@ def test_gtid_mode_off_is_refused() -> None:
         assert site.ok("list")["backups"] == []
         assert not list((site.base / "spool").rglob("data"))
     finally:
+        site.destroy()
+
+
+def test_follow_ships_closed_and_open_binlogs() -> None:
+    """``archive --follow`` on MySQL: closed binlogs as the server rotates, the open one's
+    complete transactions within ``follow_interval``; the server dies; the row is restored."""
+    site = mysql_site()
+    follower = None
+    try:
+        seed(site, ())
+        site.backup("full")
+        follower = site.follow()
+        mark(site, "closed")
+        site.flush()
+        mark(site, "open")
+        last = site.last_gtid()
+        wait_for(lambda: site.run("plan", "--gtid", last).returncode == 0, 30,
+                 "the open binlog shipped")  # fmt: skip
+        site.server.kill()
+        follower.send_signal(signal.SIGTERM)
+        out, err = follower.communicate(timeout=60)
+        follower = None
+        assert json.loads(out)["archived"] >= 1, err
+        with site.restore("--gtid", last) as (_doc, restored):
+            assert {"closed", "open"} <= restored.markers()
+    finally:
+        if follower is not None:
+            follower.kill()
+            follower.wait()
         site.destroy()
