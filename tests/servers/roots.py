@@ -54,7 +54,7 @@ tmp=$1 root=$2
 shift 2
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
-if [ "$tmp" = tmp ]; then mount --bind /tmp "$root/tmp"; fi
+if [ "$tmp" = tmp ]; then mount --rbind /tmp "$root/tmp"; fi
 exec chroot "$root" "$@"
 """
 #: what a minbase root lacks for apt and the servers (FIELD-NOTES.md)
@@ -129,6 +129,9 @@ def ensure_root(recipe: Recipe) -> Path:
     with _locked(recipe):
         if recipe.path.is_dir():  # another session built it meanwhile
             return recipe.path
+        for stale in ROOTS_DIR.glob(f".{recipe.name}.*"):  # a build killed half-way
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
         if shutil.which("debootstrap") is None:
             raise RootBuildError("debootstrap is not installed (scripts/bootstrap installs it)")
         work = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.", dir=ROOTS_DIR))

@@ -27,6 +27,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from pitr.engines.mysql.replay import owner_of
 from pitr.engines.mysql.server import MyServer, alive, launch, wait_for
 from pitr.engines.mysql.xtrainfo import BinlogPosition
 from pitr.errors import PreconditionFailed, ToolFailed
@@ -116,7 +117,9 @@ def copy_position(server: MyServer, work: Path) -> BinlogPosition:
     consistent from ``performance_schema.clone_status``, stop it."""
     data = work / DATA
     sock = str(work / "s.sock")
-    argv = [server.tool("server"), "--no-defaults", f"--user={_user_of(data)}",
+    if len(sock) >= 100:  # a unix socket path holds 108 bytes at most
+        sock = str(Path(tempfile.gettempdir()) / f"pitr-clone-{os.getpid()}.sock")
+    argv = [server.tool("server"), "--no-defaults", f"--user={owner_of(data)}",
             f"--datadir={data}", f"--socket={sock}", f"--pid-file={work / 'copy.pid'}",
             f"--log-error={work / 'copy.log'}", "--skip-networking", "--skip-log-bin",
             "--skip-replica-start", "--loose-mysqlx=OFF", "--innodb-buffer-pool-size=64M",
@@ -146,15 +149,6 @@ def _up(child: subprocess.Popen[bytes], copy: MyServer, work: Path) -> bool:
         tail = (work / "copy.log").read_text(errors="replace").strip().splitlines()[-3:]
         raise ToolFailed(f"the server on the clone exited {child.returncode}: {' | '.join(tail)}")
     return copy.accepts_connections()
-
-
-def _user_of(path: Path) -> str:
-    import pwd
-
-    try:
-        return pwd.getpwuid(path.stat().st_uid).pw_name
-    except (KeyError, OSError):
-        return pwd.getpwuid(os.geteuid()).pw_name
 
 
 def ship_copy(storage: Storage, key: str, work: Path, compression: Compression) -> StoredObject:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -186,16 +187,35 @@ def test_recover_in_place_then_expire() -> None:
         site.destroy()
 
 
-def test_gtid_mode_off_is_refused() -> None:
+def test_refusals_before_anything_is_done() -> None:
+    """gtid_mode off, binlog_format not ROW, too little room for the clone: one line each,
+    exit 6, no backup and no copy left."""
     site = mysql_site(extra_args=("--gtid-mode=OFF", "--enforce-gtid-consistency=OFF"))
+    small = site.base / "small"
+    small.mkdir()
+    mounted = False
     try:
         seed(site, ())
         report = site.run("check")
         assert report.returncode != 0 and "gtid_mode is OFF" in report.stdout + report.stderr
         assert "gtid_mode is OFF" in site.fails(6, "backup").error
-        assert site.ok("list")["backups"] == []
+        site.sql("SET GLOBAL enforce_gtid_consistency = ON")
+        for mode in ("OFF_PERMISSIVE", "ON_PERMISSIVE", "ON"):
+            site.sql(f"SET GLOBAL gtid_mode = {mode}")
+        site.sql("SET GLOBAL binlog_format = 'STATEMENT'")
+        assert "binlog_format is STATEMENT" in site.fails(6, "backup").error
+        site.sql("SET GLOBAL binlog_format = 'ROW'")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "pitr-test", str(small)],
+                       check=True)  # fmt: skip
+        mounted = True
+        site.config.write_text(site.config.read_text() + f'clone_dir = "{small}"\n')
+        done = site.fails(6, "backup")
+        assert "too little space for a clone backup" in done.error and str(small) in done.error
+        assert site.ok("list")["backups"] == [] and not list(small.iterdir())
         assert not list((site.base / "spool").rglob("data"))
     finally:
+        if mounted:
+            subprocess.run(["umount", str(small)], check=True)
         site.destroy()
 
 
