@@ -1,7 +1,8 @@
 """``archive --follow``: the open binlog's complete transactions, shipped before it closes.
 
 Every ``follow_interval`` seconds (default 10) and when the follower stops, the spool copy of
-the binlog the server is writing is indexed; its bytes up to the end of its last complete
+the binlog the server is writing is indexed when it grew (the whole file: keep
+``max_binlog_size`` moderate); its bytes up to the end of its last complete
 transaction are uploaded under ``open/`` with their index document (``pitr.catalog.openlogs``),
 replacing the shorter copy shipped before. ``plan``, ``restore`` and ``recover`` use it as the
 newest part of its stream (``--latest``, ``--at``, ``--gtid``, ``--position``). When the server
@@ -11,12 +12,13 @@ rotates past the file, the closed file is archived as always and its open copy r
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
 from pitr.catalog import openlogs
 from pitr.engines.mysql.archive import Shipper
-from pitr.engines.mysql.binlog import index_binlog, index_binlog_file
+from pitr.engines.mysql.binlog import index_binlog_file
 from pitr.engines.mysql.streams import read_head, segment_document
 from pitr.errors import PitrError
 from pitr.timeutil import utcnow
@@ -46,6 +48,7 @@ class OpenShipper:
     def __init__(self, shipper: Shipper) -> None:
         self.shipper = shipper
         self.shipped: dict[str, tuple[int, str]] = {}  # name -> (end, object key)
+        self.sizes: dict[str, int] = {}  # name -> file size when last indexed
         store = shipper.store
         #: (stream, name) of the open copies in the repository (an earlier run's too)
         self.present = {(d.segment.stream, d.segment.name)
@@ -56,11 +59,15 @@ class OpenShipper:
         the end offset now in the repository (0: nothing)."""
         store, compression = self.shipper.store, self.shipper.compression
         name = path.name
+        before = self.shipped.get(name)
+        size = path.stat().st_size
+        if before is not None and self.sizes.get(name) == size:
+            return before[0]  # not one byte more: not read again
+        self.sizes[name] = size
         index = index_binlog_file(path)
         if not index.transactions:
             return 0
         end = index.transactions[-1].end
-        before = self.shipped.get(name)
         if before is not None and before[0] == end:
             return end
         stream, done = self.shipper.stream_of(read_head(path, self.shipper.system))
@@ -70,8 +77,8 @@ class OpenShipper:
         with path.open("rb") as fh:
             stored = upload(store.storage, key, Prefix(fh, end), compression, hash_raw=True,
                             size=end)  # fmt: skip
-        with path.open("rb") as fh:
-            prefix = index_binlog(Prefix(fh, end), name)  # type: ignore[arg-type]
+        # the index of the first <end> bytes: the same complete transactions and GTID state
+        prefix = replace(index, size=end, truncated=False, valid_end=end)
         doc = segment_document(prefix, stream, self.shipper.system, stored, utcnow())
         openlogs.publish(store.storage, store.layout, doc, before[1] if before else None)
         self.shipped[name] = (end, key)
