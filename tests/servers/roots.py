@@ -18,9 +18,10 @@ crash, and concurrent sessions never unmount each other's. As the host's ``/tmp`
 rooted server's socket by the path the server was given.
 
 pitr itself runs in the root too (the server's tools are there, and the paths the server
-reports are the root's): each root has a virtualenv ``/opt/pitr/venv`` over the root's
-Debian Python packages, into which :func:`install_pitr` puts the wheel of the tree under test
-(built once per session on the host; no network inside the root).
+reports are the root's): :func:`install_pitr` makes a virtualenv of the session under /tmp,
+over the root's Debian Python packages, and installs the wheel of the tree under test into it
+(built once per session on the host; no network inside the root) with the pip of the root's
+own virtualenv ``/opt/pitr/venv``. Sessions running at the same time never share one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .common import make_base_dir
 
 ROOTS_DIR = Path(os.environ.get("PITR_TEST_ROOTS", "/var/cache/pitr-test/roots"))
 MIRROR = os.environ.get("PITR_TEST_MIRROR", "http://deb.debian.org/debian")
@@ -183,7 +186,7 @@ def pitr_wheel() -> Path:
     if _WHEEL:
         return _WHEEL[0]
     tree = Path(__file__).resolve().parents[2]
-    out = Path(tempfile.mkdtemp(prefix="pitr-wheel-", dir="/tmp"))
+    out = make_base_dir("pitr-wheel-")
     argv = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(tree)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     wheels = sorted(out.glob("pitr-*.whl"))
@@ -194,14 +197,18 @@ def pitr_wheel() -> Path:
 
 
 def install_pitr(root: Path) -> str:
-    """Install the pitr under test into the root's virtualenv (once per session); returns
-    the root's path of its ``pitr`` command."""
+    """The pitr under test in a virtualenv of this session inside the root (under /tmp: every
+    session its own, removed at its end; the root's shared one only lends its pip), made once
+    per session; returns the root's path of its ``pitr`` command."""
     if root not in _INSTALLED:
         wheel = pitr_wheel()
-        log = Path(tempfile.mkstemp(prefix="pitr-root-install-", suffix=".log", dir="/tmp")[1])
-        _run(in_root(root, [f"{VENV}/bin/pip", "install", "-q", "--no-deps", "--no-index",
-                            "--force-reinstall", str(wheel)]),
+        venv = make_base_dir("pitr-root-venv-")
+        log = venv.with_name(f"{venv.name}.log")
+        _run(in_root(root, ["python3", "-m", "venv", "--system-site-packages", "--without-pip",
+                            str(venv)]), f"a virtualenv in {root}", log)  # fmt: skip
+        _run(in_root(root, [f"{VENV}/bin/pip", "--python", f"{venv}/bin/python", "install",
+                            "-q", "--no-deps", "--no-index", str(wheel)]),
              f"installing pitr into {root}", log)  # fmt: skip
         log.unlink()
-        _INSTALLED[root] = f"{VENV}/bin/pitr"
+        _INSTALLED[root] = f"{venv}/bin/pitr"
     return _INSTALLED[root]
