@@ -13,6 +13,8 @@ from my_e2e import Point, Site, mark, public_dir, utc_now, wait_for
 from servers.mariadb import MySQLServer
 from servers.roots import MYSQL_ROOT, ensure_root
 
+from pitr.gtid import MysqlGtidSet
+
 #: MySQL 9.7 has no MD5() nor SHA1()
 HASH = "SHA2({}, 256)"
 
@@ -28,10 +30,9 @@ class MysqlSite(Site):
         return str(self.one("SELECT @@GLOBAL.gtid_executed")).replace("\n", "")
 
     def last_gtid(self) -> str:
-        """The GTID of the newest transaction this server wrote (``uuid:n``)."""
+        """The GTID of the newest untagged transaction this server wrote (``uuid:n``)."""
         uuid = str(self.one("SELECT @@server_uuid"))
-        executed = [part for part in self.gtid().split(",") if part.startswith(uuid)]
-        last = executed[0].split(":")[-1].split("-")[-1]
+        last = max(b for _a, b in MysqlGtidSet.parse(self.gtid()).intervals(uuid, ""))
         return f"{uuid}:{last}"
 
     def status(self) -> tuple[str, int]:

@@ -44,6 +44,13 @@ def story() -> Iterator[Story]:
         site.sql("INSTALL PLUGIN clone SONAME 'mysql_clone.so'")
         first = site.backup("full")
         site.flush()
+        conn = site.connect()  # a tagged GTID (8.4+): uuid:batch_7:1
+        with conn.cursor() as cur:
+            for statement in ("SET gtid_next = 'AUTOMATIC:batch_7'",
+                              "INSERT INTO shop.markers (name) VALUES ('tagged')",
+                              "SET gtid_next = 'AUTOMATIC'"):  # fmt: skip
+                cur.execute(statement)
+        conn.close()
         one = before_target(site, "one", "victim_one")
         damage(site, one)
         site.sql(f"UPDATE shop.keep SET v = {'SHA2(v, 256)'} WHERE id <= 100")
@@ -137,6 +144,19 @@ def test_inspect_verify_and_events(story: Story) -> None:
     assert f'"gtid": "{uuid}:' in site.run("inspect", str(binlog), "--json").stdout
     verified = site.ok("verify")
     assert verified["verified"] >= 2 and verified["failed"] == []
+
+
+def test_a_tagged_gtid(story: Story) -> None:
+    site = story.site
+    tagged = f"{site.last_gtid().split(':')[0]}:batch_7:1"
+    events = site.ok("events", "--grep", "shop.markers")["events"]
+    assert [e["gtid"] for e in events].count(tagged) == 1
+    plan = site.ok("plan", "--gtid", tagged.upper().replace("BATCH", "Batch"))["plan"]
+    assert plan["recoverable"] and plan["target"]["value"] == tagged
+    with site.restore("--gtid", tagged) as (doc, restored):
+        assert MysqlGtidSet.parse(doc["reached"]["gtid"]).contains(MysqlGtid.parse(tagged))
+        found = restored.markers()
+        assert "tagged" in found and "one-A" not in found
 
 
 def test_bad_input(story: Story) -> None:
