@@ -8,7 +8,7 @@ hand the same proof to the engine as a :data:`~pitr.engines.base.Replan`.
 
 from __future__ import annotations
 
-from pitr.catalog import Catalog
+from pitr.catalog import Catalog, openlogs
 from pitr.catalog.store import CatalogStore, open_catalog
 from pitr.config.settings import Settings
 from pitr.domain.targets import Target
@@ -25,6 +25,8 @@ def plan(settings: Settings, instance: str | None, target: Target) -> Plan:
 def make_plan(store: CatalogStore, target: Target, catalog: Catalog | None = None) -> Plan:
     """The plan for ``target``, every object it needs confirmed in the repository."""
     catalog = catalog or store.load()
+    if store.engine in ("mariadb", "mysql"):  # the open binlogs' shipped transactions
+        catalog = openlogs.with_open(store.storage, store.layout, catalog)
     located = store.transactions(documents_needed(catalog, target))
     plan = build_plan(catalog, target, located=located)
     if plan.recoverable:

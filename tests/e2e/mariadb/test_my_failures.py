@@ -9,7 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from my_e2e import Site, file_site, keep_pristine, mark, pristine, public_dir, seed
+from my_e2e import (
+    VERSIONS,
+    Site,
+    file_site,
+    keep_pristine,
+    mark,
+    pristine,
+    public_dir,
+    root_of,
+    seed,
+)
 
 
 @dataclass
@@ -21,9 +31,9 @@ class Story:
     names: list[str]  # archived binlogs, oldest first
 
 
-@pytest.fixture(scope="module")
-def shared() -> Iterator[Story]:
-    site = file_site(public_dir())
+@pytest.fixture(scope="module", params=VERSIONS)
+def shared(request: pytest.FixtureRequest) -> Iterator[Story]:
+    site = file_site(public_dir(), root=root_of(request.param))
     try:
         seed(site, ("orders",))
         full = site.backup("full")
