@@ -10,6 +10,8 @@
 <instance>/catalog/backups.json                 summary of every manifest (a cache)
 <instance>/catalog/logs/<stream>/<first>~<last>.json  summary pages of index documents (a cache)
 <instance>/locks/instance.json                  the instance lock, while held
+<instance>/open/<stream>/<log name>.<end><suffix>[.json]  an open binlog's shipped prefix
+    (pitr.catalog.openlogs)
 ```
 """
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pitr import crypt
-from pitr.catalog import Catalog
+from pitr.catalog import Catalog, openlogs
 from pitr.catalog.documents import WORKERS, parallel, read_document, write_document
 from pitr.catalog.layout import INDEX_SUFFIX, Layout
 from pitr.catalog.model import (
@@ -180,6 +180,8 @@ class CatalogStore:
 
         def read(seg: LogSegment) -> tuple[Transaction, ...]:
             key = self.layout.log_index(seg.stream, seg.name)
+            if openlogs.is_open(self.layout, seg):  # an open binlog's shipped part
+                return openlogs.read_index(self.storage, self.layout, seg).transactions
             index = self.segment_index(seg.stream, seg.name)
             if index is None:
                 raise ObjectNotFound(key)

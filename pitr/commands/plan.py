@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pitr import crypt
-from pitr.catalog import Catalog
+from pitr.catalog import Catalog, openlogs
 from pitr.catalog.documents import parallel
 from pitr.catalog.store import CatalogStore, open_catalog
 from pitr.config.settings import Settings
@@ -34,6 +34,8 @@ def make_plan(
     ``reading`` (restore, recover), every encrypted one also confirmed to open with the
     configured identities."""
     catalog = catalog or store.load()
+    if store.engine in ("mariadb", "mysql"):  # the open binlogs' shipped transactions
+        catalog = openlogs.with_open(store.storage, store.layout, catalog)
     located = store.transactions(documents_needed(catalog, target))
     plan = build_plan(catalog, target, located=located)
     if plan.recoverable:

@@ -109,6 +109,18 @@ class InstanceSettings:
     start_command: str | None = None
     stop_command: str | None = None
     backup_tool: str | None = None
+    #: MySQL: "clone" (the default: the clone plugin) or "xtrabackup"; MariaDB: mariadb-backup
+    backup_method: Literal["clone", "xtrabackup"] | None = None
+    #: MySQL clone backups: where the server writes the copy before it is streamed
+    clone_dir: str | None = None
+    #: MariaDB/MySQL ``archive --follow``: seconds between shipments of the open binlog's
+    #: complete transactions (0: only closed binlogs are shipped)
+    follow_interval: float = 10.0
+
+    @property
+    def clones(self) -> bool:
+        """Are this instance's backups made with MySQL's clone plugin?"""
+        return self.engine == "mysql" and self.backup_method in (None, "clone")
 
 
 @dataclass(frozen=True)
@@ -391,6 +403,12 @@ def _validate(settings: Settings, env: Mapping[str, str]) -> None:
     for inst in settings.instances.values():
         if inst.port is not None and not 0 < inst.port < 65536:
             raise ConfigError(f"{src}: [instances.{inst.name}] port: not a TCP port")
+        if inst.follow_interval < 0:
+            raise ConfigError(f"{src}: [instances.{inst.name}] follow_interval: must be 0 or "
+                              "a positive number of seconds")  # fmt: skip
+        if inst.backup_method is not None and inst.engine != "mysql":
+            raise ConfigError(f"{src}: [instances.{inst.name}] backup_method: MySQL only "
+                              f"({inst.engine} backups are made with mariadb-backup)")  # fmt: skip
     if settings.timezone is not None:
         from pitr.domain.timeutil import zone
 

@@ -105,6 +105,8 @@ def parse_gtid(text: str, engine: str) -> str:
     """Validate with the engine's own GTID type; returns the normalised text."""
     from pitr.domain.gtid import MariaGtidPosition, MysqlGtid
 
+    if not text.strip():
+        raise UsageError("--gtid: empty; give a GTID (see 'pitr events')")
     if engine == "mariadb":
         return str(MariaGtidPosition.parse(text))
     return str(MysqlGtid.parse(text))

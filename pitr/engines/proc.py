@@ -18,8 +18,13 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pitr.errors import PreconditionFailed, ToolFailed
+
+if TYPE_CHECKING:
+    from pitr.storage.base import Storage
+    from pitr.storage.transfer import Compression, StoredObject
 
 log = logging.getLogger("pitr.proc")
 STDERR_LINES = 40  # of a streaming child, kept for its error message
@@ -173,3 +178,25 @@ class StderrTail:
             errors = [ln for ln in self.lines if "error" in ln.lower()] or list(self.lines)
             raise ToolFailed(f"{what} failed (exit {code}): "
                              f"{errors[-1].strip() if errors else 'no error output'}")  # fmt: skip
+
+
+def upload_output(
+    argv: list[str], storage: Storage, key: str, compression: Compression
+) -> StoredObject:
+    """Run ``argv`` and stream its standard output into ``key`` (nothing staged); ToolFailed
+    with its last error line unless it exits 0."""
+    from pitr.storage.transfer import upload  # not on the WAL hot path
+
+    child = start(argv, stdout=subprocess.PIPE)
+    tail = StderrTail(child)
+    try:
+        assert child.stdout is not None
+        stored = upload(storage, key, child.stdout, compression)
+    except BaseException:
+        child.kill()
+        raise
+    finally:
+        if child.stdout is not None:
+            child.stdout.close()
+    tail.wait(Path(argv[0]).name)
+    return stored

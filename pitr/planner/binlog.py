@@ -54,8 +54,9 @@ class Gtids:
             return MariaGtidPosition.parse(state).covers(MariaGtidPosition.parse(self.target.gtid))
         return MysqlGtid.parse(self.target.gtid) in MysqlGtidSet.parse(state)
 
-    def backup_usable(self, state: str | None) -> bool:
-        """May replay start from a backup at ``state`` and still stop at the target?"""
+    def backup_usable(self, state: str | None, ends_at_target: bool = False) -> bool:
+        """May replay start from a backup at ``state`` and still stop at the target?
+        (``ends_at_target``: the backup's position is the end of the target's transaction.)"""
         if self.target.gtid is None:
             return True
         if self.mariadb:
@@ -66,12 +67,11 @@ class Gtids:
                 if got is not None and got.seq > limit:
                     return False
             return True
-        gtid = MysqlGtid.parse(self.target.gtid)
-        have_set = MysqlGtidSet.parse(state or "")
-        if gtid not in have_set:
+        # A MySQL set holding the target says nothing of what came after it (other sources,
+        # other tags, interleaved): only the backup's position does.
+        if MysqlGtid.parse(self.target.gtid) not in MysqlGtidSet.parse(state or ""):
             return True
-        last = max(b for _a, b in have_set.intervals(gtid.uuid, gtid.tag))
-        return self.target.inclusive and last == gtid.gno
+        return self.target.inclusive and ends_at_target
 
     def advance(self, state: str | None, gtid: str | None) -> str | None:
         """The state after a transaction with ``gtid`` (unchanged without one)."""
@@ -232,11 +232,13 @@ def _plan(
     gtids: Gtids,
     window: Window,
 ) -> Plan:
+    target_ends = {tx.end for txs in located.values() for tx in txs if gtids.named(tx.gtid)}
+
     def usable(b: Backup) -> bool:
         if target.kind == "time" and target.time is not None:
             return b.end_time <= target.time
         if target.kind == "gtid":
-            return gtids.backup_usable(b.gtid_state)
+            return gtids.backup_usable(b.gtid_state, b.end in target_ends)
         if target.kind == "position" and target.position is not None:
             run = _stream_of_backup(catalog, b)
             seg = _named(run, target.position[0], b.end_key) if run else None

@@ -1,4 +1,6 @@
-"""A throwaway MariaDB 10.11 server run as root on a free port, binary log enabled."""
+"""Throwaway MariaDB / MySQL servers run as root on a free port, binary log enabled: the host's
+MariaDB 10.11, or a server inside a Debian root (``roots``: MariaDB 11.8, MySQL 9.x), whose
+paths under /tmp are the same inside and outside."""
 
 from __future__ import annotations
 
@@ -23,9 +25,11 @@ from .common import (
     stop_process,
     wait_until,
 )
+from .roots import in_root
 
 #: Options given to both mariadb-install-db and mariadbd (keep the data files small).
 INNODB_OPTIONS = ("--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M")
+MYSQL_INNODB_OPTIONS = ("--innodb-buffer-pool-size=32M", "--innodb-redo-log-capacity=16M")
 
 
 class MariaDBServer:
@@ -38,7 +42,13 @@ class MariaDBServer:
     host = "127.0.0.1"
     user = "root"
 
-    def __init__(self, extra_args: Sequence[str] = (), port: int | None = None) -> None:
+    flavor = "mariadb"
+
+    def __init__(
+        self, extra_args: Sequence[str] = (), port: int | None = None, root: Path | None = None
+    ) -> None:
+        #: the Debian root the server runs in (None: the host's)
+        self.root = root
         self.base_dir = make_base_dir("pm-")
         self.datadir = self.base_dir / "data"
         self.binlog_dir = self.base_dir / "binlog"
@@ -53,7 +63,7 @@ class MariaDBServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
-        return f"<MariaDBServer port={self.port} datadir={self.datadir}>"
+        return f"<{type(self).__name__} port={self.port} datadir={self.datadir}>"
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(
@@ -62,10 +72,18 @@ class MariaDBServer:
             if part
         )
 
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` as run where the server's programs are (the host or the root)."""
+        return in_root(self.root, argv) if self.root is not None else list(argv)
+
+    #: the server program and what it takes beyond the options both flavours share
+    program = "mariadbd"
+    own_options: tuple[str, ...] = ("--binlog-format=ROW", *INNODB_OPTIONS)
+
     def server_args(self) -> list[str]:
-        """The mariadbd command line (``--no-defaults`` must come first)."""
+        """The server's command line (``--no-defaults`` must come first)."""
         return [
-            "mariadbd",
+            self.program,
             "--no-defaults",
             "--user=root",
             f"--datadir={self.datadir}",
@@ -75,26 +93,31 @@ class MariaDBServer:
             f"--bind-address={self.host}",
             f"--log-bin={self.binlog_dir}/mysql-bin",
             "--server-id=1",
-            "--binlog-format=ROW",
             f"--log-error={self.error_log}",
             "--skip-name-resolve",
-            *INNODB_OPTIONS,
+            *self.own_options,
             *self.extra_args,
         ]
 
     def init(self) -> None:
         """mariadb-install-db into an empty ``datadir``."""
         self.datadir.mkdir(exist_ok=True)
+        self._initialize(self.init_args(), "mariadb-install-db")
+
+    def init_args(self) -> list[str]:
+        return [
+            "mariadb-install-db",
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            *INNODB_OPTIONS,
+        ]
+
+    def _initialize(self, argv: list[str], what: str) -> None:
         result = subprocess.run(
-            [
-                "mariadb-install-db",
-                "--no-defaults",
-                f"--datadir={self.datadir}",
-                "--user=root",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                *INNODB_OPTIONS,
-            ],
+            self.command(argv),
             cwd=self.base_dir,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -103,7 +126,7 @@ class MariaDBServer:
         )
         if result.returncode != 0:
             output = (result.stdout + result.stderr)[-4000:]
-            raise ServerStartError("mariadb-install-db", f"exit {result.returncode}", output)
+            raise ServerStartError(what, f"exit {result.returncode}", output)
 
     def is_running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -112,13 +135,14 @@ class MariaDBServer:
         """Start mariadbd and wait until root can connect over the unix socket."""
         if self.is_running():
             raise RuntimeError(f"{self!r} is already running")
-        what = f"MariaDB on port {self.port}"
-        self.proc = start_process(self.server_args(), self.stdout_log, cwd=self.base_dir)
+        what = f"{self.flavor} on port {self.port}"
+        self.proc = start_process(self.command(self.server_args()), self.stdout_log,
+                                  cwd=self.base_dir)  # fmt: skip
         proc = self.proc
 
         def ready() -> bool:
             if proc.poll() is not None:
-                raise ServerStartError(what, f"mariadbd exited {proc.returncode}", self.log_tail())
+                raise ServerStartError(what, f"server exited {proc.returncode}", self.log_tail())
             self.connect().close()
             return True
 
@@ -207,3 +231,19 @@ class MariaDBServer:
         deadline = time.monotonic() + timeout
         while self.is_running() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+class MySQLServer(MariaDBServer):
+    """A MySQL 8.4/9.x server (in a Debian root): GTIDs on, no X plugin (its fixed port)."""
+
+    flavor = "mysql"
+
+    program = "mysqld"
+    own_options = ("--gtid-mode=ON", "--enforce-gtid-consistency=ON", "--mysqlx=OFF",
+                   *MYSQL_INNODB_OPTIONS)  # fmt: skip
+
+    def init(self) -> None:
+        """``mysqld --initialize-insecure`` (root@localhost without a password)."""
+        self._initialize(["mysqld", "--no-defaults", "--initialize-insecure", "--user=root",
+                          f"--datadir={self.datadir}", *MYSQL_INNODB_OPTIONS],
+                         "mysqld --initialize-insecure")  # fmt: skip

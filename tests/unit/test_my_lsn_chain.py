@@ -92,6 +92,6 @@ def test_extracted_checkpoints_that_disagree_are_refused(
 def test_an_extracted_differential_without_checkpoints_is_refused(tmp_path: Path) -> None:
     full = checkpoints(tmp_path / "full", "full-backuped", 0, 5000)
     (tmp_path / "diff").mkdir()
-    with pytest.raises(FormatError, match="xtrabackup_checkpoints: missing") as caught:
+    with pytest.raises(FormatError, match="checkpoints: missing") as caught:
         check_extracted(full, tmp_path / "diff", FULL, DIFF)
     assert caught.value.exit_code == 3

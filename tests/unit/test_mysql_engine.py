@@ -20,6 +20,7 @@ from pitr.engines.mysql.xtrainfo import (
     parse_binlog_info,
     parse_checkpoints,
     parse_info_binlog_pos,
+    read_checkpoints,
 )
 from pitr.errors import FormatError, UsageError
 from pitr.storage.transfer import StoredObject
@@ -72,6 +73,15 @@ def test_either_binlog_info_name(tmp_path: Path, name: str) -> None:
     (tmp_path / name).write_text("mysql-bin.000009\t999\t0-1-5\n")
     pos = binlog_position(tmp_path)
     assert pos is not None and pos.text == "mysql-bin.000009:999"
+
+
+@pytest.mark.parametrize("name", ["xtrabackup_checkpoints", "mariadb_backup_checkpoints"])
+def test_either_checkpoints_name(tmp_path: Path, name: str) -> None:
+    """MariaDB 11 names its files mariadb_backup_*; 10.11 and xtrabackup xtrabackup_*."""
+    with pytest.raises(FormatError, match="mariadb_backup_checkpoints: missing"):
+        read_checkpoints(tmp_path)
+    (tmp_path / name).write_text("backup_type = full-backuped\nfrom_lsn = 0\nto_lsn = 77\n")
+    assert read_checkpoints(tmp_path).to_lsn == 77
 
 
 # -- streams ----------------------------------------------------------------------------------

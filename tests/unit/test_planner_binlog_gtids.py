@@ -25,6 +25,7 @@ from pitr.catalog.segments import SegmentRun
 from pitr.domain.positions import FILE_SHIFT, file_number
 from pitr.domain.targets import Target, parse_target
 from pitr.planner import build_plan, documents_needed
+from pitr.planner.binlog import Gtids
 from pitr.planner.plan import Plan
 from pitr.storage.transfer import StoredObject
 
@@ -260,3 +261,14 @@ def test_mysql_broken_gtid_set_stops_the_chain() -> None:
     )
     (problem,) = plan(cat, Target("latest")).problems
     assert f"does not start where {name(2)} ended" in problem
+
+
+def test_a_mysql_backup_holding_the_target_serves_only_when_it_ends_there() -> None:
+    """A GTID set holding the target says nothing of what followed it (other tags, other
+    sources): a backup taken after untagged work that followed a tagged target is no base."""
+    state = f"{UUID}:1-14:batch_7:1"
+    tagged = Gtids("mysql", mysql(f"{UUID}:batch_7:1"))
+    assert not tagged.backup_usable(state)
+    assert tagged.backup_usable(state, ends_at_target=True)
+    assert not Gtids("mysql", mysql(f"{UUID}:batch_7:1", exclusive=True)).backup_usable(state, True)
+    assert tagged.backup_usable(f"{UUID}:1-14")

@@ -121,9 +121,17 @@ def test_gtids() -> None:
     assert parse_target("mariadb", gtid="0-1-42,1-2-7").gtid == "0-1-42,1-2-7"
     uuid = "3E11FA47-71CA-11E1-9E33-C80AA9429562"
     assert parse_target("mysql", gtid=f"{uuid}:23").gtid == f"{uuid.lower()}:23"
+    assert parse_target("mysql", gtid=f"{uuid}:Batch_7:5").gtid == f"{uuid.lower()}:batch_7:5"
     for engine, bad in [("mariadb", "0-1"), ("mariadb", "a-b-c"), ("mysql", "nope:1")]:
         with pytest.raises(UsageError):
             parse_target(engine, gtid=bad)
+
+
+@pytest.mark.parametrize("engine", ["mariadb", "mysql"])
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_an_empty_gtid_is_bad_input(engine: str, blank: str) -> None:
+    with pytest.raises(UsageError, match="--gtid: empty"):
+        parse_target(engine, gtid=blank)
 
 
 def test_positions() -> None:

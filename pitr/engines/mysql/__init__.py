@@ -36,12 +36,12 @@ class MysqlEngine(Engine):
     def check(self, store: CatalogStore, report: CheckReport) -> None:
         from pitr.engines.mysql.checks import check_instance
 
-        check_instance(self.server, store, report, self.compression())
+        check_instance(self.server, store, report, self.compression(), self.settings.spool_dir)
 
     def backup(self, store: CatalogStore, kind: str | None) -> Backup:
         from pitr.engines.mysql.backup import take_backup
 
-        return take_backup(self.server, store, kind, self.compression())
+        return take_backup(self.server, store, kind, self.compression(), self.settings.spool_dir)
 
     def archive(
         self, store: CatalogStore, *, follow: bool = False, duration: float | None = None

@@ -1,4 +1,5 @@
-"""Full and differential backups with mariadb-backup (MySQL 8: xtrabackup, same adapter).
+"""Full and differential backups with mariadb-backup (MySQL: the clone plugin, see
+``pitr.engines.mysql.clone``, or xtrabackup through the same adapter as mariadb-backup).
 
 ``<tool> --backup --stream=xbstream`` writes the backup to its stdout, which goes through the
 transfer pipeline (zstd, sha256, upload in parts): nothing is staged on disk. The checkpoints
@@ -17,7 +18,6 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,10 @@ from pitr.engines import proc
 from pitr.engines.mysql.archive import Shipper, archive_closed, flush_and_archive
 from pitr.engines.mysql.server import MyServer
 from pitr.engines.mysql.streams import read_head
-from pitr.engines.mysql.xtrainfo import binlog_position, read_checkpoints
+from pitr.engines.mysql.xtrainfo import BinlogPosition, binlog_position, read_checkpoints
 from pitr.errors import PreconditionFailed, ToolFailed
 from pitr.planner.common import fulls
-from pitr.storage.transfer import Compression, upload
+from pitr.storage.transfer import Compression, StoredObject
 
 log = logging.getLogger("pitr.mysql")
 OBJECT = "backup.xbstream"
@@ -63,8 +63,13 @@ def _parent_of(catalog: Any, system: str, kind: str | None, stream: str) -> Back
 
 
 def take_backup(
-    server: MyServer, store: CatalogStore, kind: str | None, compression: Compression
-) -> Backup:
+    server: MyServer, store: CatalogStore, kind: str | None, compression: Compression,
+    spool_dir: str,
+) -> Backup:  # fmt: skip
+    if server.flavor == "mysql":
+        from pitr.engines.mysql.checks import require_replayable
+
+        require_replayable(server)
     shipper = Shipper.of(store, server, compression)
     archive_closed(server, shipper)  # the backup's binlog then joins the right stream
     catalog = store.load()
@@ -73,47 +78,28 @@ def take_backup(
     current, start_pos = _master_status(server)
     current_head = read_head(server.binlog_basename().parent / current, system)
     stream_now, _ = shipper.stream_of(current_head)
-    parent = _parent_of(catalog, system, kind, stream_now)
+    if server.settings.clones and kind == "diff":
+        raise PreconditionFailed(
+            f"instance {store.instance}: the clone method makes full backups only",
+            hint='take a full backup, or set backup_method = "xtrabackup" for differentials',
+        )
+    parent = None if server.settings.clones else _parent_of(catalog, system, kind, stream_now)
     kind = "diff" if parent is not None else "full"
     started = utcnow()
     backup_id = f"{compact_id_time(started)}-{'F' if kind == 'full' else 'D'}"
-    key = store.layout.backup_dir(backup_id) + OBJECT + compression.suffix
-    lsndir = Path(tempfile.mkdtemp(prefix="pitr-backup-"))
-    try:
-        with server.option_file() as options:
-            argv = [
-                server.tool("backup"), f"--defaults-extra-file={options}", "--backup",
-                "--stream=xbstream", f"--target-dir={lsndir / 'target'}",
-                f"--extra-lsndir={lsndir}", f"--parallel={max(1, min(4, os.cpu_count() or 1))}",
-            ]  # fmt: skip
-            if parent is not None:
-                argv.append(f"--incremental-lsn={parent.engine_meta['to_lsn']}")
-            log.info("backup %s (%s) started", backup_id, kind)
-            child = proc.start(argv, stdout=subprocess.PIPE)
-            tail = proc.StderrTail(child)
-            try:
-                assert child.stdout is not None
-                stored = upload(store.storage, key, child.stdout, compression)
-            except BaseException:
-                child.kill()
-                raise
-            finally:
-                if child.stdout is not None:
-                    child.stdout.close()
-            tail.wait(Path(argv[0]).name)
-        checkpoints = read_checkpoints(lsndir)
-        position = binlog_position(lsndir)
-    finally:
-        shutil.rmtree(lsndir, ignore_errors=True)
+    log.info("backup %s (%s) started", backup_id, kind)
+    if server.settings.clones:
+        from pitr.engines.mysql.clone import OBJECT as TAR
+        from pitr.engines.mysql.clone import clone_backup
+
+        key = store.layout.backup_dir(backup_id) + TAR + compression.suffix
+        stored, position = clone_backup(server, store.storage, key, spool_dir, backup_id,
+                                        compression)  # fmt: skip
+        meta: dict[str, Any] = {"tool": "clone", "format": "tar"}
+    else:
+        key = store.layout.backup_dir(backup_id) + OBJECT + compression.suffix
+        stored, position, meta = _physical(server, store, key, parent, compression)
     ended = utcnow()
-    if position is None:
-        raise PreconditionFailed(
-            f"instance {store.instance}: the backup has no binlog position (binary log off?)",
-            hint="start the server with log_bin",
-        )
-    if parent is not None and checkpoints.from_lsn != parent.engine_meta["to_lsn"]:
-        raise ToolFailed(f"differential {backup_id} starts at LSN {checkpoints.from_lsn}, "
-                         f"not at its full's to_lsn {parent.engine_meta['to_lsn']}")  # fmt: skip
     head = read_head(server.binlog_basename().parent / position.file, system)
     flush_and_archive(server, shipper)  # the binlog holding its position: restorable at once
     stream, _ = shipper.stream_of(head)
@@ -134,17 +120,12 @@ def take_backup(
         objects=(stored,),
         gtid_state=position.gtids,
         engine_meta={
-            "backup_type": checkpoints.backup_type,
-            "from_lsn": checkpoints.from_lsn,
-            "to_lsn": checkpoints.to_lsn,
-            "last_lsn": checkpoints.last_lsn,
+            **meta,
             "binlog_file": position.file,
             "binlog_position": position.position,
             "binlog_head": head.to_dict(),
             "server_version": server.variables("version")["version"],
             "server_id": int(server.variables("server_id")["server_id"]),
-            "tool": Path(argv[0]).name,
-            "format": "xbstream",
         },
         host=socket.gethostname(),
         pitr_version=__version__,
@@ -155,15 +136,51 @@ def take_backup(
     return backup
 
 
-def _master_status(server: MyServer) -> tuple[str, str]:
-    """The open binlog and its position now (``SHOW MASTER STATUS``)."""
+def _physical(
+    server: MyServer, store: CatalogStore, key: str, parent: Backup | None,
+    compression: Compression,
+) -> tuple[StoredObject, BinlogPosition, dict[str, Any]]:  # fmt: skip
+    """mariadb-backup / xtrabackup ``--stream=xbstream`` into ``key``."""
+    lsndir = Path(tempfile.mkdtemp(prefix="pitr-backup-"))
     try:
-        rows = server.query("SHOW MASTER STATUS")
-    except ToolFailed:  # MySQL 8.4 renamed it
-        rows = server.query("SHOW BINARY LOG STATUS")
-    if not rows:
+        with server.option_file() as options:
+            argv = [
+                server.tool("backup"), f"--defaults-extra-file={options}", "--backup",
+                "--stream=xbstream", f"--target-dir={lsndir / 'target'}",
+                f"--extra-lsndir={lsndir}", f"--parallel={max(1, min(4, os.cpu_count() or 1))}",
+            ]  # fmt: skip
+            if parent is not None:
+                argv.append(f"--incremental-lsn={parent.engine_meta['to_lsn']}")
+            stored = proc.upload_output(argv, store.storage, key, compression)
+        checkpoints = read_checkpoints(lsndir)
+        position = binlog_position(lsndir)
+    finally:
+        shutil.rmtree(lsndir, ignore_errors=True)
+    if position is None:
+        raise PreconditionFailed(
+            f"instance {store.instance}: the backup has no binlog position (binary log off?)",
+            hint="start the server with log_bin",
+        )
+    if parent is not None and checkpoints.from_lsn != parent.engine_meta["to_lsn"]:
+        raise ToolFailed(f"differential starts at LSN {checkpoints.from_lsn}, "
+                         f"not at its full's to_lsn {parent.engine_meta['to_lsn']}")  # fmt: skip
+    meta = {
+        "backup_type": checkpoints.backup_type,
+        "from_lsn": checkpoints.from_lsn,
+        "to_lsn": checkpoints.to_lsn,
+        "last_lsn": checkpoints.last_lsn,
+        "tool": Path(argv[0]).name,
+        "format": "xbstream",
+    }
+    return stored, position, meta
+
+
+def _master_status(server: MyServer) -> tuple[str, str]:
+    """The open binlog and its position now."""
+    status = server.binlog_status()
+    if status is None:
         raise PreconditionFailed(
             f"instance {server.settings.name}: the binary log is off",
             hint="start the server with log_bin (and binlog_format = ROW)",
         )
-    return str(rows[0][0]), f"{rows[0][0]}:{rows[0][1]}"
+    return status[0], f"{status[0]}:{status[1]}"

@@ -3,7 +3,9 @@
 ``mariadb-binlog --read-from-remote-server --raw --stop-never`` (MySQL: ``mysqlbinlog``)
 copies the server's binlogs as they are written, byte for byte, into a spool directory
 (``<spool_dir>/<instance>/binlog``); every file the copy has moved past (the server rotated) is
-shipped like ``pitr archive`` ships it, then removed from the spool. The copy needs only a
+shipped like ``pitr archive`` ships it, then removed from the spool. The file still open is
+shipped too, up to its last complete transaction, every ``follow_interval`` seconds and when
+the follower stops (``pitr.engines.mysql.openship``). The copy needs only a
 connection (REPLICATION SLAVE), so this may run on another host than the database.
 
 It runs until SIGTERM/SIGINT (then it ships what is complete and returns normally) or, when
@@ -29,6 +31,7 @@ from pitr.domain.timeutil import utcnow
 from pitr.engines import proc
 from pitr.engines.base import Archived
 from pitr.engines.mysql.archive import Shipper, archive_closed
+from pitr.engines.mysql.openship import OpenShipper
 from pitr.engines.mysql.server import MyServer
 from pitr.errors import FormatError, Interrupted, PitrError, ToolFailed
 
@@ -65,17 +68,18 @@ def _first_unshipped(server: MyServer, logs: list[tuple[str, int]], shipper: Shi
     return logs[-1][0]
 
 
-def _ship_closed(spool: Path, shipper: Shipper, *, all_of_them: bool = False) -> int:
+def _ship_closed(spool: Path, shipper: Shipper, *, all_of_them: bool = False) -> list[str]:
+    """Ship the spool's closed files; the names shipped (or found archived)."""
     files = spool_files(spool)
     closed = files if all_of_them else files[:-1]
-    shipped = 0
+    shipped = []
     for path in closed:
         before = len(shipper.archived) + len(shipper.already)
         shipper.ship(path, rotated=not all_of_them)
         if len(shipper.archived) + len(shipper.already) == before:
             break  # not complete yet: next time
         path.unlink()
-        shipped += 1
+        shipped.append(path.name)
     return shipped
 
 
@@ -123,6 +127,12 @@ def _spool_of(spool_root: Path, instance: str) -> Path:
     return spool
 
 
+def _open_file(spool: Path) -> Path | None:
+    """The spool copy of the binlog the server writes now."""
+    files = spool_files(spool)
+    return files[-1] if files else None
+
+
 def _start_copy(server: MyServer, options: Path, spool: Path, first: str) -> Any:
     argv = [server.tool("binlog"), f"--defaults-extra-file={options}",
             "--read-from-remote-server", "--raw", "--stop-never", f"--result-file={spool}/",
@@ -130,6 +140,28 @@ def _start_copy(server: MyServer, options: Path, spool: Path, first: str) -> Any
     log.info("following the binlogs of %s from %s into %s", server.where(), first, spool)
     child = proc.start(argv, stdout=subprocess.DEVNULL)
     return child, proc.StderrTail(child)
+
+
+def _prepare(server: MyServer, shipper: Shipper, spool: Path) -> list[tuple[str, int]]:
+    """Archive what the server closed; empty the spool of what an earlier run left (shipped
+    when the server no longer has it, else fetched again); ``SHOW BINARY LOGS``."""
+    logs = archive_closed(server, shipper, local=False)  # on disk already (when local)
+    names = {name for name, _ in logs}
+    for stale in spool_files(spool):  # copies the server still has: fetched again
+        if stale.name in names:
+            stale.unlink()
+    _ship_closed(spool, shipper, all_of_them=True)  # left by an earlier run, now gone
+    return logs
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(10)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def follow_binlogs(
@@ -142,24 +174,25 @@ def follow_binlogs(
     spool = _spool_of(spool_root, server.settings.name)
     heartbeat = Heartbeat(server, spool, beat)
     deadline = None if duration is None else time.monotonic() + duration
-    logs = archive_closed(server, shipper, local=False)  # on disk already (when local)
-    names = {name for name, _ in logs}
-    for stale in spool_files(spool):  # copies the server still has: fetched again
-        if stale.name in names:
-            stale.unlink()
-    _ship_closed(spool, shipper, all_of_them=True)  # left by an earlier run, now gone
+    logs = _prepare(server, shipper, spool)
     stop_reason = "time limit"
+    opener, interval = OpenShipper(shipper), server.settings.follow_interval
+    opener.archived()  # closed since an earlier run shipped them open (a crash, a restart)
+    next_open = time.monotonic() + interval
     with server.option_file() as options:
         child, tail = _start_copy(server, options, spool, _first_unshipped(server, logs, shipper))
         down_since: float | None = None
         try:
             while deadline is None or time.monotonic() < deadline:
-                _ship_closed(spool, shipper)
+                opener.closed(_ship_closed(spool, shipper))
                 heartbeat()
+                if interval and time.monotonic() >= next_open:
+                    opener.try_ship(_open_file(spool))
+                    next_open = time.monotonic() + interval
                 if child.poll() is not None:
                     with contextlib.suppress(ToolFailed):
                         tail.wait("binlog copy")
-                    _ship_closed(spool, shipper)
+                    opener.closed(_ship_closed(spool, shipper))
                     if not server.accepts_connections():
                         down_since = down_since or time.monotonic()
                         if time.monotonic() - down_since > GIVE_UP:
@@ -169,6 +202,7 @@ def follow_binlogs(
                         continue
                     down_since = None
                     logs = archive_closed(server, shipper, local=False)  # closed meanwhile
+                    opener.archived()
                     for stale in spool_files(spool):
                         stale.unlink()
                     child, tail = _start_copy(server, options, spool,
@@ -177,17 +211,13 @@ def follow_binlogs(
         except (Interrupted, KeyboardInterrupt):
             stop_reason = "signal"
         finally:
-            if child.poll() is None:
-                child.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.wait(10)
-                if child.poll() is None:
-                    child.kill()
-                    child.wait()
+            _stop(child)
         try:
-            _ship_closed(spool, shipper)
+            opener.closed(_ship_closed(spool, shipper))
         except PitrError as exc:
             log.warning("could not ship the last closed binlog: %s", exc.message)
+        if interval:
+            opener.try_ship(_open_file(spool))  # what the server wrote until now
         heartbeat(stopped=True)
     result = shipper.result()
     result.stopped_by, result.spool = stop_reason, str(spool)

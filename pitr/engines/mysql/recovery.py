@@ -272,6 +272,18 @@ def _stage(
         raise
 
 
+def _keep_identity(aside: Path | None, staging: Path) -> None:
+    """MySQL: the instance keeps its ``server_uuid`` (``auto.cnf``) and persisted settings
+    (``mysqld-auto.cnf``), which a clone backup does not hold."""
+    from pitr.engines.mysql.clone import NOT_BACKED_UP
+
+    if aside is None:
+        return
+    for name in NOT_BACKED_UP:
+        if (aside / name).is_file() and not (staging / name).exists():
+            shutil.copy2(aside / name, staging / name)
+
+
 def recover_in_place(
     store: CatalogStore, server: MyServer, replan: Replan, compression: Compression
 ) -> Recovered:
@@ -293,6 +305,7 @@ def recover_in_place(
         aside = datadir.with_name(f"{datadir.name}.pitr-{stamp}")
         datadir.rename(aside)
         log.info("data directory set aside as %s", aside)
+    _keep_identity(aside, staging)
     _chown_tree(staging, owner)
     staging.chmod(mode)
     staging.rename(datadir)

@@ -76,16 +76,19 @@ def _relay_names(server: MyServer, count: int) -> tuple[list[Path], Path]:
     return [Path(f"{base}.{n:06d}") for n in range(1, count + 1)], index
 
 
-def _place(files: Sequence[Path], names: Sequence[Path], index: Path) -> None:
-    """Move the binlogs into place as relay logs (owned as the data directory is)."""
+def _place(files: Sequence[Path], names: Sequence[Path], index: Path) -> int:
+    """Move the binlogs into place as relay logs (owned as the data directory is); the size
+    of the last one, read now: once the SQL thread runs, the server may apply and delete it."""
     owner = index.parent.stat()
     for src, dst in zip(files, names, strict=True):
         shutil.move(src, dst)
         if os.geteuid() == 0:
             os.chown(dst, owner.st_uid, owner.st_gid)
+    end = names[-1].stat().st_size
     index.write_text("".join(f"{n}\n" for n in names))
     if os.geteuid() == 0:
         os.chown(index, owner.st_uid, owner.st_gid)
+    return end
 
 
 def _status(cursor: Any) -> dict[str, Any]:
@@ -98,9 +101,9 @@ def _status(cursor: Any) -> dict[str, Any]:
 
 def _wait(server: MyServer, names: Sequence[Path], end: int) -> dict[str, Any]:
     """Until the SQL thread stopped (its UNTIL reached, or an error) or applied every event of
-    the relay logs pitr placed (the last is ``end`` bytes long: measured before the thread
-    started, which purges each relay log it is done with): it then waits, in the server's own
-    empty relay log or at the end of the last one placed."""
+    the relay logs pitr placed (the last is ``end`` bytes long: measured when it was placed,
+    before the thread started, which purges each relay log it is done with): it then waits, in
+    the server's own empty relay log or at the end of the last one placed."""
     import pymysql
 
     ours = {n.name for n in names} | {str(n) for n in names}
@@ -135,8 +138,7 @@ def relay_replay(
         return
     names, index = _relay_names(server, len(files))
     before = server.query("SELECT @@GLOBAL.server_id, @@GLOBAL.gtid_slave_pos")[0]
-    _place(files, names, index)
-    end = names[-1].stat().st_size
+    end = _place(files, names, index)
     until = "" if stop is None else (
         f" UNTIL RELAY_LOG_FILE = '{names[-1].name}', RELAY_LOG_POS = {stop}")  # fmt: skip
     server.query(f"SET GLOBAL server_id = {unused_server_id(taken | {int(before[0])})}")

@@ -126,11 +126,11 @@ def set_gtid_state(server: MyServer, state: str | None) -> None:
     if server.flavor == "mariadb":
         _reset_fresh_binlog(server)
         server.query("SET GLOBAL gtid_binlog_state = %s", state)
-    else:  # MySQL 8.0; 8.4 calls RESET MASTER "RESET BINARY LOGS AND GTIDS"
+    else:  # MySQL 8.4+ and 9.x (RESET MASTER is 8.0's name for it, removed since)
         try:
-            server.query("RESET MASTER")
-        except ToolFailed:
             server.query("RESET BINARY LOGS AND GTIDS")
+        except ToolFailed:
+            server.query("RESET MASTER")
         server.query("SET GLOBAL gtid_purged = %s", state)
 
 
@@ -261,14 +261,16 @@ def start_own(base: MyServer, datadir: Path, port: int | None, server_id: int) -
     argv = [base.tool("server"), "--no-defaults", f"--user={owner_of(datadir)}",
             f"--datadir={datadir}", f"--socket={sock}", f"--pid-file={datadir / PID_FILE}",
             f"--log-error={datadir / SERVER_LOG}", f"--log-bin={datadir / 'mysql-bin'}",
-            f"--server-id={server_id}", "--binlog-format=ROW", "--skip-slave-start",
-            f"--max-allowed-packet={MAX_PACKET}", f"--innodb-buffer-pool-size={_pool()}",
-            f"--innodb-log-file-size={REDO_LOG}", *innodb_options(datadir)]  # fmt: skip
+            f"--server-id={server_id}", f"--max-allowed-packet={MAX_PACKET}",
+            f"--innodb-buffer-pool-size={_pool()}", *innodb_options(datadir)]  # fmt: skip
     if base.flavor == "mariadb":
-        argv += server_options(datadir)
+        argv += ["--binlog-format=ROW", "--skip-slave-start", f"--innodb-log-file-size={REDO_LOG}",
+                 *server_options(datadir)]  # fmt: skip
+    else:  # MySQL 8.4/9.x names; replaying GTID_NEXT needs GTIDs on; no X plugin port
+        argv += ["--skip-replica-start", f"--innodb-redo-log-capacity={REDO_LOG}",
+                 "--gtid-mode=ON", "--enforce-gtid-consistency=ON",
+                 "--loose-mysqlx=OFF"]  # fmt: skip
     argv += [f"--port={port}", "--bind-address=127.0.0.1"] if port else ["--skip-networking"]
-    if base.flavor == "mysql":  # replaying GTID_NEXT needs GTIDs on (MySQL: not run here)
-        argv += ["--gtid-mode=ON", "--enforce-gtid-consistency=ON"]
     child = proc.detach(argv, datadir / SERVER_LOG)
     plain = replace(
         base.settings, start_command=None, stop_command=None, binlog_dir=None, datadir=str(datadir)

@@ -1,10 +1,11 @@
 """Restoring the base of a plan and fetching its binlogs.
 
 The full is streamed from the repository (verified as it is read) into ``mbstream -x`` and
-prepared; a differential is extracted beside it, its ``from_lsn`` checked against the full's
-``to_lsn`` — in the manifests before anything is read, and in the extracted checkpoints
-before ``--prepare --incremental-dir``, which would damage the full on a mismatch — then
-applied. The binlogs the plan replays are downloaded and verified meanwhile, in parallel.
+prepared (a MySQL clone: into ``tar -x``, ready as it is); a differential is extracted beside
+it, its ``from_lsn`` checked against the full's ``to_lsn`` — in the manifests before anything
+is read, and in the extracted checkpoints before ``--prepare --incremental-dir``, which would
+damage the full on a mismatch — then applied. The binlogs the plan replays are downloaded and
+verified meanwhile, in parallel.
 """
 
 from __future__ import annotations
@@ -50,18 +51,26 @@ def check_lsn_chain(full: Backup, diff: Backup | None) -> None:
         )
 
 
-def extract(storage: Storage, obj: StoredObject, dest: Path, mbstream: str) -> None:
-    """Stream one xbstream object, decompressed and verified, into ``mbstream -x``. When the
-    tool fails, the rest of the object is still read and checked: a corrupt object is the
-    error to report (exit 8), not what the tool made of it."""
+def unpacker(backup: Backup, server: MyServer, dest: Path) -> list[str]:
+    """The program that unpacks ``backup``'s objects into ``dest``: ``mbstream -x`` (or
+    ``xbstream``) for the backup tools' streams, ``tar -x`` for a clone."""
+    if backup.engine_meta.get("format") == "tar":
+        return ["tar", "-x", "-C", str(dest), "-f", "-"]
+    return [server.tool("stream"), "-x", "-C", str(dest)]
+
+
+def extract(storage: Storage, obj: StoredObject, dest: Path, unpack: list[str]) -> None:
+    """Stream one object, decompressed and verified, into ``unpack``. When the tool fails,
+    the rest of the object is still read and checked: a corrupt object is the error to report
+    (exit 8), not what the tool made of it."""
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     plain_zstd = obj.compression == "zstd" and obj.encryption == "none"
     zstd = shutil.which("zstd") if plain_zstd else None
     if zstd is not None:
-        _extract_with_zstd(storage, obj, dest, mbstream, zstd)
+        _extract_with_zstd(storage, obj, unpack, zstd)
         return
-    child = proc.start([mbstream, "-x", "-C", str(dest)], stdin=subprocess.PIPE,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
+    tool = unpack[0]
+    child = proc.start(unpack, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     tail = proc.StderrTail(child)
     assert child.stdin is not None
     with VerifiedReader(storage, obj) as reader:
@@ -69,12 +78,12 @@ def extract(storage: Storage, obj: StoredObject, dest: Path, mbstream: str) -> N
             while data := reader.read(READ_SIZE):
                 child.stdin.write(data)
             child.stdin.close()
-            tail.wait(Path(mbstream).name)
+            tail.wait(Path(tool).name)
         except (BrokenPipeError, ToolFailed):
             child.kill()
             child.wait()
             reader.finish()  # VerificationFailed when the object is corrupt
-            tail.wait(Path(mbstream).name)
+            tail.wait(Path(tool).name)
             raise
         except BaseException:
             child.kill()
@@ -82,16 +91,14 @@ def extract(storage: Storage, obj: StoredObject, dest: Path, mbstream: str) -> N
             raise
 
 
-def _extract_with_zstd(
-    storage: Storage, obj: StoredObject, dest: Path, mbstream: str, zstd: str
-) -> None:
+def _extract_with_zstd(storage: Storage, obj: StoredObject, unpack: list[str], zstd: str) -> None:
     """The same with the zstd program decompressing (beside pitr, on another core): pitr
     checks the stored bytes' size and sha256, zstd the frame's content checksum."""
     unzip = proc.start([zstd, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert unzip.stdin is not None and unzip.stdout is not None
     unzip_err = proc.StderrTail(unzip)
-    child = proc.start([mbstream, "-x", "-C", str(dest)], stdin=unzip.stdout.fileno(),
-                       stdout=subprocess.DEVNULL)  # fmt: skip
+    tool = unpack[0]
+    child = proc.start(unpack, stdin=unzip.stdout.fileno(), stdout=subprocess.DEVNULL)
     unzip.stdout.close()
     tail = proc.StderrTail(child)
     digest, size, broken = hashlib.sha256(), 0, False
@@ -130,7 +137,7 @@ def _extract_with_zstd(
         child.kill()
         child.wait()
         raise VerificationFailed(f"{obj.key}: does not decompress: {exc.message}") from None
-    tail.wait(Path(mbstream).name)
+    tail.wait(Path(tool).name)
 
 
 def prepare(
@@ -164,13 +171,17 @@ def restore_base(storage: Storage, server: MyServer, plan: Plan, dest: Path, scr
     full, diff = plan.full, plan.differential
     assert full is not None
     check_lsn_chain(full, diff)
-    mbstream = server.tool("stream")
     diff_dir = scratch / "differential"
     with ThreadPoolExecutor(2, thread_name_prefix="extract") as pool:
-        jobs = [pool.submit(extract, storage, o, dest, mbstream) for o in full.objects]
+        unpack = unpacker(full, server, dest)
+        jobs = [pool.submit(extract, storage, o, dest, unpack) for o in full.objects]
         if diff is not None:
-            jobs += [pool.submit(extract, storage, o, diff_dir, mbstream) for o in diff.objects]
+            unpack = unpacker(diff, server, diff_dir)
+            jobs += [pool.submit(extract, storage, o, diff_dir, unpack) for o in diff.objects]
         _all(jobs)
+    if full.engine_meta.get("format") == "tar":
+        log.info("clone restored in %s (no prepare step)", dest)
+        return
     if diff is not None:
         check_extracted(dest, diff_dir, full, diff)
     prepare(server, dest, more=diff is not None)

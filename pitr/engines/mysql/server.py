@@ -156,12 +156,9 @@ class MyServer:
         """Global variables (cached for this object)."""
         wanted = [n for n in names if n not in self._variables]
         if wanted:
-            marks = ", ".join(["%s"] * len(wanted))
-            rows = self.query(
-                f"SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES "
-                f"WHERE VARIABLE_NAME IN ({marks})",
-                *[w.upper() for w in wanted],
-            )
+            marks = ", ".join(["%s"] * len(wanted))  # MySQL 8+ has no information_schema copy
+            rows = self.query(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({marks})",
+                              *[w.lower() for w in wanted])  # fmt: skip
             self._variables.update({str(k).lower(): str(v or "") for k, v in rows})
         return {n: self._variables.get(n, "") for n in names}
 
@@ -175,6 +172,18 @@ class MyServer:
     def binary_logs(self) -> list[tuple[str, int]]:
         """``SHOW BINARY LOGS``: every binlog the server has, oldest first; the last is open."""
         return [(str(r[0]), int(r[1])) for r in self.query("SHOW BINARY LOGS")]
+
+    def binlog_status(self) -> tuple[str, int] | None:
+        """The open binlog and its size now; None when the binary log is off. MySQL 8.4+ and
+        9.x know only ``SHOW BINARY LOG STATUS`` (8.2+), MariaDB ``SHOW MASTER STATUS``."""
+        sql = "SHOW BINARY LOG STATUS" if self.flavor == "mysql" else "SHOW MASTER STATUS"
+        try:
+            rows = self.query(sql)
+        except ToolFailed:
+            if self.flavor != "mysql":
+                raise
+            rows = self.query("SHOW MASTER STATUS")  # MySQL 8.0 and 8.1
+        return (str(rows[0][0]), int(rows[0][1])) if rows else None
 
     def gtid_position(self) -> str:
         """The GTID state the binlog has reached (MariaDB position / MySQL executed set)."""

@@ -1,10 +1,11 @@
 """The small text files mariadb-backup and xtrabackup write beside a backup, parsed.
 
-- ``xtrabackup_checkpoints``: ``backup_type``, ``from_lsn``, ``to_lsn``, ``last_lsn``.
+- ``xtrabackup_checkpoints`` (``mariadb_backup_checkpoints`` since MariaDB 11): ``backup_type``,
+  ``from_lsn``, ``to_lsn``, ``last_lsn``.
 - the binlog position: ``xtrabackup_binlog_info`` (MariaDB up to 10.11, Percona XtraBackup) or
   ``mariadb_backup_binlog_info`` (later MariaDB): ``FILE<TAB>POSITION[<TAB>GTID]``, where a
   MySQL GTID set may continue over several lines;
-- ``xtrabackup_info``: ``key = value`` lines whose ``binlog_pos`` reads
+- ``xtrabackup_info`` (``mariadb_backup_info``): ``key = value`` lines whose ``binlog_pos`` reads
   ``filename 'mysql-bin.000003', position '1234', GTID of the last change '0-1-42'``.
 
 Pure functions: every malformed file is a ``FormatError`` naming it.
@@ -18,8 +19,9 @@ from pathlib import Path
 
 from pitr.errors import FormatError
 
-CHECKPOINTS = "xtrabackup_checkpoints"
-INFO = "xtrabackup_info"
+CHECKPOINTS_NAMES = ("mariadb_backup_checkpoints", "xtrabackup_checkpoints")
+INFO_NAMES = ("mariadb_backup_info", "xtrabackup_info")
+
 BINLOG_INFO_NAMES = ("mariadb_backup_binlog_info", "xtrabackup_binlog_info")
 _BINLOG_POS = re.compile(
     r"filename '(?P<file>[^']+)', position '(?P<pos>\d+)'"
@@ -60,7 +62,7 @@ def _pairs(text: str, where: str) -> dict[str, str]:
     return found
 
 
-def parse_checkpoints(text: str, where: str = CHECKPOINTS) -> Checkpoints:
+def parse_checkpoints(text: str, where: str = "xtrabackup_checkpoints") -> Checkpoints:
     pairs = _pairs(text, where)
     try:
         return Checkpoints(
@@ -86,7 +88,7 @@ def parse_binlog_info(text: str, where: str = "xtrabackup_binlog_info") -> Binlo
     return BinlogPosition(fields[0].strip(), int(fields[1]), gtids)
 
 
-def parse_info_binlog_pos(text: str, where: str = INFO) -> BinlogPosition | None:
+def parse_info_binlog_pos(text: str, where: str = "xtrabackup_info") -> BinlogPosition | None:
     """The ``binlog_pos`` of ``xtrabackup_info`` (None when the server had no binlog)."""
     value = _pairs(text, where).get("binlog_pos", "")
     if not value:
@@ -99,20 +101,25 @@ def parse_info_binlog_pos(text: str, where: str = INFO) -> BinlogPosition | None
 
 def binlog_position(directory: Path) -> BinlogPosition | None:
     """The backup's binlog position from the files in ``directory``: a binlog info file
-    under either name, else ``xtrabackup_info``'s ``binlog_pos``."""
+    under either name, else the info file's ``binlog_pos``."""
     for name in BINLOG_INFO_NAMES:
         path = directory / name
         if path.is_file() and path.read_text().strip():
             return parse_binlog_info(path.read_text(), str(path))
-    info = directory / INFO
-    if info.is_file():
-        return parse_info_binlog_pos(info.read_text(), str(info))
+    for name in INFO_NAMES:
+        info = directory / name
+        if info.is_file():
+            return parse_info_binlog_pos(info.read_text(), str(info))
     return None
 
 
 def read_checkpoints(directory: Path) -> Checkpoints:
-    path = directory / CHECKPOINTS
-    try:
-        return parse_checkpoints(path.read_text(), str(path))
-    except FileNotFoundError:
-        raise FormatError(f"{path}: missing (not a mariadb-backup / xtrabackup backup)") from None
+    """The checkpoints file under either name."""
+    for name in CHECKPOINTS_NAMES:
+        path = directory / name
+        if path.is_file():
+            return parse_checkpoints(path.read_text(), str(path))
+    raise FormatError(
+        f"{directory / CHECKPOINTS_NAMES[0]}: missing (nor is {CHECKPOINTS_NAMES[1]} there: "
+        "not a mariadb-backup / xtrabackup backup)"
+    )

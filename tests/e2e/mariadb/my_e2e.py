@@ -1,7 +1,8 @@
-"""Helpers for the MariaDB end-to-end tests: a real MariaDB 10.11 (binary log on, its binlogs
-outside the data directory), the ``pitr`` command line as a subprocess with a ``pitr.toml``,
-restored servers, and the "test that matters" (DESIGN.md): marker rows A and B, the target
-(GTID, time, position), C, the damage (DROP TABLE).
+"""Helpers for the MariaDB end-to-end tests: a real MariaDB (binary log on, its binlogs
+outside the data directory) — the host's 10.11, or 11.8 in a Debian root (``servers.roots``,
+with pitr installed in the root beside it) — the ``pitr`` command line as a subprocess with a
+``pitr.toml``, restored servers, and the "test that matters" (DESIGN.md): marker rows A and B,
+the target (GTID, time, position), C, the damage (DROP TABLE).
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ from servers.common import (
     track_group,
     untrack_group,
 )
+from servers.roots import MARIADB_ROOT, ensure_root, in_root, install_pitr
+
+#: the MariaDB versions the stories run on: the host's, and 11.8 in a Debian root
+VERSIONS = ("10.11", "11.8")
+
+
+def root_of(version: str) -> Path | None:
+    """The Debian root a version runs in (built on first use; None: the host)."""
+    return ensure_root(MARIADB_ROOT) if version == "11.8" else None
 
 
 def public_dir(prefix: str = "pitr-my-") -> Path:
@@ -100,12 +110,19 @@ class Restored(Sql):
 
 
 class Site(Sql):
-    """One MariaDB server (the instance) and one repository, with its pitr.toml."""
+    """One MariaDB server (the instance) and one repository, with its pitr.toml; with a
+    ``root``, the server and pitr run in that Debian root (paths under /tmp are the same)."""
+
+    server_class: type[MariaDBServer] = MariaDBServer
+    engine = "mariadb"
 
     def __init__(self, base: Path, repository: str, *, extra_args: Sequence[str] = (),
-                 env: Mapping[str, str] | None = None, managed: bool = False) -> None:  # fmt: skip
+                 env: Mapping[str, str] | None = None, managed: bool = False,
+                 root: Path | None = None) -> None:  # fmt: skip
         self.base = base
-        self.server = MariaDBServer(extra_args=extra_args)
+        self.root = root
+        self.pitr = [str(PITR)] if root is None else in_root(root, [install_pitr(root)])
+        self.server = self.server_class(extra_args=extra_args, root=root)
         self.socket = str(self.server.socket)
         self.config = base / "pitr.toml"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PITR_", "AWS_"))}
@@ -114,7 +131,7 @@ class Site(Sql):
         self.proc: subprocess.Popen[bytes] | None = None
         lines = [f'spool_dir = "{base / "spool"}"', f'lock_dir = "{base / "locks"}"', "",
                  f"[repository]\n{repository}\n", f"[instances.{INSTANCE}]",
-                 'engine = "mariadb"', f'datadir = "{self.server.datadir}"',
+                 f'engine = "{self.engine}"', f'datadir = "{self.server.datadir}"',
                  f'socket = "{self.socket}"', 'user = "root"']  # fmt: skip
         if managed:
             start, stop = base / "start.sh", base / "stop.sh"
@@ -134,7 +151,7 @@ class Site(Sql):
     # -- the managed server (start_command / stop_command) --------------------------------
 
     def start_managed(self) -> None:
-        subprocess.run([str(self.base / "start.sh")], check=True)
+        subprocess.run(self.server.command([str(self.base / "start.sh")]), check=True)
         wait_for(self._up, 60, "the instance to start")
         self.track()
 
@@ -173,11 +190,19 @@ class Site(Sql):
     def run(self, *args: str, timeout: float = CLI_TIMEOUT,
             env: Mapping[str, str] | None = None) -> Done:  # fmt: skip
         done = subprocess.run(
-            [str(PITR), "--config", str(self.config), *args], cwd=self.base,
+            [*self.pitr, "--config", str(self.config), *args], cwd=self.base,
             env={**self.env, **(env or {})}, capture_output=True, text=True, check=False,
             timeout=timeout, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         return Done(tuple(args), done.returncode, done.stdout, done.stderr)
+
+    def follow(self) -> subprocess.Popen[str]:
+        """``pitr archive --follow --json`` in the background (the test stops it)."""
+        return subprocess.Popen(
+            [*self.pitr, "--config", str(self.config), "archive", "--follow", "--json"],
+            cwd=self.base, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
 
     def ok(self, *args: str, **kwargs: Any) -> dict[str, Any]:
         done = self.run(*args, "--json", **kwargs)

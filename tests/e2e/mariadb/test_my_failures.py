@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from clirun import wait_for
 from my_e2e import (
+    VERSIONS,
     Restored,
     Site,
     file_site,
@@ -20,6 +21,7 @@ from my_e2e import (
     pristine,
     public_dir,
     remove_tree,
+    root_of,
     seed,
 )
 from servers.common import free_port
@@ -34,9 +36,9 @@ class Story:
     names: list[str]  # archived binlogs, oldest first
 
 
-@pytest.fixture(scope="module")
-def shared() -> Iterator[Story]:
-    site = file_site(public_dir())
+@pytest.fixture(scope="module", params=VERSIONS)
+def shared(request: pytest.FixtureRequest) -> Iterator[Story]:
+    site = file_site(public_dir(), root=root_of(request.param))
     try:
         seed(site, ("orders",))
         full = site.backup("full")

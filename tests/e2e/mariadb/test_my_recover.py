@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from my_e2e import (
+    VERSIONS,
     assert_at_point,
     before_target,
     damage,
@@ -15,12 +17,15 @@ from my_e2e import (
     file_site,
     mark,
     public_dir,
+    root_of,
     seed,
 )
 
 
-def test_recover_in_place_to_just_before_the_drop() -> None:
-    site = file_site(public_dir(), managed=True, extra_args=("--gtid-strict-mode=1",))
+@pytest.mark.parametrize("version", VERSIONS)
+def test_recover_in_place_to_just_before_the_drop(version: str) -> None:
+    site = file_site(public_dir(), managed=True, extra_args=("--gtid-strict-mode=1",),
+                     root=root_of(version))  # fmt: skip
     try:
         seed(site, ("orders",))
         full = site.backup("full")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pymysql
 import pytest
-from my_e2e import Site, file_site, mark, public_dir, seed
+from my_e2e import VERSIONS, Site, file_site, mark, public_dir, root_of, seed
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,9 @@ def run(conn: pymysql.connections.Connection[Any], *statements: str) -> None:
             cur.execute(statement)
 
 
-@pytest.fixture(scope="module")
-def story() -> Iterator[Story]:
-    site = file_site(public_dir())
+@pytest.fixture(scope="module", params=VERSIONS)
+def story(request: pytest.FixtureRequest) -> Iterator[Story]:
+    site = file_site(public_dir(), root=root_of(request.param))
     try:
         seed(site, ())
         site.sql("CREATE TABLE shop.final (id INT PRIMARY KEY, v VARCHAR(64))")

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import pytest
 from my_e2e import (
+    VERSIONS,
     Point,
     Restored,
     Site,
@@ -25,6 +26,7 @@ from my_e2e import (
     file_site,
     mark,
     public_dir,
+    root_of,
     seed,
 )
 
@@ -38,9 +40,9 @@ class Story:
     keep_checksum: int
 
 
-@pytest.fixture(scope="module")
-def story() -> Iterator[Story]:
-    site = file_site(public_dir())
+@pytest.fixture(scope="module", params=VERSIONS)
+def story(request: pytest.FixtureRequest) -> Iterator[Story]:
+    site = file_site(public_dir(), root=root_of(request.param))
     try:
         seed(site, ("victim_full", "victim_diff"))
         full = site.backup("full")
