@@ -1,5 +1,5 @@
 """Every ``--json`` document (docs/json.md), built from what the commands return: the one place
-their keys are spelled. ``tests/unit/test_json_docs.py`` compares each with docs/json.md."""
+their keys are spelled. ``tests/unit/test_json_docs*.py`` compare each with docs/json.md."""
 
 from __future__ import annotations
 
