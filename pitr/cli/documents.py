@@ -1,10 +1,12 @@
 """Every ``--json`` document (docs/json.md), built from what the commands return: the one place
-their keys are spelled. ``tests/unit/test_json_docs.py`` compares each with docs/json.md."""
+their keys are spelled. ``tests/unit/test_json_docs*.py`` compare each with docs/json.md."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pitr.domain.positions import format_lsn
 from pitr.domain.timeutil import format_time, from_microseconds
 from pitr.errors import error_dict
 from pitr.planner import window, windows_of
@@ -14,10 +16,11 @@ if TYPE_CHECKING:
     from pitr.catalog.model import Backup
     from pitr.catalog.segments import SegmentRun
     from pitr.commands.expire import Expired
+    from pitr.commands.inspect import BinlogFile, HistoryFile, Inspected, WalFile
     from pitr.commands.status import Health
     from pitr.commands.verify import Verified
     from pitr.domain.checks import CheckItem, CheckReport
-    from pitr.engines.base import Archived
+    from pitr.engines.base import Archived, Event
     from pitr.engines.recovery import Recovered
     from pitr.planner.plan import Plan
 
@@ -178,5 +181,104 @@ def archive(result: Archived) -> dict[str, Any]:
     return doc | {key: value for key, value in optional.items() if value is not None}
 
 
-def events(found: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"events": found}
+def events(found: Sequence[Event]) -> dict[str, Any]:
+    return {"events": [event(e) for e in found]}
+
+
+def event(e: Event) -> dict[str, Any]:
+    """PostgreSQL's with the xid, the LSN and the timeline; MariaDB's and MySQL's with the
+    GTID, the end and the stream (what ``--grep`` searches: commands/events.py ``searched``)."""
+    time = format_time(e.time)
+    if e.binlog:
+        return {
+            "time": time,
+            "gtid": e.gtid,
+            "xid": None,
+            "position": e.position,
+            "end": e.end,
+            "lsn": None,
+            "log": e.log,
+            "stream": e.stream,
+            "summary": e.summary,
+        }
+    return {
+        "time": time,
+        "xid": e.xid,
+        "gtid": None,
+        "lsn": e.position,
+        "position": e.position,
+        "log": e.log,
+        "timeline": e.timeline,
+        "summary": e.summary,
+    }
+
+
+def inspect(files: Sequence[Inspected]) -> dict[str, Any]:
+    """``{"files": [...]}``: an entry per file, in order, with what its kind knows."""
+    from pitr.commands.inspect import BinlogFile, WalFile
+
+    entries = []
+    for f in files:
+        if isinstance(f, BinlogFile):
+            entries.append(binlog_file(f))
+        elif isinstance(f, WalFile):
+            entries.append(wal_file(f))
+        else:
+            entries.append(history_file(f))
+    return {"files": entries}
+
+
+def binlog_file(f: BinlogFile) -> dict[str, Any]:
+    """The index as the catalog keeps it; each transaction's ``position`` is its ``start``."""
+    doc = {"path": f.path, **f.index.to_dict(), "kind": f.kind}
+    for transaction in doc["transactions"]:
+        transaction["position"] = transaction["start"]
+    return doc
+
+
+def wal_file(f: WalFile) -> dict[str, Any]:
+    s, header = f.segment, f.segment.header
+    return {
+        "path": f.path,
+        "kind": f.kind,
+        "server_version": f"PostgreSQL {header.version}",
+        "checksum": "crc32c",
+        "timeline": f.timeline,
+        "page_timeline": header.timeline,  # a timeline's first segment has its parent's
+        "start_lsn": format_lsn(header.pageaddr),
+        "system_identifier": str(header.system_id),
+        "segment_size": header.segment_size,
+        "first_time": format_time(s.first_time),
+        "last_time": format_time(s.last_time),
+        "in_use": False,
+        "truncated": s.truncated,
+        "end_lsn": format_lsn(s.end_lsn),
+        "end_reason": s.end_reason,
+        "switched": s.switched,
+        "records": s.records,
+        "transactions": [
+            {
+                "gtid": None,
+                "xid": x.xid,
+                "time": format_time(x.time),
+                "position": format_lsn(x.lsn),
+                "end_lsn": format_lsn(x.end_lsn),
+                "status": x.status,
+                "prepared": x.prepared,
+            }
+            for x in s.transactions
+        ],
+        "restore_points": [
+            {"name": p.name, "time": format_time(p.time), "position": format_lsn(p.lsn)}
+            for p in s.restore_points
+        ],
+        "name_matches": f.name_matches,
+    }
+
+
+def history_file(f: HistoryFile) -> dict[str, Any]:
+    entries = [
+        {"parent_timeline": e.parent, "switch_lsn": format_lsn(e.switch_lsn), "reason": e.reason}
+        for e in f.entries
+    ]
+    return {"path": f.path, "kind": f.kind, "timeline": f.timeline, "entries": entries}

@@ -402,13 +402,14 @@ def events(
 @click.pass_obj
 def inspect(run: Run, files: tuple[str, ...]) -> None:
     """Describe local binlog, WAL segment and timeline history files; no server needed."""
+    from pitr.cli import documents
     from pitr.cli.render import INSPECT_COLUMNS, inspect_rows
     from pitr.commands.inspect import inspect_files
 
-    result = inspect_files(list(files))
+    found = inspect_files(files)
     out = run.output
-    out.emit(result)
-    out.table(INSPECT_COLUMNS, inspect_rows(result))
+    out.emit(documents.inspect(found))
+    out.table(INSPECT_COLUMNS, inspect_rows(found))
 
 
 def main(argv: list[str] | None = None) -> None:

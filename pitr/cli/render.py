@@ -3,16 +3,20 @@ JSON documents are ``pitr.cli.documents``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pitr.domain.sizes import human_bytes
+from pitr.domain.timeutil import format_time
 
 if TYPE_CHECKING:
     from pitr.catalog.model import Backup
     from pitr.commands.expire import Expired
+    from pitr.commands.inspect import Inspected
     from pitr.commands.status import Health
     from pitr.commands.verify import Verified
     from pitr.domain.checks import CheckReport
+    from pitr.engines.base import Event
     from pitr.planner.plan import Plan
 
 
@@ -76,21 +80,21 @@ def logs_rows(listing: dict[str, Any]) -> list[list[Any]]:
     ]
 
 
-def inspect_rows(result: dict[str, Any]) -> list[list[Any]]:
-    rows = []
-    for f in result["files"]:
-        state = "in use" if f.get("in_use") else "truncated" if f.get("truncated") else "closed"
-        count = len(f.get("transactions", []) or f.get("entries", []))
-        rows.append(
-            [
-                f["path"],
-                f["kind"],
-                f.get("first_time") or "",
-                f.get("last_time") or "",
-                count,
-                state,
-            ]
-        )
+def inspect_rows(files: Sequence[Inspected]) -> list[list[Any]]:
+    """A file per row: its first and last transaction time, how many transactions (entries,
+    for a timeline history), and whether the server had it open or it is torn."""
+    from pitr.commands.inspect import BinlogFile, HistoryFile
+
+    rows: list[list[Any]] = []
+    for f in files:
+        if isinstance(f, HistoryFile):
+            rows.append([f.path, f.kind, "", "", len(f.entries), "closed"])
+            continue
+        facts = f.index if isinstance(f, BinlogFile) else f.segment
+        in_use = isinstance(f, BinlogFile) and f.index.in_use
+        state = "in use" if in_use else "truncated" if facts.truncated else "closed"
+        first, last = format_time(facts.first_time) or "", format_time(facts.last_time) or ""
+        rows.append([f.path, f.kind, first, last, len(facts.transactions), state])
     return rows
 
 
@@ -165,7 +169,5 @@ def archive_text(result: dict[str, Any]) -> str:
     return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items())
 
 
-def events_rows(found: list[dict[str, Any]]) -> list[list[Any]]:
-    return [
-        [e["time"], e["xid"] or e["gtid"], e["position"], e["log"], e["summary"]] for e in found
-    ]
+def events_rows(found: Sequence[Event]) -> list[list[Any]]:
+    return [[format_time(e.time), e.xid or e.gtid, e.position, e.log, e.summary] for e in found]

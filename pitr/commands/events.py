@@ -2,19 +2,20 @@
 ``--grep REGEX`` only those whose line matches.
 
 The pattern is compiled before anything is read, so a bad one is a usage error that touches
-nothing. An event matches when the pattern is found in its values joined by spaces (time,
-xid or GTID, position, log, summary: what its line shows).
+nothing. An event matches when the pattern is found in its values joined by spaces, in the
+order of its ``--json`` entry (time, xid or GTID, position, log, summary: what its line
+shows, and the rest of the entry).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from pitr.config.settings import Settings
-from pitr.domain.timeutil import parse_time
+from pitr.domain.timeutil import format_time, parse_time
 from pitr.engines import engine_and_store
+from pitr.engines.base import Event
 from pitr.errors import UsageError
 
 
@@ -28,13 +29,24 @@ def compile_grep(grep: str | None) -> re.Pattern[str] | None:
         raise UsageError(f"--grep: not a regular expression: {exc}") from None
 
 
-def matching(
-    events: Sequence[dict[str, Any]], pattern: re.Pattern[str] | None
-) -> list[dict[str, Any]]:
+def searched(event: Event) -> str:
+    """What ``--grep`` looks in: the values of the event's ``--json`` entry (docs/json.md), in
+    its order, one it lacks written ``None``."""
+    time = format_time(event.time)
+    if event.binlog:
+        values: tuple[object, ...] = (time, event.gtid, None, event.position, event.end, None)
+        values += (event.log, event.stream, event.summary)
+    else:
+        values = (time, event.xid, None, event.position, event.position, event.log)
+        values += (event.timeline, event.summary)
+    return " ".join(str(v) for v in values)
+
+
+def matching(events: Sequence[Event], pattern: re.Pattern[str] | None) -> list[Event]:
     """The events ``pattern`` finds; all of them without a pattern."""
     if pattern is None:
         return list(events)
-    return [e for e in events if pattern.search(" ".join(str(v) for v in e.values()))]
+    return [e for e in events if pattern.search(searched(e))]
 
 
 def events(
@@ -45,7 +57,7 @@ def events(
     grep: str | None,
     rows: bool,
     timezone: str | None,
-) -> list[dict[str, Any]]:
+) -> list[Event]:
     """The matching transactions, oldest first (``rows``: PostgreSQL row counts)."""
     zone = timezone or settings.timezone
     since = parse_time(start, timezone=zone) if start else None

@@ -6,10 +6,10 @@ timeline history. A name that says otherwise (a WAL segment named for another se
 timeline, history text under a segment's name) is an error, like anything unreadable:
 :class:`~pitr.errors.FormatError` (exit 3) with one line naming the file.
 
-The entries follow docs/json.md's ``inspect --json`` shape (``path``, ``kind``,
-``server_version``, ``checksum``, ``first_time``, ``last_time``, ``in_use``, ``truncated``,
-``transactions``), with what each kind adds: GTID state for binlogs; timeline, LSNs, restore
-points and where valid WAL ends for segments; the entries of a timeline history.
+Each file is described by what its kind knows (:data:`Inspected`): a binlog by its index
+(GTID state, transactions), a WAL segment by its summary (timeline, LSNs, restore points,
+where valid WAL ends), a timeline history by its entries; ``pitr.cli.documents.inspect``
+makes docs/json.md's ``inspect --json`` entries of them.
 """
 
 from __future__ import annotations
@@ -17,12 +17,19 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar, TypeAlias
 
-from pitr.domain.positions import format_lsn, parse_wal_name
+from pitr.domain.positions import parse_wal_name
 from pitr.engines.mysql.binlog import index_binlog_file
-from pitr.engines.postgresql.walfile import check_segment, parse_history
-from pitr.engines.postgresql.walreader import PAGE_MAGIC, WalReader, summarize_segment
+from pitr.engines.mysql.binlog.model import BinlogIndex
+from pitr.engines.postgresql.walfile import HistoryEntry, check_segment, parse_history
+from pitr.engines.postgresql.walreader import (
+    PAGE_MAGIC,
+    SegmentSummary,
+    WalReader,
+    summarize_segment,
+)
 from pitr.errors import FormatError, UsageError
 
 BINLOG_MAGIC = b"\xfebin"
@@ -30,12 +37,48 @@ BINLOG_MAGIC = b"\xfebin"
 HISTORY_MAX_BYTES = 1 << 20
 
 
-def inspect_files(paths: Iterable[str]) -> dict[str, Any]:
-    """``{"files": [...]}``, one :func:`inspect_file` entry per path, in order."""
-    return {"files": [inspect_file(path) for path in paths]}
+@dataclass(frozen=True)
+class BinlogFile:
+    """A MariaDB or MySQL binlog."""
+
+    kind: ClassVar[str] = "binlog"
+    path: str
+    index: BinlogIndex
 
 
-def inspect_file(path: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class WalFile:
+    """A PostgreSQL WAL segment. ``timeline`` is its name's, else its pages'; ``name_matches``
+    is True when it is named as a segment (the pages agree: a mismatch is an error), None when
+    its name is not a WAL name."""
+
+    kind: ClassVar[str] = "wal"
+    path: str
+    segment: SegmentSummary
+    timeline: int
+    name_matches: bool | None
+
+
+@dataclass(frozen=True)
+class HistoryFile:
+    """A PostgreSQL timeline history; ``timeline`` from its name (None when not named so)."""
+
+    kind: ClassVar[str] = "timeline-history"
+    path: str
+    timeline: int | None
+    entries: tuple[HistoryEntry, ...]
+
+
+#: One file ``pitr inspect`` described.
+Inspected: TypeAlias = BinlogFile | WalFile | HistoryFile
+
+
+def inspect_files(paths: Iterable[str]) -> list[Inspected]:
+    """One :func:`inspect_file` result per path, in order."""
+    return [inspect_file(path) for path in paths]
+
+
+def inspect_file(path: str) -> Inspected:
     """Describe one file; :class:`FormatError` if it is not what it is or claims to be."""
     try:
         with open(path, "rb") as f:
@@ -43,24 +86,13 @@ def inspect_file(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     if head == BINLOG_MAGIC:
-        entry = _binlog(path)
-    elif int.from_bytes(head[:2], "little") in PAGE_MAGIC:
-        entry = _wal(path)
-    else:
-        entry = _history(path)
-    return {"path": path, **entry}
+        return BinlogFile(path, index_binlog_file(path))
+    if int.from_bytes(head[:2], "little") in PAGE_MAGIC:
+        return _wal(path)
+    return _history(path)
 
 
-def _binlog(path: str) -> dict[str, Any]:
-    index = index_binlog_file(path)
-    entry = index.to_dict()
-    entry["kind"] = "binlog"
-    for transaction in entry["transactions"]:
-        transaction["position"] = transaction["start"]
-    return entry
-
-
-def _wal(path: str) -> dict[str, Any]:
+def _wal(path: str) -> WalFile:
     with open(path, "rb") as f:
         header = WalReader(f, path).header
     if header is None:
@@ -72,13 +104,13 @@ def _wal(path: str) -> dict[str, Any]:
         # A timeline's first segment begins with its parent's pages, copied at the switch,
         # and their headers keep the parent's timeline: only a later timeline is wrong.
         check_segment(dataclasses.replace(header, timeline=max(header.timeline, wal.timeline)), wal)
-    entry = summarize_segment(path)
-    if wal is not None:  # the name's timeline, whichever the pages say
-        entry["timeline"] = wal.timeline
-    return {**entry, "name_matches": True if wal is not None else None}
+    summary = summarize_segment(path)
+    if wal is None:
+        return WalFile(path, summary, summary.header.timeline, None)
+    return WalFile(path, summary, wal.timeline, True)  # the name's, whichever the pages say
 
 
-def _history(path: str) -> dict[str, Any]:
+def _history(path: str) -> HistoryFile:
     not_any = FormatError(f"{path}: not a binlog, WAL segment or timeline history file")
     wal = parse_wal_name(os.path.basename(path))
     named = wal is not None and wal.kind == "history"
@@ -105,15 +137,4 @@ def _history(path: str) -> dict[str, Any]:
         raise FormatError(
             f"{path}: timeline {timeline}'s history names timeline {entries[-1].parent} as a parent"
         )
-    return {
-        "kind": "timeline-history",
-        "timeline": timeline,
-        "entries": [
-            {
-                "parent_timeline": e.parent,
-                "switch_lsn": format_lsn(e.switch_lsn),
-                "reason": e.reason,
-            }
-            for e in entries
-        ],
-    }
+    return HistoryFile(path, timeline, tuple(entries))

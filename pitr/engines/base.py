@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL segment
     from datetime import datetime
@@ -41,6 +41,31 @@ class Archived:
     gaps: list[str] | None = None
     stopped_by: str | None = None
     spool: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One committed transaction in the archived logs, for ``pitr events`` (docs/json.md).
+
+    ``position`` is the commit record's LSN on PostgreSQL, where the transaction begins in a
+    binlog. PostgreSQL's events carry an ``xid`` and the ``timeline``; MariaDB's and MySQL's a
+    ``gtid`` (None: an anonymous MySQL one), the ``end`` and the binlog ``stream``.
+    """
+
+    time: datetime
+    position: str
+    log: str
+    summary: str
+    xid: int | None = None
+    gtid: str | None = None
+    timeline: int | None = None
+    end: str | None = None
+    stream: str | None = None
+
+    @property
+    def binlog(self) -> bool:
+        """A MariaDB/MySQL event (PostgreSQL's have a timeline)."""
+        return self.timeline is None
 
 
 class Engine(ABC):
@@ -82,5 +107,5 @@ class Engine(ABC):
         end: datetime | None,
         *,
         rows: bool = False,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Event]:
         """The transactions in the archived logs, oldest first."""

@@ -30,7 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from servers.postgres import bindir_for
 
-from pitr.commands.inspect import inspect_file, inspect_files
+from pitr.cli import documents
+from pitr.commands import inspect
 from pitr.engines.postgresql.walreader import (
     WalReader,
     WalRecord,
@@ -54,6 +55,12 @@ MIXED, CONTINUED, TLI2 = (
     "000000020000000000000004",
 )
 PAGE = 8192
+
+
+def inspect_file(path: str) -> dict[str, Any]:
+    """The file's entry as ``inspect --json`` prints it."""
+    entry: dict[str, Any] = documents.inspect([inspect.inspect_file(path)])["files"][0]
+    return entry
 
 
 def walk(path: Path, **kwargs: bool) -> tuple[WalReader, list[WalRecord]]:
@@ -446,7 +453,7 @@ def test_binlogs_through_inspect() -> None:
 
 def test_inspect_files_keeps_order() -> None:
     paths = [str(HIST / "00000002.history"), str(V / "rust_mysql_common/mariadb-bin.000001")]
-    assert [f["kind"] for f in inspect_files(paths)["files"]] == ["timeline-history", "binlog"]
+    assert [f.kind for f in inspect.inspect_files(paths)] == ["timeline-history", "binlog"]
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,12 @@ import os
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
 from pitr.domain.checks import CheckReport
-from pitr.engines.base import Archived, Engine, Replan
+from pitr.engines.base import Archived, Engine, Event, Replan
 from pitr.engines.mysql.server import MyServer
 from pitr.engines.recovery import Recovered
 from pitr.storage.transfer import Compression
@@ -81,7 +80,7 @@ class MysqlEngine(Engine):
         end: datetime | None,
         *,
         rows: bool = False,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Event]:
         from pitr.engines.mysql.events import binlog_events
 
         return binlog_events(store, catalog, start, end)

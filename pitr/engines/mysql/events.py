@@ -5,12 +5,11 @@ the statement of a DDL, rows per table for row events ("UPDATE shop.big: 12 rows
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pitr.catalog import Catalog
 from pitr.catalog.model import LogSegment
 from pitr.catalog.store import CatalogStore
-from pitr.domain.timeutil import format_time
+from pitr.engines.base import Event
 
 
 def segments_between(
@@ -34,7 +33,8 @@ def segments_between(
 
 def binlog_events(
     store: CatalogStore, catalog: Catalog, start: datetime | None, end: datetime | None
-) -> list[dict[str, Any]]:
+) -> list[Event]:
+    """The transactions committed in ``[start, end]``, by commit time, then in binlog order."""
     segments = segments_between(catalog, start, end)
     located = store.transactions(segments, contents=True)
     events = []
@@ -42,20 +42,10 @@ def binlog_events(
         for n, tx in enumerate(located[seg.ref]):
             if tx.time is None or (start and tx.time < start) or (end and tx.time > end):
                 continue
-            events.append(
-                (
-                    (tx.time, order, n),
-                    {
-                        "time": format_time(tx.time),
-                        "gtid": tx.gtid,
-                        "xid": None,  # the GTID names a binlog transaction (docs/json.md)
-                        "position": tx.position,
-                        "end": tx.end,
-                        "lsn": None,
-                        "log": seg.name,
-                        "stream": seg.stream,
-                        "summary": tx.summary or "COMMIT",
-                    },
-                )
+            summary = tx.summary or "COMMIT"
+            # no xid: the GTID names a binlog transaction (docs/json.md)
+            event = Event(
+                tx.time, tx.position, seg.name, summary, gtid=tx.gtid, end=tx.end, stream=seg.stream
             )
-    return [doc for _, doc in sorted(events, key=lambda e: e[0])]
+            events.append(((tx.time, order, n), event))
+    return [event for _, event in sorted(events, key=lambda e: e[0])]

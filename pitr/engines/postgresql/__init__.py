@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pitr.engines.base import Archived, Engine
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL
     from pitr.catalog.model import Backup
     from pitr.catalog.store import CatalogStore
     from pitr.domain.checks import CheckReport
-    from pitr.engines.base import Replan
+    from pitr.engines.base import Event, Replan
     from pitr.engines.postgresql.archive import PushContext
     from pitr.engines.postgresql.server import PgServer
     from pitr.engines.recovery import Recovered
@@ -105,7 +105,7 @@ class PostgresEngine(Engine):
         end: datetime | None,
         *,
         rows: bool = False,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Event]:
         from pitr.engines.postgresql.events import pg_events
         from pitr.engines.proc import find_tool
 

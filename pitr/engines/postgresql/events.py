@@ -15,15 +15,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pitr import crypt
 from pitr.catalog import Catalog
 from pitr.catalog.model import LogSegment, Transaction
 from pitr.catalog.sealing import open_backup
 from pitr.catalog.store import CatalogStore
-from pitr.domain.timeutil import format_time
 from pitr.engines import proc
+from pitr.engines.base import Event
 from pitr.engines.postgresql.waldump import FIRST_NORMAL_OID
 from pitr.storage.transfer import download
 
@@ -150,7 +149,8 @@ def pg_events(
     end: datetime | None,
     *,
     waldump: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Event]:
+    """The transactions committed in ``[start, end]``, by commit time, then LSN (as text)."""
     segments = segments_between(catalog, start, end)
     located = store.transactions(segments, contents=True)
     rows = row_counts(store, segments, waldump) if waldump else {}
@@ -161,16 +161,7 @@ def pg_events(
         for tx in located[seg.ref]:
             if tx.time is None or (start and tx.time < start) or (end and tx.time > end):
                 continue
-            events.append(
-                {
-                    "time": format_time(tx.time),
-                    "xid": tx.xid,
-                    "gtid": None,
-                    "lsn": tx.position,
-                    "position": tx.position,
-                    "log": seg.name,
-                    "timeline": int(seg.stream, 16),
-                    "summary": describe(tx, names, rows.get(tx.xid or -1), relations),
-                }
-            )
-    return sorted(events, key=lambda e: (e["time"], e["lsn"]))
+            summary = describe(tx, names, rows.get(tx.xid or -1), relations)
+            timeline = int(seg.stream, 16)
+            events.append(Event(tx.time, tx.position, seg.name, summary, tx.xid, timeline=timeline))
+    return sorted(events, key=lambda e: (e.time, e.position))

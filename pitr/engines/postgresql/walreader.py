@@ -29,10 +29,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from pitr.domain.positions import format_lsn
-from pitr.domain.timeutil import format_time
 from pitr.engines.postgresql.walfile import WAL_MAGIC, XLP_LONG_HEADER, PageHeader
 from pitr.errors import FormatError
 
@@ -405,8 +404,38 @@ class _End(Exception):
         return cls(f"{reason} at {format_lsn(lsn)}")
 
 
-def summarize_segment(path: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
-    """A segment's facts for ``pitr inspect``: header, transaction ends, restore points."""
+@dataclass(frozen=True, slots=True)
+class SegmentSummary:
+    """A segment's facts for ``pitr inspect``: its long page header, the file's size, where
+    valid WAL in it ends and why (see :class:`WalReader`), its transaction ends and restore
+    points."""
+
+    header: PageHeader
+    size: int
+    end_lsn: int
+    end_reason: str
+    switched: bool
+    records: int
+    transactions: tuple[XactEnd, ...]
+    restore_points: tuple[RestorePoint, ...]
+
+    @property
+    def truncated(self) -> bool:
+        """Shorter than a segment."""
+        return self.size < self.header.segment_size
+
+    @property
+    def first_time(self) -> datetime | None:
+        """The first commit time in it."""
+        return min((x.time for x in self.transactions if x.status == "commit"), default=None)
+
+    @property
+    def last_time(self) -> datetime | None:
+        return max((x.time for x in self.transactions if x.status == "commit"), default=None)
+
+
+def summarize_segment(path: str | os.PathLike[str], *, verify: bool = True) -> SegmentSummary:
+    """Read a segment whole; :class:`FormatError` if it does not start a segment."""
     name = os.fspath(path)
     with open(path, "rb") as f:
         reader = WalReader(f, name, verify=verify)
@@ -423,42 +452,16 @@ def summarize_segment(path: str | os.PathLike[str], *, verify: bool = True) -> d
         except FormatError as exc:  # a record that passed its checksum but does not decode
             raise FormatError(f"{name}: {exc.message}") from None
         size = os.fstat(f.fileno()).st_size
-    header = reader.header
-    commits = [x.time for x in xacts if x.status == "commit"]
-    return {
-        "kind": "wal",
-        "server_version": f"PostgreSQL {reader.version}",
-        "checksum": "crc32c",
-        "timeline": header.timeline,
-        "page_timeline": header.timeline,  # a timeline's first segment has its parent's
-        "start_lsn": format_lsn(header.pageaddr),
-        "system_identifier": str(header.system_id),
-        "segment_size": header.segment_size,
-        "first_time": format_time(min(commits, default=None)),
-        "last_time": format_time(max(commits, default=None)),
-        "in_use": False,
-        "truncated": size < header.segment_size,
-        "end_lsn": format_lsn(reader.end_lsn),
-        "end_reason": reader.end_reason,
-        "switched": reader.switched,
-        "records": reader.records,
-        "transactions": [
-            {
-                "gtid": None,
-                "xid": x.xid,
-                "time": format_time(x.time),
-                "position": format_lsn(x.lsn),
-                "end_lsn": format_lsn(x.end_lsn),
-                "status": x.status,
-                "prepared": x.prepared,
-            }
-            for x in xacts
-        ],
-        "restore_points": [
-            {"name": p.name, "time": format_time(p.time), "position": format_lsn(p.lsn)}
-            for p in points
-        ],
-    }
+    return SegmentSummary(
+        reader.header,
+        size,
+        reader.end_lsn,
+        reader.end_reason,
+        reader.switched,
+        reader.records,
+        tuple(xacts),
+        tuple(points),
+    )
 
 
 def iter_records(fileobj: BinaryIO, name: str, *, verify: bool = True) -> Iterator[WalRecord]:
