@@ -21,6 +21,7 @@ from pitr.catalog import Catalog
 from pitr.catalog.model import LogSegment, Transaction
 from pitr.catalog.sealing import open_backup
 from pitr.catalog.store import CatalogStore
+from pitr.domain.positions import parse_lsn
 from pitr.engines import proc
 from pitr.engines.base import Event
 from pitr.engines.postgresql.waldump import FIRST_NORMAL_OID
@@ -150,7 +151,7 @@ def pg_events(
     *,
     waldump: str | None = None,
 ) -> list[Event]:
-    """The transactions committed in ``[start, end]``, by commit time, then LSN (as text)."""
+    """The transactions committed in ``[start, end]``, by commit time, then WAL location."""
     segments = segments_between(catalog, start, end)
     located = store.transactions(segments, contents=True)
     rows = row_counts(store, segments, waldump) if waldump else {}
@@ -164,4 +165,9 @@ def pg_events(
             summary = describe(tx, names, rows.get(tx.xid or -1), relations)
             timeline = int(seg.stream, 16)
             events.append(Event(tx.time, tx.position, seg.name, summary, tx.xid, timeline=timeline))
-    return sorted(events, key=lambda e: (e.time, e.position))
+    return in_order(events)
+
+
+def in_order(events: Iterable[Event]) -> list[Event]:
+    """By commit time, then WAL location as a number (``0/A000000`` before ``0/16533E18``)."""
+    return sorted(events, key=lambda e: (e.time, parse_lsn(e.position)))
