@@ -6,9 +6,12 @@ renamed into place only when complete, and copied for each test so every run sta
 Commands run inside a copy through ``unshare --mount``: ``/proc`` and ``/dev`` are mounted into
 it in a private mount namespace, which the kernel drops with its last process (nothing is left
 mounted). What the machine itself provides is given to the copy as a real machine has it: the
-host's apt settings and sources, DNS, and the CA bundle pip needs here. Downloaded packages are
-kept beside the roots (``apt-archives/``, with the package lists in ``apt-lists/``) so later
-runs fetch little; one test at a time uses them (``machine`` holds a lock).
+host's apt and dpkg settings (here dpkg's ``force-unsafe-io``, as Debian's container images
+have it) and sources, DNS, and the CA bundle pip needs here. Downloaded packages are kept
+beside the roots (``apt-archives/``, with the package lists in ``apt-lists/``) so later runs
+fetch little; one test at a time uses them (``machine`` holds a lock). pip's downloads are not
+kept: the proxy here marks them uncacheable. A process still running in a copy when its test
+ends is killed before the copy goes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -88,6 +92,8 @@ def machine() -> Iterator[Path]:
         subprocess.run(["cp", "-a", "--reflink=auto", str(fresh), str(copy)], check=True)
         for conf in Path("/etc/apt/apt.conf.d").glob("99*"):
             shutil.copy(conf, copy / "etc/apt/apt.conf.d" / conf.name)
+        for conf in Path("/etc/dpkg/dpkg.cfg.d").glob("*"):
+            shutil.copy(conf, copy / "etc/dpkg/dpkg.cfg.d" / conf.name)
         sources = Path("/etc/apt/sources.list.d/debian.sources")
         if sources.is_file():
             (copy / "etc/apt/sources.list").unlink(missing_ok=True)
@@ -96,6 +102,9 @@ def machine() -> Iterator[Path]:
         shutil.copy(HOST_CA, copy / ROOT_CA.lstrip("/"))
         yield copy
     finally:
+        for pid in processes_in(copy):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(base, ignore_errors=True)
         lock.close()
 
@@ -115,11 +124,27 @@ def run_in(
 
 
 def enabled_units(root: Path) -> list[str]:
-    """Units enabled in ``root`` (systemd's view of its symlinks) and SysV start links."""
+    """What makes a service start at boot in ``root``: the units systemd calls enabled, every
+    symlink under ``/etc/systemd/system`` (``*.wants``, ``*.requires``, aliases, masks) with its
+    target, and the SysV start links."""
     done = subprocess.run(
         ["systemctl", f"--root={root}", "list-unit-files", "--state=enabled", "--no-legend",
          "--no-pager"], capture_output=True, text=True, check=True,
     )  # fmt: skip
     units = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
+    system = root / "etc/systemd/system"
+    links = [
+        f"{p.relative_to(root)} -> {os.readlink(p)}" for p in system.rglob("*") if p.is_symlink()
+    ]
     starts = [f"{p.parent.name}/{p.name}" for p in root.glob("etc/rc[2345].d/S*")]
-    return sorted(units + starts)
+    return sorted(units + links + starts)
+
+
+def processes_in(root: Path) -> list[int]:
+    """The processes whose root directory is ``root`` (zombies have none: they are gone)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and os.readlink(proc / "root") == str(root):
+                found.append(int(proc.name))
+    return found

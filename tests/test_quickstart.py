@@ -1,9 +1,9 @@
 """The README's quick start as a new user runs it. On a fresh Debian 12 machine (a debootstrap
 root, tests/fresh_debian.py), as root from a checkout in /root (which the postgres user cannot
 read): the story passes, prints no error-looking line, shows each SQL statement and each pitr
-command exactly (``--config`` included), installs no test toolchain, and leaves no unit enabled
-and no policy-rc.d behind that the machine did not have. ``--mariadb`` tells the same story on
-this machine's MariaDB."""
+command exactly (``--config`` included), installs no test toolchain, and leaves no unit enabled,
+no policy-rc.d and no process behind that the machine did not have. ``--mariadb`` tells the
+same story on this machine's MariaDB."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fresh_debian import enabled_units, machine, run_in
+from fresh_debian import enabled_units, machine, processes_in, run_in
 
 CHECKOUT = Path(__file__).parents[1]
 SKIP = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build", ".*_cache", "tests")
@@ -48,6 +48,7 @@ def test_quick_start_leaves_no_trace_on_a_fresh_debian_12() -> None:
         _check_story(done.returncode, done.stdout, done.stderr, "/opt/pitr/venv", mariadb=False)
         assert enabled_units(root) == before
         assert not (root / "usr/sbin/policy-rc.d").exists()
+        assert processes_in(root) == []
         assert not (root / "root/.local/state/pitr").exists()  # pitr's state stayed in the sandbox
         installed = (root / "var/lib/dpkg/status").read_text()
         for toolchain in ("mariadb-server", "swift", "memcached", "pgbackrest", "prometheus"):
