@@ -141,7 +141,8 @@ class Standby:
     @classmethod
     def of(cls, server: PgServer, conn: Any, instance: str, system: str) -> Standby | None:
         """The standby the session is on, or None on a primary. A standby that does not
-        archive itself (``archive_mode`` other than ``always``) is refused (exit 6)."""
+        archive itself (``archive_mode`` other than ``always``), or whose configured primary
+        does not answer as its primary, is refused (exit 6) before anything is copied."""
         in_recovery, mode = conn.execute(
             "SELECT pg_is_in_recovery(), current_setting('archive_mode')"
         ).fetchone()
@@ -154,6 +155,9 @@ class Standby:
                 hint="set archive_mode = always and archive_command = 'pitr wal-push %p' on the "
                 "standby",
             )
+        if server.settings.primary_host:  # before anything is copied for nothing
+            with primary_session(server.settings) as primary:
+                check_primary(primary, server.settings, system)
         return cls(server, instance, system)
 
     def started(self, timeline: int) -> Standby:

@@ -1,6 +1,7 @@
-"""A standby without its primary, and a standby promoted under a backup (docs/postgresql.md,
-"Backups from a standby"; docs/exit-codes.md), on PostgreSQL 15:
+"""Standby backups on PostgreSQL 15 beyond the story of test_pg_standby.py (docs/postgresql.md,
+"Backups from a standby"; docs/exit-codes.md):
 
+- A full backup of the standby restored to a transaction, an LSN and a restore point.
 - ``check`` on a standby: both connections and the round trip (a switch on the primary whose
   segment the standby archives); the primary unreachable is exit 6 naming it, for ``backup``
   too; without a primary, the last segment the standby archived must be in the repository.
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from clirun import Done, wait_for
+from pg_e2e import assert_at_point, before_target, damage
 from servers.common import free_port
 from standby_e2e import Pair, backup_dirs, destroy_pair, make_pair, manifests, standby_pair
 
@@ -38,6 +40,9 @@ def pair() -> Iterator[Pair]:
     with standby_pair(15) as pair:
         pair.primary.sql("CREATE DATABASE hold")
         pair.primary.sql("CREATE TABLE filler (id int, v text)")
+        pair.primary.sql(
+            "CREATE TABLE markers (name text PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())"
+        )
         yield pair
 
 
@@ -72,6 +77,27 @@ def wait_for_line(proc: subprocess.Popen[str], text: str, seen: list[str]) -> No
 def finished(proc: subprocess.Popen[str], seen: list[str], args: tuple[str, ...]) -> Done:
     out, err = proc.communicate(timeout=300)
     return Done(args, proc.returncode, out, "".join(seen) + err)
+
+
+TARGETS = ("xid", "lsn", "restore-point")
+
+
+def test_each_target_from_a_standby_backup(pair: Pair) -> None:
+    site = pair.site
+    for kind in TARGETS:
+        table = kind.replace("-", "_")
+        site.sql(f"CREATE TABLE {table} AS SELECT g AS id, md5(g::text) AS v "
+                 "FROM generate_series(1, 500) g")  # fmt: skip
+    full = site.backup("full")
+    points = []
+    for kind in TARGETS:
+        points.append(before_target(site, kind, kind.replace("-", "_")))
+        damage(site, points[-1])
+    pair.archive_now()
+    for kind, point in zip(TARGETS, points, strict=True):
+        with site.restore(*point.option(kind)) as (doc, cluster):
+            assert doc["recovered_from_backup"] == full["id"]
+            assert_at_point(cluster, point)
 
 
 def test_check_on_the_standby(pair: Pair) -> None:
