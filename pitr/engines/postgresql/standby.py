@@ -122,7 +122,7 @@ def switch_on_primary(settings: InstanceSettings, system: str, after: int, size:
         check_primary(conn, settings, system)
         current = parse_lsn(_value(conn, "SELECT pg_current_wal_lsn()::text"))
         if (current - 1) // size > (after - 1) // size:
-            return f"already past it (at {format_lsn(current)})"
+            return f"the primary is past that segment already (at {format_lsn(current)})"
         return f"switched WAL on the primary ({_value(conn, SWITCH)})"
 
 

@@ -4,7 +4,8 @@
 - A full backup of the standby restored to a transaction, an LSN and a restore point.
 - ``check`` on a standby: both connections and the round trip (a switch on the primary whose
   segment the standby archives); the primary unreachable is exit 6 naming it, for ``backup``
-  too; without a primary, the last segment the standby archived must be in the repository.
+  too; without a primary, the last segment the standby archived must be in the repository. A
+  standby that does not archive (``archive_mode = on``) is refused by both.
 - ``backup`` without a primary waits, saying so, for the primary to complete the segment; when
   it never does, exit 6 naming the remedy, nothing published.
 - A promotion while the files are copied (``pg_backup_stop`` refuses) and one while the backup
@@ -112,6 +113,23 @@ def test_check_on_the_standby(pair: Pair) -> None:
     found = steps(pair.site.ok("check", config=alone))
     assert found["primary"][1].startswith("not configured")
     assert "the last segment archived, is there" in found["archive round trip"][1]
+
+
+def test_a_standby_that_does_not_archive_is_refused(pair: Pair) -> None:
+    pair.standby.configure({"archive_mode": "on"})  # a standby archives only with "always"
+    pair.standby.restart(wait_for_primary=False)
+    try:
+        done = pair.site.fails(6, "check")
+        assert done.error == (
+            "error: instance main: archive_mode is 'on' on a standby, which archives only with "
+            "'always'"
+        )
+        done = pair.site.fails(6, "backup", "--type", "full")
+        assert done.error.startswith("error: instance main is a standby with archive_mode = on")
+        assert "HINT: set archive_mode = always and archive_command" in done.stderr
+    finally:
+        pair.standby.configure({"archive_mode": "always"})
+        pair.standby.restart(wait_for_primary=False)
 
 
 def test_the_primary_unreachable(pair: Pair) -> None:
