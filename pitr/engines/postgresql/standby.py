@@ -37,6 +37,10 @@ NOTE_EVERY = 30.0  # seconds between "still waiting" lines
 NOT_PUBLISHED = "the backup is not published"
 #: The segment a switch completed ("- 1": see recovery.secure_newest_wal, 17 names it anew).
 SWITCH = "SELECT pg_walfile_name(pg_switch_wal() - 1)"
+ARCHIVES = (
+    "this standby must archive into the same repository: archive_mode = always and "
+    "archive_command = 'pitr wal-push %p' (see pg_stat_archiver and pg_stat_wal_receiver)"
+)
 ASK_PRIMARY = (
     "set primary_host (with primary_port, primary_user) in [instances.{name}] so that pitr "
     "switches WAL on the primary, or set archive_timeout on the primary"
@@ -115,9 +119,8 @@ def check_primary(conn: Any, settings: InstanceSettings, system: str) -> str:
 
 
 def switch_on_primary(settings: InstanceSettings, system: str, after: int, size: int) -> str:
-    """Complete the primary's segment holding ``after - 1`` (a switch, unless the primary has
-    moved past it already); the name of the segment the switch completed, or the primary's
-    current one."""
+    """Complete the primary's segment holding ``after - 1``: a switch, unless the primary has
+    moved past it already. Says which, for the log."""
     with primary_session(settings) as conn:
         check_primary(conn, settings, system)
         current = parse_lsn(_value(conn, "SELECT pg_current_wal_lsn()::text"))
@@ -176,10 +179,15 @@ class Standby:
 
         try:
             row = conn.execute(sql).fetchone()
-        except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+        except psycopg.Error as exc:
             if "promoted" in str(exc):
                 raise self._promoted(backup_id) from None
-            raise
+            diag = exc.diag
+            raise PreconditionFailed(
+                f"instance {self.instance}: pg_backup_stop refused backup {backup_id}: "
+                f"{diag.message_primary or exc}: {NOT_PUBLISHED}",
+                hint=diag.message_hint or "see PostgreSQL's log on the standby",
+            ) from None
         self.require_unchanged(conn, backup_id)
         return tuple(row)
 
@@ -228,7 +236,7 @@ class Standby:
             done = switch_on_primary(settings, self.system, stop, segment_size)
             log.info("backup %s: %s; waiting for this standby to archive %s",
                      backup_id, done, name)  # fmt: skip
-            hint = ARCHIVES.format(name=settings.name)
+            hint = ARCHIVES
         else:
             log.info(
                 "backup %s: waiting up to %g s for WAL segment %s to be completed by the primary "
@@ -237,12 +245,13 @@ class Standby:
             )  # fmt: skip
             hint = ASK_PRIMARY.format(name=settings.name)
 
-        def watch() -> None:
-            with self.server.session() as conn:
+        what = f"WAL segment {name}, needed to restore this backup,"
+        with self.server.session() as conn:
+
+            def watch() -> None:
                 self.require_unchanged(conn, backup_id)
 
-        what = f"WAL segment {name}, needed to restore this backup,"
-        await_segment(store, self.server, name, archiver, (what, NOT_PUBLISHED, hint), watch)
+            await_segment(store, self.server, name, archiver, (what, NOT_PUBLISHED, hint), watch)
         first = segment_name(self.timeline, start, segment_size)
         if store.segment_index(first[:8], first) is None:
             raise PreconditionFailed(
@@ -251,12 +260,6 @@ class Standby:
                 hint="the standby archives only the WAL it received after archive_mode = always "
                 "was set: run CHECKPOINT on the primary, then pitr backup again",
             )
-
-
-ARCHIVES = (
-    "this standby must archive into the same repository: archive_mode = always and "
-    "archive_command = 'pitr wal-push %p' (see pg_stat_archiver and pg_stat_wal_receiver)"
-)
 
 
 def await_segment(

@@ -1,7 +1,8 @@
 """Standby backups on PostgreSQL 15 beyond the story of test_pg_standby.py (docs/postgresql.md,
 "Backups from a standby"; docs/exit-codes.md):
 
-- A full backup of the standby restored to a transaction, an LSN and a restore point.
+- A full backup of the standby planned to a transaction, an LSN and a restore point, restored
+  to the transaction.
 - ``check`` on a standby: both connections and the round trip (a switch on the primary whose
   segment the standby archives); the primary unreachable is exit 6 naming it, for ``backup``
   too; without a primary, the last segment the standby archived must be in the repository. A
@@ -84,6 +85,9 @@ TARGETS = ("xid", "lsn", "restore-point")
 
 
 def test_each_target_from_a_standby_backup(pair: Pair) -> None:
+    """Each target after a standby's full: planned from it; restored beside for ``--xid`` (the
+    time and the latest WAL: test_pg_standby.py; the LSN and the restore point replay the same
+    archived WAL and only need the planner to take the standby's end as the backup's)."""
     site = pair.site
     for kind in TARGETS:
         table = kind.replace("-", "_")
@@ -96,23 +100,14 @@ def test_each_target_from_a_standby_backup(pair: Pair) -> None:
         damage(site, points[-1])
     pair.archive_now()
     for kind, point in zip(TARGETS, points, strict=True):
-        with site.restore(*point.option(kind)) as (doc, cluster):
-            assert doc["recovered_from_backup"] == full["id"]
-            assert_at_point(cluster, point)
-
-
-def test_check_on_the_standby(pair: Pair) -> None:
-    report = pair.site.ok("check")
-    found = steps(report)
-    assert list(found) == STEPS and all(ok for ok, _ in found.values()), report
-    assert "a standby" in found["reachable"][1]
-    assert f"at 127.0.0.1:{pair.primary.port}" in found["primary"][1]
-    assert "switched WAL on the primary; this standby archived" in found["archive round trip"][1]
-
-    alone = pair.variant("alone.toml", primary_port=None)
-    found = steps(pair.site.ok("check", config=alone))
-    assert found["primary"][1].startswith("not configured")
-    assert "the last segment archived, is there" in found["archive round trip"][1]
+        plan = site.ok("plan", *point.option(kind))["plan"]
+        assert plan["recoverable"] is True
+        assert [(s["action"], s.get("backup")) for s in plan["steps"][:1]] == [
+            ("restore_full", full["id"])
+        ]
+    with site.restore(*points[0].option("xid")) as (doc, cluster):
+        assert doc["recovered_from_backup"] == full["id"]
+        assert_at_point(cluster, points[0])
 
 
 def test_a_standby_that_does_not_archive_is_refused(pair: Pair) -> None:
