@@ -116,6 +116,13 @@ class InstanceSettings:
     #: MariaDB/MySQL ``archive --follow``: seconds between shipments of the open binlog's
     #: complete transactions (0: only closed binlogs are shipped)
     follow_interval: float = 10.0
+    #: PostgreSQL standby: the primary pitr asks for what must happen there (the WAL switch
+    #: that completes a backup's last segment); its password comes from PGPASSFILE/PGPASSWORD
+    primary_host: str | None = None
+    primary_port: int | None = None
+    primary_user: str | None = None
+    #: seconds ``backup`` waits for the last WAL segment it needs to reach the repository
+    archive_wait: float = 120.0
 
     @property
     def clones(self) -> bool:
@@ -406,6 +413,7 @@ def _validate(settings: Settings, env: Mapping[str, str]) -> None:
         if inst.follow_interval < 0:
             raise ConfigError(f"{src}: [instances.{inst.name}] follow_interval: must be 0 or "
                               "a positive number of seconds")  # fmt: skip
+        _validate_primary(inst, src)
         if inst.backup_method is not None and inst.engine != "mysql":
             raise ConfigError(f"{src}: [instances.{inst.name}] backup_method: MySQL only "
                               f"({inst.engine} backups are made with mariadb-backup)")  # fmt: skip
@@ -416,6 +424,25 @@ def _validate(settings: Settings, env: Mapping[str, str]) -> None:
             zone(settings.timezone)
         except ConfigError as exc:
             raise ConfigError(f"{src}: timezone: {exc.message}") from None
+
+
+def _validate_primary(inst: InstanceSettings, src: str) -> None:
+    """``primary_*`` name a PostgreSQL standby's primary: a host first, a real port."""
+    where = f"{src}: [instances.{inst.name}]"
+    given = [k for k in ("primary_host", "primary_port", "primary_user") if getattr(inst, k)]
+    if given and inst.engine != "postgresql":
+        raise ConfigError(f"{where} {given[0]}: PostgreSQL only (the primary of a standby)")
+    if given and inst.primary_host is None:
+        raise ConfigError(
+            f"{where} {given[0]}: needs primary_host", hint="set primary_host to the primary's "
+            "address (or socket directory)",
+        )  # fmt: skip
+    if inst.primary_host == "":
+        raise ConfigError(f"{where} primary_host: must not be empty")
+    if inst.primary_port is not None and not 0 < inst.primary_port < 65536:
+        raise ConfigError(f"{where} primary_port: not a TCP port")
+    if inst.archive_wait <= 0:
+        raise ConfigError(f"{where} archive_wait: must be a positive number of seconds")
 
 
 def _validate_encryption(repo: RepositorySettings, scheme: str, src: str) -> None:

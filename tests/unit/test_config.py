@@ -105,6 +105,16 @@ def test_environment_only_configuration() -> None:
         ('[repository]\nurl = "swift://c/x"\n', "[repository] auth_url, user, key: not set"),
         ('[repository]\nurl = "swift://c/x"\nuser = "u"\nkey = "k"\n', "] auth_url: not set"),
         ("instances = 3\n", "[instances] must contain"),
+        ('[instances.a]\nengine = "mysql"\nprimary_host = "h"\n', "primary_host: PostgreSQL only"),
+        ('[instances.a]\nengine = "postgresql"\nprimary_port = 5432\n', "needs primary_host"),
+        ('[instances.a]\nengine = "postgresql"\nprimary_user = "u"\n', "needs primary_host"),
+        ('[instances.a]\nengine = "postgresql"\nprimary_host = ""\n', "must not be empty"),
+        (
+            '[instances.a]\nengine = "postgresql"\nprimary_host = "h"\nprimary_port = 0\n',
+            "primary_port: not a TCP port",
+        ),
+        ('[instances.a]\nengine = "postgresql"\nprimary_port = "x"\n', "expected an integer"),
+        ('[instances.a]\nengine = "postgresql"\narchive_wait = 0\n', "archive_wait: must be"),
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_key(
@@ -117,6 +127,24 @@ def test_bad_config_is_one_line_naming_file_and_key(
     assert err.value.message.startswith(path)
     assert "\n" not in err.value.message
     assert err.value.exit_code == 2
+
+
+def test_standby_settings(tmp_path: Path) -> None:
+    """A standby names its primary (its password never in the file); environment works too."""
+    path = write(
+        tmp_path,
+        '[instances.main]\nengine = "postgresql"\nprimary_host = "10.0.0.1"\n'
+        'primary_port = 5433\nprimary_user = "pitr"\narchive_wait = 30\n',
+    )
+    inst = load_settings(path, env={}).instance("main")
+    assert (inst.primary_host, inst.primary_port, inst.primary_user) == ("10.0.0.1", 5433, "pitr")
+    assert inst.archive_wait == 30.0
+    env = {"PITR_INSTANCE_PRIMARY_PORT": "6000", "PITR_INSTANCE_ARCHIVE_WAIT": "2.5"}
+    inst = load_settings(path, env=env).instance("main")
+    assert (inst.primary_port, inst.archive_wait) == (6000, 2.5)
+    plain = write(tmp_path, '[instances.main]\nengine = "postgresql"\n', "plain.toml")
+    inst = load_settings(plain, env={}).instance("main")
+    assert inst.primary_host is None and inst.archive_wait == 120.0
 
 
 def test_environment_overrides(tmp_path: Path) -> None:

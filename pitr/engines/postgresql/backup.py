@@ -26,6 +26,7 @@ from pitr.domain.positions import format_lsn, parse_lsn, parse_wal_name, segment
 from pitr.domain.timeutil import compact_id_time, utcnow
 from pitr.engines.postgresql.files import CHUNK, DataFile, Sent, TarStream, partition, scan
 from pitr.engines.postgresql.server import ArchiverState, PgServer
+from pitr.engines.postgresql.standby import Standby
 from pitr.engines.postgresql.versions import major_of
 from pitr.errors import PreconditionFailed
 from pitr.planner.common import fulls
@@ -33,7 +34,6 @@ from pitr.storage.base import Storage
 from pitr.storage.transfer import Compression, StoredObject, upload
 
 log = logging.getLogger("pitr.postgresql")
-ARCHIVE_WAIT = 120.0
 #: How long before the full started a recorded modification time stops being trusted: a file
 #: written during the full (or within the file system's time stamp resolution of it) may
 #: change again and keep its size and time stamp.
@@ -145,6 +145,7 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
     catalog = store.load()
     with server.session() as conn:
         system = str(_one(conn, "SELECT system_identifier FROM pg_control_system()"))
+        standby = Standby.of(server, conn, store.instance, system)  # None on a primary
         parent = next(reversed(fulls(catalog, system)), None)
         kind = options.kind or ("diff" if parent else "full")
         if kind == "diff" and parent is None:
@@ -160,26 +161,32 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
         backup_id = f"{compact_id_time(started)}-{'F' if kind == 'full' else 'D'}"
         start_lsn = parse_lsn(_one(conn, "SELECT pg_backup_start(%s, true)::text", backup_id))
         timeline = int(_one(conn, "SELECT timeline_id FROM pg_control_checkpoint()"))
+        standby = standby.started(timeline) if standby else None
         log.info("backup %s: started at %s", backup_id, format_lsn(start_lsn))
         try:
             files, tablespaces = scan(server.datadir)
             send = _to_send(files, parent) if parent and kind == "diff" else files
             relations = _relations(server)
             config_files = _outside_config(conn, server.datadir)
+            last, send = Standby.held_back(send) if standby else ([], send)
             parts = _upload_all(store, backup_id, send, options)
+            if last:  # a standby's pg_control after every other file (see standby.py)
+                parts += _upload_all(store, backup_id, last, options, first=len(parts))
         except BaseException:
             conn.execute("SELECT pg_backup_stop(false)")
             raise
         # Not pg_backup_stop(true): it waits for archive_command without a limit. The WAL
         # switch it makes gets the stop segment archived; pitr waits for it itself.
-        row = conn.execute(
-            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
-        ).fetchone()
+        stop = "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
+        row = standby.stop(conn, stop, backup_id) if standby else conn.execute(stop).fetchone()
         assert row is not None
         stop_lsn, label, spcmap = parse_lsn(row[0]), row[1], row[2]
     ended = utcnow()
     segment_size = int(settings["wal_segment_size"])
-    _wait_for_wal(store, server, timeline, stop_lsn, segment_size, archiver)
+    if standby:
+        standby.wait_for_wal(store, backup_id, (start_lsn, stop_lsn), segment_size, archiver)
+    else:
+        _wait_for_wal(store, server, timeline, stop_lsn, segment_size, archiver)
     present = {f.name for f in files}
     records: dict[str, list[Any]] = {}
     if kind == "diff" and parent is not None:  # unchanged files: as the full recorded them
@@ -260,13 +267,18 @@ def _settings(conn: Any, instance: str) -> dict[str, str]:
 
 
 def _upload_all(
-    store: CatalogStore, backup_id: str, files: list[DataFile], options: BackupOptions
+    store: CatalogStore,
+    backup_id: str,
+    files: list[DataFile],
+    options: BackupOptions,
+    first: int = 0,
 ) -> list[tuple[StoredObject, list[Sent]]]:
-    """Partitions in parallel, each its own compressed tar object."""
+    """Partitions in parallel, each its own compressed tar object (numbered from ``first``)."""
     groups = partition(files, options.partitions)
     suffix = options.compression.suffix
     keys = [
-        store.layout.backup_dir(backup_id) + f"data-{n}.tar{suffix}" for n in range(len(groups))
+        store.layout.backup_dir(backup_id) + f"data-{n}.tar{suffix}"
+        for n in range(first, first + len(groups))
     ]
     with ThreadPoolExecutor(len(groups), thread_name_prefix="backup") as pool:
         futures = [
@@ -291,7 +303,8 @@ def _wait_for_wal(
                         segment_size)  # fmt: skip
     wal = parse_wal_name(name)
     assert wal is not None
-    deadline = time.monotonic() + ARCHIVE_WAIT
+    wait = server.settings.archive_wait
+    deadline = time.monotonic() + wait
     while store.segment_index(wal.stream, name) is None:
         failing = server.archiver_failing(archiver)
         if failing:
@@ -304,7 +317,7 @@ def _wait_for_wal(
         if time.monotonic() > deadline:
             raise PreconditionFailed(
                 f"WAL segment {name}, needed to restore this backup, did not reach the "
-                f"repository within {ARCHIVE_WAIT:g} s: the backup is not published",
+                f"repository within {wait:g} s: the backup is not published",
                 hint="archive_command must be 'pitr wal-push %p' with the same repository",
             )
         time.sleep(0.2)

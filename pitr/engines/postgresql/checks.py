@@ -1,5 +1,6 @@
 """``pitr check`` for a PostgreSQL instance: reachable, WAL archiving set up for pitr, and one
-real round trip (a WAL switch whose segment must arrive in the repository)."""
+real round trip (a WAL switch whose segment must arrive in the repository). On a standby: its
+primary too, and the round trip through both (see ``standby.py``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,11 @@ def check_instance(server: PgServer, store: CatalogStore, report: CheckReport) -
             "'archive_command', 'data_directory')"
         )
         settings.update(rows)
-        return f"PostgreSQL {settings.get('server_version')} at {settings.get('data_directory')}"
+        if server.query("SELECT pg_is_in_recovery()")[0][0]:
+            settings["standby"] = "yes"
+        role = ", a standby" if settings.get("standby") else ""
+        where = settings.get("data_directory")
+        return f"PostgreSQL {settings.get('server_version')} at {where}{role}"
 
     def versions() -> str:
         from pitr.engines.postgresql.versions import major_of
@@ -38,6 +43,12 @@ def check_instance(server: PgServer, store: CatalogStore, report: CheckReport) -
 
     def archive_mode() -> str:
         mode = settings.get("archive_mode", "")
+        if settings.get("standby") and mode != "always":
+            raise PreconditionFailed(
+                f"instance {name}: archive_mode is {mode!r} on a standby, which archives only "
+                "with 'always'",
+                hint="set archive_mode = always on the standby",
+            )
         if mode not in ("on", "always"):
             raise PreconditionFailed(
                 f"instance {name}: archive_mode is {mode!r}", hint="set archive_mode = on"
@@ -53,9 +64,17 @@ def check_instance(server: PgServer, store: CatalogStore, report: CheckReport) -
             )
         return command
 
+    def primary() -> str:
+        from pitr.engines.postgresql.standby import check_primary_step
+
+        return check_primary_step(server)
+
     def round_trip() -> str:
         from pitr.engines.postgresql.recovery import secure_newest_wal
+        from pitr.engines.postgresql.standby import standby_round_trip
 
+        if settings.get("standby"):
+            return standby_round_trip(server, store)
         segment = secure_newest_wal(server, store)
         return f"switched WAL; {segment} arrived in the repository"
 
@@ -73,12 +92,14 @@ def check_instance(server: PgServer, store: CatalogStore, report: CheckReport) -
         count = len(fulls(catalog, system))
         return f"system {system}: {count} full backup(s)" if count else f"system {system}: none yet"
 
+    if not report.step(f"instance {name}: reachable", reachable):
+        return
     for label, step in (
-        ("reachable", reachable),
         ("version", versions),
         ("wal_level", wal_level),
         ("archive_mode", archive_mode),
         ("archive_command", archive_command),
+        *([("primary", primary)] if settings.get("standby") else []),
         ("archive round trip", round_trip),
         ("full backup of this system", full_backup),
     ):
