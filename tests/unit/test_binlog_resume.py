@@ -1,5 +1,6 @@
 """Indexing a growing binlog from where its last index ended (``binlog.resume``): the same
-index as reading the whole file, on MariaDB and MySQL binlogs, cut after each transaction."""
+index as reading the whole file, on MariaDB and MySQL binlogs, cut after each transaction; and
+the server ids of a binlog's event headers (MySQL's applier replay)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from pitr.engines.mysql.applier import event_server_ids
 from pitr.engines.mysql.binlog import BinlogIndex, index_binlog_file
 from pitr.engines.mysql.binlog.resume import index_continued
+from pitr.errors import ToolFailed
 
 V = Path(__file__).resolve().parent.parent / "vectors"
 FILES = [
@@ -51,3 +54,15 @@ def test_a_torn_tail_and_a_shorter_file(tmp_path: Path) -> None:
     assert index_continued(grown, prefix_of(path, first.end, tmp_path)) == expected
     shorter = prefix_of(path, last.end, tmp_path)  # longer than the file: read it whole
     assert index_continued(grown, shorter) == expected
+
+
+def test_the_server_ids_of_a_binlog_from_its_event_headers(tmp_path: Path) -> None:
+    """What MySQL's applier replay avoids as its own server id (``applier.event_server_ids``)."""
+    path = FILES[0]  # written by server 1, with transactions of server_id 7
+    assert event_server_ids(path) == {1, 7} == set(index_binlog_file(path).server_ids)
+    cut = tmp_path / "cut"
+    cut.write_bytes(path.read_bytes()[: index_binlog_file(path).transactions[0].end])
+    assert event_server_ids(cut) == {1}
+    cut.write_bytes(b"\x1f\x8b" + path.read_bytes()[2:])
+    with pytest.raises(ToolFailed, match="not a binlog"):
+        event_server_ids(cut)
