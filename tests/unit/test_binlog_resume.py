@@ -36,7 +36,8 @@ def prefix_of(path: Path, end: int, tmp_path: Path) -> BinlogIndex:
 def test_continued_equals_whole(path: Path, tmp_path: Path) -> None:
     whole = index_binlog_file(path)
     assert len(whole.transactions) >= 2
-    for txn in whole.transactions[:-1]:
+    cuts = whole.transactions[:-1]
+    for txn in cuts[:: max(1, len(cuts) // 8)]:  # 8 cuts or so
         before = prefix_of(path, txn.end, tmp_path)
         assert index_continued(path, before) == whole
 
