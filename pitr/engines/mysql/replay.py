@@ -4,13 +4,13 @@ The restored server first gets the backup's GTID state (MariaDB ``gtid_binlog_st
 ``gtid_purged``), so that it continues the same GTID sequence and ``gtid_strict_mode`` accepts
 what follows. Then every binlog of the plan is applied in order, from the backup's position in
 the first to the stop position (a transaction boundary from pitr's index) in the last, in ONE
-session: temporary tables and transactions that span a rotation survive. A MariaDB server pitr
-started itself (restore beside) applies them with its replication SQL thread (pitr.engines.
-mysql.relay, several times faster); the instance's own server (recover in place: its
-``log_slave_updates`` is its configuration's, and read-only) and MySQL (not tested here) read
-``mariadb-binlog``'s output into one ``mariadb`` client session. Success is not the tools' exit
-status alone: the server's GTID position must then equal the one the index says the stop
-position has.
+session: temporary tables and transactions that span a rotation survive. A server pitr started
+itself (restore beside) applies them with its replication applier: MariaDB's SQL thread
+(pitr.engines.mysql.relay, several times faster), MySQL's multi-threaded applier
+(pitr.engines.mysql.applier); the instance's own server (recover in place: its
+``log_slave_updates`` is its configuration's, and read-only) reads ``mariadb-binlog``'s
+(``mysqlbinlog``'s) output into one client session. Success is not the tools' exit status
+alone: the server's GTID position must then equal the one the index says the stop position has.
 """
 
 from __future__ import annotations
