@@ -13,7 +13,8 @@
     python benchmarks/mariadb.py --data-mb 300 --binlog-mb 50 --runs 1   # a quick look
 
 Runs as root on 127.0.0.1 (free ports, private sockets) in a directory under /tmp that is
-removed afterwards (``--keep`` keeps it). Best of ``--runs`` runs each.
+removed afterwards (``--keep`` keeps it). pitr and the by-hand steps interleaved, the median of
+``--runs`` runs each (the binlog indexing rows: the best), with the load average.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -197,7 +199,7 @@ def bench_backup(work: Path, server: Server, pitr: list[str], runs: int) -> Row:
         ours.append(timed(lambda: run([*pitr, "backup", "--type", "full", "--quiet"])))
         theirs.append(timed(lambda: hand_backup(work, server, hand)))
     stored = sum(p.stat().st_size for p in (work / "repo").rglob("backup.xbstream.zst")) / runs
-    return (f"full backup ({data_bytes / 1e9:.2f} GB datadir)", min(ours), min(theirs),
+    return (f"full backup ({data_bytes / 1e9:.2f} GB datadir)", median(ours), median(theirs),
             f"stored {stored / 1e6:.0f} MB vs {hand.stat().st_size / 1e6:.0f} MB")  # fmt: skip
 
 
@@ -225,8 +227,8 @@ def bench_restore(work: Path, server: Server, pitr: list[str], args: Any) -> Row
     for n in range(args.runs):
         ours.append(pitr_restore(pitr, work / f"pitr-restore-{n}", free_port()))
         theirs.append(by_hand_restore(work, hand, server, pos[0], pos[1]))
-    return (f"restore + replay of {binlog_bytes / 1e6:.0f} MB of binlog", min(ours),
-            min(theirs), "to --latest, server up")  # fmt: skip
+    return (f"restore + replay of {binlog_bytes / 1e6:.0f} MB of binlog", median(ours),
+            median(theirs), "to --latest, server up")  # fmt: skip
 
 
 def main() -> None:
@@ -256,7 +258,7 @@ def main() -> None:
         server.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print()
+    print(f"\nload average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"| {'measure':<46} | {'pitr s':>7} | {'by hand s':>9} | {'ratio':>5} | notes")
     print(f"|{'-' * 48}|{'-' * 9}|{'-' * 11}|{'-' * 7}|------")
     for what, ours, theirs, notes in results:

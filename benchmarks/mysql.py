@@ -12,14 +12,21 @@ use), and so do pitr (the root's virtualenv) and every by-hand step.
 
     python benchmarks/mysql.py                          # ~1 GB of data, ~200 MB of binlog
     python benchmarks/mysql.py --data-mb 200 --binlog-mb 50 --runs 1   # a quick look
+
+pitr and the by-hand steps run interleaved (pitr, hand, pitr, hand...): the machine may be
+shared. The table gives medians (and the load average); pitr's own log lines of its last run
+of each measure, with their times, are kept in ``pitr-backup.log`` / ``pitr-restore.log`` of
+the working directory and printed with ``--show-logs``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -60,9 +67,11 @@ class Bench:
         subprocess.run(in_root(self.root, ["/bin/sh", "-c", command]), check=True,
                        stderr=subprocess.DEVNULL)  # fmt: skip
 
-    def pitr_run(self, *args: str) -> str:
-        return subprocess.run([*self.pitr, *args], check=True, capture_output=True,
-                              text=True).stdout  # fmt: skip
+    def pitr_run(self, *args: str, log: str | None = None) -> str:
+        done = subprocess.run([*self.pitr, *args], check=True, capture_output=True, text=True)
+        if log is not None:
+            (self.work / log).write_text(done.stderr)
+        return done.stdout
 
     def setup(self, data_mb: int) -> None:
         self.server.init()
@@ -109,11 +118,13 @@ class Bench:
         shutil.rmtree(copy)
 
     def bench_backup(self, runs: int) -> Row:
-        ours = [timed(lambda: self.pitr_run("backup", "--quiet")) for _ in range(runs)]
-        theirs = [timed(self.hand_backup) for _ in range(runs)]
+        ours, theirs = [], []
+        for _ in range(runs):
+            ours.append(timed(lambda: self.pitr_run("backup", log="pitr-backup.log")))
+            theirs.append(timed(self.hand_backup))
         size = sum(p.stat().st_size for p in (self.work / "repo").rglob("backup.tar.zst")) / runs
         hand = (self.work / "hand.tar.zst").stat().st_size
-        return ("full backup (clone)", min(ours), min(theirs),
+        return ("full backup (clone)", statistics.median(ours), statistics.median(theirs),
                 f"stored {size / 1e6:.0f} MB vs {hand / 1e6:.0f} MB")  # fmt: skip
 
     def hand_restore(self, manifest: dict[str, object], gtid: str) -> float:
@@ -145,8 +156,8 @@ class Bench:
 
     def pitr_restore(self, gtid: str) -> float:
         dest, port = self.work / "pitr-restore", free_port()
-        elapsed = timed(lambda: self.pitr_run("restore", "--gtid", gtid, "--to", str(dest),
-                                              "--port", str(port), "--quiet"))  # fmt: skip
+        args = ["restore", "--gtid", gtid, "--to", str(dest), "--port", str(port)]
+        elapsed = timed(lambda: self.pitr_run(*args, log="pitr-restore.log"))
         pid = int((dest / "pitr-server.pid").read_text())
         subprocess.run(["kill", "-TERM", str(pid)], check=False)
         while Path(f"/proc/{pid}").exists():
@@ -165,27 +176,40 @@ class Bench:
         target = f"{uuid}:{gnos.split('-')[-1]}"  # the newest transaction
         self.pitr_run("archive", "--quiet")
         size = sum(p.stat().st_size for p in self.server.binlog_files())
-        ours = [self.pitr_restore(target) for _ in range(runs)]
-        theirs = [self.hand_restore(manifest, f"{uuid}:{gnos}") for _ in range(runs)]
-        return (f"restore + replay of {size / 1e6:.0f} MB of binlog to a GTID", min(ours),
-                min(theirs), "server up")  # fmt: skip
+        ours, theirs = [], []
+        for _ in range(runs):
+            ours.append(self.pitr_restore(target))
+            theirs.append(self.hand_restore(manifest, f"{uuid}:{gnos}"))
+        return (f"restore + replay of {size / 1e6:.0f} MB of binlog to a GTID",
+                statistics.median(ours), statistics.median(theirs), "server up")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-mb", type=int, default=1000)
     parser.add_argument("--binlog-mb", type=int, default=200)
-    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--show-logs", action="store_true", help="print pitr's log lines")
     args = parser.parse_args()
     bench = Bench(make_base_dir("pitr-bench-mysql-"))
     try:
         bench.setup(args.data_mb)
-        results = [bench.bench_backup(args.runs),
-                   bench.bench_restore(args.binlog_mb, args.data_mb * 1_000_000 // ROW_BYTES,
-                                       args.runs)]  # fmt: skip
+        load = [os.getloadavg()[0]]
+        results = [bench.bench_backup(args.runs)]
+        load.append(os.getloadavg()[0])
+        results.append(bench.bench_restore(args.binlog_mb, args.data_mb * 1_000_000 // ROW_BYTES,
+                                           args.runs))  # fmt: skip
+        load.append(os.getloadavg()[0])
+        if args.show_logs:
+            for name in ("pitr-backup.log", "pitr-restore.log"):
+                print(f"--- {name}\n{(bench.work / name).read_text()}")
     finally:
         bench.server.destroy()
         cleanup_all()
+    print(
+        f"\nmedians of {args.runs} interleaved runs; load average (1 min) "
+        f"{' / '.join(f'{x:.1f}' for x in load)} on {os.cpu_count()} CPUs"
+    )
     print(f"\n| {'measure':<52} | {'pitr s':>7} | {'by hand s':>9} | {'ratio':>5} | notes")
     print(f"|{'-' * 54}|{'-' * 9}|{'-' * 11}|{'-' * 7}|------")
     for what, ours, theirs, notes in results:

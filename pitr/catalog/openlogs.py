@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from dataclasses import replace
 
 from pitr.catalog import Catalog
@@ -96,3 +97,26 @@ def remove(storage: Storage, layout: Layout, stream: str, name: str) -> None:
             storage.delete(key)
     if keys:
         log.info("open copy of %s removed: the closed file is archived", name)
+
+
+#: ``<log name>.<end offset><suffix>`` or ``<log name>.json`` under ``open/<stream>/``
+_OPEN_NAME = re.compile(r"^(?P<stream>[^/]+)/(?P<name>.+)\.(?:\d+(?:\.zst)?(?:\.age)?|json)$")
+
+
+def remove_obsolete(storage: Storage, layout: Layout, catalog: Catalog) -> list[str]:
+    """Remove the open copies whose closed file is archived in ``catalog`` (or was, and has
+    expired since): named at or before the newest archived file of their stream. The
+    follower never writes those again (it ships newer files only). Returns the keys removed."""
+    newest = {s: run.column("name")[-1] for s, run in catalog.streams.items() if len(run)}
+    base = prefix(layout)
+    gone = []
+    for item in sorted(storage.list(base), key=lambda i: not i.key.endswith(INDEX_SUFFIX)):
+        found = _OPEN_NAME.match(item.key[len(base) :])
+        if found is None or found["name"] > newest.get(found["stream"], ""):
+            continue
+        with contextlib.suppress(ObjectNotFound):
+            storage.delete(item.key)
+        gone.append(item.key)
+    if gone:
+        log.info("%d leftover open binlog object(s) removed: their files are archived", len(gone))
+    return gone

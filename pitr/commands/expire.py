@@ -1,7 +1,8 @@
 """``pitr expire``: apply the retention policy (decided in ``pitr.planner.retention``).
 
 The deletions go manifests first (the backup disappears at once), data objects after, index
-documents before log data, and the summaries are rewritten without what went.
+documents before log data, and the summaries are rewritten without what went. Then the copies
+of open binlogs (``archive --follow``) whose closed file is archived, or expired, go too.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from pitr.catalog import Catalog, openlogs
 from pitr.catalog.segments import rows_of
 from pitr.catalog.store import CatalogStore, open_catalog
 from pitr.catalog.summary import page_refs, read_page, write_pages
@@ -35,14 +37,19 @@ def expire(settings: Settings, instance: str | None, dry_run: bool, lock_wait: f
     if dry_run:
         return Expired(True, expiry_of(store, policy))
     with lock_for(settings, store, "expire", lock_wait):
-        expiry = expiry_of(store, policy)
+        catalog = store.load()
+        expiry = expiry_of(store, policy, catalog)
         apply_expiry(store, expiry)
+        openlogs.remove_obsolete(store.storage, store.layout, catalog)
     return Expired(False, expiry)
 
 
-def expiry_of(store: CatalogStore, policy: RetentionSettings) -> Expiry:
+def expiry_of(
+    store: CatalogStore, policy: RetentionSettings, catalog: Catalog | None = None
+) -> Expiry:
     """What the policy expires in the repository now, unfinished backups included."""
-    return plan_expiry(store.load(), policy, utcnow(), store.list_backups().orphans)
+    catalog = catalog or store.load()
+    return plan_expiry(catalog, policy, utcnow(), store.list_backups().orphans)
 
 
 def apply_expiry(store: CatalogStore, expiry: Expiry) -> None:

@@ -35,7 +35,8 @@ MYSQL_INNODB_OPTIONS = ("--innodb-buffer-pool-size=32M", "--innodb-redo-log-capa
 class MariaDBServer:
     """One MariaDB server under ``base_dir`` (``/tmp/pm-*``; short for the socket path).
 
-    Layout: ``data/`` (datadir), ``binlog/`` (``mysql-bin.*`` + index), ``s.sock``,
+    Layout: ``data/`` (datadir), ``binlog/`` (``mysql-bin.*`` + index), ``tmp/`` (its own
+    ``--tmpdir``: concurrent servers never share ``/tmp`` for InnoDB's temporary files), ``s.sock``,
     ``mariadbd.pid``, ``error.log`` (``--log-error``) and ``stdout.log``.
     """
 
@@ -53,6 +54,9 @@ class MariaDBServer:
         self.datadir = self.base_dir / "data"
         self.binlog_dir = self.base_dir / "binlog"
         self.binlog_dir.mkdir()
+        #: a private --tmpdir: servers running at once never share InnoDB's temporary files
+        self.tmp_dir = self.base_dir / "tmp"
+        self.tmp_dir.mkdir()
         self.socket = self.base_dir / "s.sock"
         self.pid_file = self.base_dir / "mariadbd.pid"
         self.error_log = self.base_dir / "error.log"
@@ -94,6 +98,7 @@ class MariaDBServer:
             f"--log-bin={self.binlog_dir}/mysql-bin",
             "--server-id=1",
             f"--log-error={self.error_log}",
+            f"--tmpdir={self.tmp_dir}",
             "--skip-name-resolve",
             *self.own_options,
             *self.extra_args,
@@ -112,6 +117,7 @@ class MariaDBServer:
             "--user=root",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
+            f"--tmpdir={self.tmp_dir}",
             *INNODB_OPTIONS,
         ]
 
@@ -245,5 +251,6 @@ class MySQLServer(MariaDBServer):
     def init(self) -> None:
         """``mysqld --initialize-insecure`` (root@localhost without a password)."""
         self._initialize(["mysqld", "--no-defaults", "--initialize-insecure", "--user=root",
-                          f"--datadir={self.datadir}", *MYSQL_INNODB_OPTIONS],
+                          f"--datadir={self.datadir}", f"--tmpdir={self.tmp_dir}",
+                          *MYSQL_INNODB_OPTIONS],
                          "mysqld --initialize-insecure")  # fmt: skip

@@ -3,7 +3,9 @@ follower's shipments of it (``OpenShipper``), on a file repository and real binl
 
 from __future__ import annotations
 
+import io
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -84,3 +86,28 @@ def test_prefix_reads_only_its_bytes(tmp_path: Path) -> None:
     with path.open("rb") as fh:
         reader = Prefix(fh, 6)
         assert reader.read(4) + reader.read() + reader.read(3) == b"012345"
+
+
+def test_leftover_open_copies_of_archived_files_are_removed(tmp_path: Path) -> None:
+    """What ``expire`` removes: the open copies (and an orphan object of a crashed
+    follower) named at or before their stream's newest archived file; a newer one stays."""
+    store = store_at(tmp_path)
+    opener = OpenShipper(Shipper(store, Compression("zstd", 3, 1), "mariadb", "1"))
+    shutil.copyfile(VECTORS / "mysql-bin.000004", tmp_path / "mysql-bin.000004")
+    opener.ship(tmp_path / "mysql-bin.000004")
+    stream = next(iter(opener.present))[0]
+    orphan = openlogs.object_key(store.layout, stream, "mysql-bin.000001", 99, ".zst")
+    store.storage.put(orphan, io.BytesIO(b"x"))
+
+    def archived(*names: str) -> Catalog:
+        segs = [replace(closed_doc(n).segment, stream=stream) for n in names]
+        return Catalog("main", "mariadb", (), {stream: SegmentRun.of(stream, segs)})
+
+    assert openlogs.remove_obsolete(store.storage, store.layout, archived("mysql-bin.000002")) == [
+        orphan
+    ]
+    left = {i.key.rsplit("/", 1)[1] for i in store.storage.list(openlogs.prefix(store.layout))}
+    assert len(left) == 2 and all(key.startswith("mysql-bin.000004.") for key in left)
+    gone = openlogs.remove_obsolete(store.storage, store.layout, archived("mysql-bin.000004"))
+    assert len(gone) == 2 and gone[0].endswith(".json")  # the index document first
+    assert list(store.storage.list(openlogs.prefix(store.layout))) == []

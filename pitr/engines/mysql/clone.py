@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,6 +41,14 @@ OBJECT = "backup.tar"
 DATA = "data"
 HEADROOM = 1.1  # free space wanted: the data's size and a tenth more
 PLUGIN_HINT = "INSTALL PLUGIN clone SONAME 'mysql_clone.so' (and GRANT BACKUP_ADMIN)"
+#: the server on the copy makes no TLS certificates nor RSA keys (seconds of CPU, and files
+#: that would be backed up) and leaves a redo log of 8 MiB, not 100 (less to stream)
+QUICK_START = (
+    "--auto-generate-certs=OFF",
+    "--loose-caching-sha2-password-auto-generate-rsa-keys=OFF",
+    "--loose-sha256-password-auto-generate-rsa-keys=OFF",
+    "--loose-innodb-redo-log-capacity=8M",
+)
 #: files of the copy that belong to the server pitr started on it, not to the backup
 NOT_BACKED_UP = ("auto.cnf", "mysqld-auto.cnf")
 
@@ -124,7 +133,8 @@ def copy_position(server: MyServer, work: Path) -> BinlogPosition:
             f"--datadir={data}", f"--socket={sock}", f"--pid-file={work / 'copy.pid'}",
             f"--log-error={work / 'copy.log'}", "--skip-networking", "--skip-log-bin",
             "--skip-replica-start", "--loose-mysqlx=OFF", "--innodb-buffer-pool-size=64M",
-            f"--server-id={int(server.variables('server_id')['server_id'] or 1)}"]  # fmt: skip
+            f"--server-id={int(server.variables('server_id')['server_id'] or 1)}",
+            *QUICK_START]  # fmt: skip
     child = proc.detach(argv, work / "copy.out")
     plain = replace(server.settings, start_command=None, stop_command=None, datadir=str(data))
     copy = MyServer(plain, datadir=data, socket=sock)
@@ -174,9 +184,15 @@ def clone_backup(
 ) -> tuple[StoredObject, BinlogPosition]:  # fmt: skip
     """Clone, find the copy's position, stream it; nothing of the copy is left."""
     require_clone_plugin(server)
+    began = time.monotonic()
     work = make_copy(server, spool_dir, backup_id)
     try:
+        cloned = time.monotonic()
         position = copy_position(server, work)
-        return ship_copy(storage, key, work, compression), position
+        started = time.monotonic()
+        stored = ship_copy(storage, key, work, compression)
+        log.info("clone %.1f s, its position read in %.1f s, streamed in %.1f s",
+                 cloned - began, started - cloned, time.monotonic() - started)  # fmt: skip
+        return stored, position
     finally:
         remove_copy(work)

@@ -1,8 +1,9 @@
 """``archive --follow``: the open binlog's complete transactions, shipped before it closes.
 
 Every ``follow_interval`` seconds (default 10) and when the follower stops, the spool copy of
-the binlog the server is writing is indexed when it grew (the whole file: keep
-``max_binlog_size`` moderate); its bytes up to the end of its last complete
+the binlog the server is writing is indexed when it grew (only the bytes after the last
+transaction indexed before: pitr.engines.mysql.binlog.resume); its bytes up to the end of its
+last complete
 transaction are uploaded under ``open/`` with their index document (``pitr.catalog.openlogs``),
 replacing the shorter copy shipped before. ``plan``, ``restore`` and ``recover`` use it as the
 newest part of its stream (``--latest``, ``--at``, ``--gtid``, ``--position``). When the server
@@ -19,7 +20,8 @@ from typing import BinaryIO
 from pitr.catalog import openlogs
 from pitr.domain.timeutil import utcnow
 from pitr.engines.mysql.archive import Shipper
-from pitr.engines.mysql.binlog import index_binlog_file
+from pitr.engines.mysql.binlog import BinlogIndex, index_binlog_file
+from pitr.engines.mysql.binlog.resume import index_continued
 from pitr.engines.mysql.streams import read_head, segment_document
 from pitr.errors import PitrError
 from pitr.storage.transfer import upload
@@ -49,6 +51,8 @@ class OpenShipper:
         self.shipper = shipper
         self.shipped: dict[str, tuple[int, str]] = {}  # name -> (end, object key)
         self.sizes: dict[str, int] = {}  # name -> file size when last indexed
+        #: name -> the index of its first bytes, to the end of its last complete transaction
+        self.indexed: dict[str, BinlogIndex] = {}
         store = shipper.store
         #: (stream, name) of the open copies in the repository (an earlier run's too)
         self.present = {(d.segment.stream, d.segment.name)
@@ -64,10 +68,14 @@ class OpenShipper:
         if before is not None and self.sizes.get(name) == size:
             return before[0]  # not one byte more: not read again
         self.sizes[name] = size
-        index = index_binlog_file(path)
+        known = self.indexed.get(name)
+        index = index_binlog_file(path) if known is None else index_continued(path, known)
         if not index.transactions:
             return 0
         end = index.transactions[-1].end
+        # the index of the first <end> bytes: the same complete transactions and GTID state
+        prefix = replace(index, size=end, truncated=False, valid_end=end)
+        self.indexed[name] = prefix
         if before is not None and before[0] == end:
             return end
         stream, done = self.shipper.stream_of(read_head(path, self.shipper.system))
@@ -77,8 +85,6 @@ class OpenShipper:
         with path.open("rb") as fh:
             stored = upload(store.storage, key, Prefix(fh, end), compression, hash_raw=True,
                             size=end)  # fmt: skip
-        # the index of the first <end> bytes: the same complete transactions and GTID state
-        prefix = replace(index, size=end, truncated=False, valid_end=end)
         doc = segment_document(prefix, stream, self.shipper.system, stored, utcnow())
         openlogs.publish(store.storage, store.layout, doc, before[1] if before else None)
         self.shipped[name] = (end, key)
@@ -104,6 +110,7 @@ class OpenShipper:
                 openlogs.remove(store.storage, store.layout, stream, name)
                 self.present.discard((stream, name))
                 self.shipped.pop(name, None)
+                self.indexed.pop(name, None)
 
     def archived(self) -> None:
         """``closed`` for every binlog the shipper archived or found archived so far."""

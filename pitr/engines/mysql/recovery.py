@@ -115,7 +115,7 @@ def restore_beside(
     try:
         fetch, files = _restore_into(store, server, plan, dest, scratch)
         expected = expected_end(store, plan)
-        ids = writers(store, plan) if server.flavor == "mariadb" else None
+        ids = writers(store, plan) if server.flavor == "mariadb" else frozenset()
         _chown_tree(dest, _owner(server.datadir) if server.settings.datadir else None)
     except BaseException as exc:
         full = _full(exc, dest)  # asked before what was written is removed

@@ -25,11 +25,12 @@ What this needs of the server, and what it leaves behind:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ CONNECTION = "pitr"
 RELAY_BASE = "pitr-relay"  # --relay-log of a server pitr starts: <datadir>/pitr-relay
 MAX_SERVER_ID = (1 << 32) - 1
 POLL = 0.05  # seconds between looks at the SQL thread
-WAITING = "Slave has read all relay log"
+STATUS = f"SHOW SLAVE '{CONNECTION}' STATUS"
+WAITING = ("Slave has read all relay log", "Replica has read all relay log")
 
 
 def server_options(datadir: Path) -> list[str]:
@@ -76,7 +78,7 @@ def _relay_names(server: MyServer, count: int) -> tuple[list[Path], Path]:
     return [Path(f"{base}.{n:06d}") for n in range(1, count + 1)], index
 
 
-def _place(files: Sequence[Path], names: Sequence[Path], index: Path) -> int:
+def place_relay_logs(files: Sequence[Path], names: Sequence[Path], index: Path) -> int:
     """Move the binlogs into place as relay logs (owned as the data directory is); the size
     of the last one, read now: once the SQL thread runs, the server may apply and delete it."""
     owner = index.parent.stat()
@@ -91,42 +93,58 @@ def _place(files: Sequence[Path], names: Sequence[Path], index: Path) -> int:
     return end
 
 
-def _status(cursor: Any) -> dict[str, Any]:
-    cursor.execute(f"SHOW SLAVE '{CONNECTION}' STATUS")
+def replica_status(
+    cursor: Any, statement: str = f"SHOW SLAVE '{CONNECTION}' STATUS"
+) -> dict[str, Any]:
+    """The replication status row of pitr's connection (MySQL: ``statement`` for its channel)."""
+    cursor.execute(statement)
     row = cursor.fetchone()
     if row is None:
         raise ToolFailed(f"replication connection '{CONNECTION}' vanished during replay")
     return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
 
 
-def _wait(server: MyServer, names: Sequence[Path], end: int) -> dict[str, Any]:
-    """Until the SQL thread stopped (its UNTIL reached, or an error) or applied every event of
-    the relay logs pitr placed (the last is ``end`` bytes long: measured when it was placed,
-    before the thread started, which purges each relay log it is done with): it then waits, in
-    the server's own empty relay log or at the end of the last one placed."""
-    import pymysql
-
+def read_all(state: str, where: str, pos: int, names: Sequence[Path], end: int) -> bool:
+    """The SQL thread (``state``, at ``where``:``pos``) applied every event of the relay logs
+    pitr placed (the last is ``end`` bytes long: measured when it was placed, before the thread
+    started, which purges each relay log it is done with): it waits, in the server's own empty
+    relay log or at the end of the last one placed."""
+    if not state.startswith(WAITING):
+        return False
     ours = {n.name for n in names} | {str(n) for n in names}
     last = names[-1]
+    return where not in ours or (where in (last.name, str(last)) and pos >= end)
+
+
+@contextlib.contextmanager
+def watching(server: MyServer) -> Iterator[Any]:
+    """A cursor on ``server`` while replay runs; its errors as ToolFailed."""
+    import pymysql
+
     conn = server.connect()
     try:
         with conn.cursor() as cur:
-            while True:
-                status = _status(cur)
-                if status["Slave_SQL_Running"] != "Yes":
-                    return status
-                state = str(status.get("Slave_SQL_Running_State") or "")
-                where = str(status["Relay_Log_File"])
-                at_end = where in (last.name, str(last)) and int(status["Relay_Log_Pos"]) >= end
-                if state.startswith(WAITING) and (where not in ours or at_end):
-                    cur.execute(f"STOP SLAVE '{CONNECTION}' SQL_THREAD")
-                    return _status(cur)
-                time.sleep(POLL)
+            yield cur
     except pymysql.MySQLError as exc:
         raise ToolFailed(f"the restored server failed during replay: "
                          f"{exc.args[-1] if exc.args else exc}") from None  # fmt: skip
     finally:
         conn.close()
+
+
+def _wait(server: MyServer, names: Sequence[Path], end: int) -> dict[str, Any]:
+    """Until the SQL thread stopped (its UNTIL reached, or an error) or read everything."""
+    with watching(server) as cur:
+        while True:
+            status = replica_status(cur)
+            if status["Slave_SQL_Running"] != "Yes":
+                return status
+            state = str(status.get("Slave_SQL_Running_State") or "")
+            where, pos = str(status["Relay_Log_File"]), int(status["Relay_Log_Pos"])
+            if read_all(state, where, pos, names, end):
+                cur.execute(f"STOP SLAVE '{CONNECTION}' SQL_THREAD")
+                return replica_status(cur)
+            time.sleep(POLL)
 
 
 def relay_replay(
@@ -138,7 +156,7 @@ def relay_replay(
         return
     names, index = _relay_names(server, len(files))
     before = server.query("SELECT @@GLOBAL.server_id, @@GLOBAL.gtid_slave_pos")[0]
-    end = _place(files, names, index)
+    end = place_relay_logs(files, names, index)
     until = "" if stop is None else (
         f" UNTIL RELAY_LOG_FILE = '{names[-1].name}', RELAY_LOG_POS = {stop}")  # fmt: skip
     server.query(f"SET GLOBAL server_id = {unused_server_id(taken | {int(before[0])})}")

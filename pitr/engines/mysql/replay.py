@@ -4,13 +4,13 @@ The restored server first gets the backup's GTID state (MariaDB ``gtid_binlog_st
 ``gtid_purged``), so that it continues the same GTID sequence and ``gtid_strict_mode`` accepts
 what follows. Then every binlog of the plan is applied in order, from the backup's position in
 the first to the stop position (a transaction boundary from pitr's index) in the last, in ONE
-session: temporary tables and transactions that span a rotation survive. A MariaDB server pitr
-started itself (restore beside) applies them with its replication SQL thread (pitr.engines.
-mysql.relay, several times faster); the instance's own server (recover in place: its
-``log_slave_updates`` is its configuration's, and read-only) and MySQL (not tested here) read
-``mariadb-binlog``'s output into one ``mariadb`` client session. Success is not the tools' exit
-status alone: the server's GTID position must then equal the one the index says the stop
-position has.
+session: temporary tables and transactions that span a rotation survive. A server pitr started
+itself (restore beside) applies them with its replication applier: MariaDB's SQL thread
+(pitr.engines.mysql.relay, several times faster), MySQL's multi-threaded applier
+(pitr.engines.mysql.applier); the instance's own server (recover in place: its
+``log_slave_updates`` is its configuration's, and read-only) reads ``mariadb-binlog``'s
+(``mysqlbinlog``'s) output into one client session. Success is not the tools' exit status
+alone: the server's GTID position must then equal the one the index says the stop position has.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pitr.catalog.store import CatalogStore
 from pitr.domain.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidSet
 from pitr.domain.positions import offset_of
 from pitr.engines import proc
+from pitr.engines.mysql import applier
 from pitr.engines.mysql.relay import relay_replay, server_options
 from pitr.engines.mysql.server import MyServer, wait_for
 from pitr.engines.space import NO_SPACE
@@ -191,8 +192,10 @@ def replay_plan(
     writers: frozenset[int] | None = None,
 ) -> str:
     """Backup GTID state, replay from the backup's position to the stop, check. ``writers``
-    (the server ids in the binlogs, pitr.engines.mysql.relay.writers) on a server pitr
-    started: replay with its SQL thread; None: ``mariadb-binlog | mariadb``."""
+    (MariaDB: the server ids in the binlogs, pitr.engines.mysql.relay.writers; MySQL: any, the
+    applier reads them from the files) on a server pitr started: replay with its SQL thread
+    (MySQL: its multi-threaded applier, pitr.engines.mysql.applier); None: ``mariadb-binlog |
+    mariadb``."""
     last_backup = plan.differential or plan.full
     assert last_backup is not None and plan.stop is not None
     set_gtid_state(server, expected.start_gtids)
@@ -209,8 +212,10 @@ def replay_plan(
     try:
         log.info("replaying %d binlog(s) from %s to %s", len(files), last_backup.end,
                  stop.position or "their end")  # fmt: skip
-        if writers is None:
+        if writers is None or (server.flavor == "mysql" and not expected.gtids):
             replay(server, files, start, end)
+        elif server.flavor == "mysql":
+            applier.applier_replay(server, files, start, end, str(expected.gtids))
         else:
             relay_replay(server, files, start, end, writers)
     finally:
@@ -269,7 +274,7 @@ def start_own(base: MyServer, datadir: Path, port: int | None, server_id: int) -
     else:  # MySQL 8.4/9.x names; replaying GTID_NEXT needs GTIDs on; no X plugin port
         argv += ["--skip-replica-start", f"--innodb-redo-log-capacity={REDO_LOG}",
                  "--gtid-mode=ON", "--enforce-gtid-consistency=ON",
-                 "--loose-mysqlx=OFF"]  # fmt: skip
+                 "--loose-mysqlx=OFF", *applier.server_options(datadir)]  # fmt: skip
     argv += [f"--port={port}", "--bind-address=127.0.0.1"] if port else ["--skip-networking"]
     child = proc.detach(argv, datadir / SERVER_LOG)
     plain = replace(

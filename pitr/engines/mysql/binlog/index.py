@@ -27,6 +27,7 @@ from pitr.engines.mysql.binlog.reader import (
     EventStream,
     FormatDescription,
     RawEvent,
+    Readable,
     TornTail,
 )
 from pitr.engines.mysql.binlog.rows import TableMap, count_rows, table_id_len, table_map
@@ -367,7 +368,7 @@ def _collector_paused() -> Iterator[None]:
 
 @_collector_paused()
 def index_binlog(
-    fileobj: BinaryIO, name: str, *, max_in_memory: int = MAX_IN_MEMORY
+    fileobj: Readable | BinaryIO, name: str, *, max_in_memory: int = MAX_IN_MEMORY
 ) -> BinlogIndex:
     """Index one binlog read sequentially from ``fileobj`` (see the package docstring).
 
