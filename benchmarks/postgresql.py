@@ -32,6 +32,11 @@ both tools compress with zstd level 3 and use 2 processes. Measured:
    target (``sum(abalance)``, ``count(*)`` of ``pgbench_history``); median of
    ``--restore-runs``, order alternating.
 
+With ``--age`` the second contender is pitr itself with ``encryption = "age"`` (a second
+repository; the archive_command pushes every segment into both) instead of pgBackRest, and
+the archive_command measurements are left out (``benchmarks/encryption.py`` has them): what
+client-side encryption costs a full backup and a restore (goal, issue 13: at most +10%).
+
 pitr runs from this virtualenv; its bytecode is cached under the work directory
 (``PYTHONPYCACHEPREFIX``) as an installed package would have it compiled. Goal (issue 4):
 pitr ≤ 1.0x pgBackRest on each. The load average is printed before every
@@ -190,13 +195,17 @@ class Results:
     rows: list[tuple[str, str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     loads: list[str] = field(default_factory=list)
+    age: bool = False  # the second contender is pitr encrypting (ratio: encrypted / plain)
 
     def add(self, metric: str, pitr: float, pgbr: float, unit: str, digits: int = 2) -> None:
-        ratio = f"{pitr / pgbr:.2f}x" if pgbr else "-"
+        num, den = (pgbr, pitr) if self.age else (pitr, pgbr)
+        ratio = f"{num / den:.2f}x" if den else "-"
         self.rows.append((f"{metric} ({unit})", f"{pitr:.{digits}f}", f"{pgbr:.{digits}f}", ratio))
 
     def table(self) -> str:
         head = ("metric", "pitr", "pgBackRest", "ratio (pitr/pgBackRest)")
+        if self.age:
+            head = ("metric", "pitr", "pitr, encryption = age", "ratio (age/plain)")
         rows = [head, *self.rows]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = [
@@ -223,7 +232,9 @@ class Bench:
         self.pgbr_conf = self.work / "pgbackrest.conf"
         self.started: list[Path] = []  # data directories with a postmaster we started
         self.children: list[subprocess.Popen[str]] = []
-        self.results = Results()
+        self.age = bool(args.age)
+        self.age_conf = self.work / "pitr-age.toml"
+        self.results = Results(age=self.age)
         self.env = {
             "PATH": f"{PITR.parent}:{PG_BIN}:/usr/local/bin:/usr/bin:/bin",
             "HOME": self.home,
@@ -351,7 +362,7 @@ class Bench:
             "pycache",
         ):
             self.mkdir(self.work / name)
-        for name in ("pitr-repo", "pitr-seg-repo"):
+        for name in ("pitr-repo", "pitr-seg-repo", "pitr-age-repo"):
             self.mkdir(self.work / name)
 
     def compile_pitr(self) -> None:
@@ -377,6 +388,8 @@ class Bench:
                 f'host = "127.0.0.1"\nport = {self.port}\nuser = "{OS_USER}"\n'
                 f'bindir = "{PG_BIN}"\n',
             )
+        if self.age:
+            self.write_age_config()
         base = self.work / "pgbackrest"
         for conf, repo, mode in (
             (self.pgbr_conf, "pgbackrest-repo", "n"),
@@ -397,6 +410,23 @@ class Bench:
                 f"pg1-socket-path={self.sock}\n",
             )
 
+    def write_age_config(self) -> None:
+        """The same repository settings, encrypting to a new identity (kept beside it)."""
+        identity = self.work / "identity.txt"
+        made = subprocess.run(["age-keygen", "-o", str(identity)], capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        if self.as_root:
+            os.chown(identity, self.uid, self.gid)
+        text = self.pitr_conf.read_text().replace(
+            str(self.work / "pitr-repo"), str(self.work / "pitr-age-repo")
+        )
+        encryption = (
+            f'encryption = "age"\nrecipients = ["{made.stderr.split()[-1]}"]\n'
+            f'identity_file = "{identity}"\n'
+        )
+        text = text.replace("concurrency = 2\n", f"concurrency = 2\n{encryption}")
+        self.write(self.age_conf, text)
+
     def init_cluster(self) -> None:
         say(f"initdb; cluster on port {self.port} under {self.work}")
         self.run(
@@ -415,10 +445,12 @@ class Bench:
                 "--no-instructions",
             ]
         )
-        archive = (
-            f"{shlex.join(self.pitr('wal-push', '--quiet'))} %p && "
-            f"{shlex.join(self.pgbr('archive-push'))} %p"
+        second = (
+            self.pitr("wal-push", "--quiet", conf=self.age_conf)
+            if self.age
+            else self.pgbr("archive-push")
         )
+        archive = f"{shlex.join(self.pitr('wal-push', '--quiet'))} %p && {shlex.join(second)} %p"
         settings = {
             "port": str(self.port),
             "listen_addresses": "'127.0.0.1'",
@@ -521,12 +553,14 @@ class Bench:
         self.sql("CHECKPOINT")
         subprocess.run(["sync"], check=True)
 
-    def pitr_backup(self, kind: str) -> tuple[float, float, str]:
+    def pitr_backup(self, kind: str, conf: Path | None = None) -> tuple[float, float, str]:
         self.settle()
-        seconds, cpu, out = self.timed(self.pitr("backup", "--type", kind, "--json"))
+        seconds, cpu, out = self.timed(self.pitr("backup", "--type", kind, "--json", conf=conf))
         return seconds, cpu, str(json.loads(out)["backup"]["id"])
 
     def pgbr_backup(self, kind: str) -> tuple[float, float, str]:
+        if self.age:
+            return self.pitr_backup(kind, self.age_conf)
         self.settle()
         seconds, cpu, _ = self.timed(self.pgbr(f"--type={kind}", "backup"))
         info = json.loads(self.run(self.pgbr("--output=json", "info")).stdout)
@@ -536,6 +570,8 @@ class Bench:
         return self.work / "pitr-repo" / INSTANCE / "backups" / backup_id
 
     def pgbr_backup_dir(self, label: str) -> Path:
+        if self.age:
+            return self.work / "pitr-age-repo" / INSTANCE / "backups" / label
         return self.work / "pgbackrest-repo" / "backup" / STANZA / label
 
     def backups(self, kind: str, runs: int) -> None:
@@ -716,7 +752,9 @@ class Bench:
             0,
         )
 
-    def restore_pitr(self, target: datetime, dest: Path, port: int) -> dict[str, float]:
+    def restore_pitr(
+        self, target: datetime, dest: Path, port: int, conf: Path | None = None
+    ) -> dict[str, float]:
         """``pitr restore --port``: it returns once the copy is promoted and checked."""
         self.started.append(dest)
         stop, times = threading.Event(), dict[str, float]()
@@ -724,7 +762,7 @@ class Bench:
         started = time.perf_counter()
         watcher.start()
         try:
-            argv = self.pitr("restore", "--at", target.isoformat(), "--to", str(dest))
+            argv = self.pitr("restore", "--at", target.isoformat(), "--to", str(dest), conf=conf)
             self.run([*argv, "--port", str(port), "--json"])
             ended = time.perf_counter()
         finally:
@@ -780,6 +818,8 @@ class Bench:
                 subprocess.run(["sync"], check=True)
                 if tool == "pitr":
                     phases = self.restore_pitr(target, dest, port)
+                elif self.age:
+                    phases = self.restore_pitr(target, dest, port, self.age_conf)
                 else:
                     self.mkdir(dest, 0o700)
                     phases = self.restore_pgbr(target, dest, port)
@@ -834,7 +874,8 @@ class Bench:
         self.write_configs()
         self.compile_pitr()
         self.init_cluster()
-        self.run(self.pgbr("stanza-create"))
+        if not self.age:
+            self.run(self.pgbr("stanza-create"))
         say(f"pgbench -i -s {args.scale}")
         started = time.perf_counter()
         self.finish(self.pgbench("-i", "-s", str(args.scale), "-q"), "pgbench -i")
@@ -877,11 +918,13 @@ class Bench:
         segments = self.copy_segments(args.segments)
 
         self.restores(target, expected, args.restore_runs)
-        self.archive_cost(segments)
-        self.archive_burst(segments)
+        if not self.age:
+            self.archive_cost(segments)
+            self.archive_burst(segments)
 
         pitr_wal = disk_bytes(self.work / "pitr-repo" / INSTANCE / "logs")
-        pgbr_wal = disk_bytes(self.work / "pgbackrest-repo" / "archive")
+        other = ("pitr-age-repo", INSTANCE, "logs") if self.age else ("pgbackrest-repo", "archive")
+        pgbr_wal = disk_bytes(self.work.joinpath(*other))
         self.results.add(
             "WAL archive of the whole run: size on disk", pitr_wal / MB, pgbr_wal / MB, "MB", 1
         )
@@ -894,9 +937,9 @@ class Bench:
         print()
         for note in out.notes:
             print(f"- {note}")
+        other = "" if self.age else f"{self.run([PGBACKREST, 'version']).stdout.strip()}, "
         print(
-            f"- pitr {self.run([PITR, '--version']).stdout.strip()}, "
-            f"{self.run([PGBACKREST, 'version']).stdout.strip()}, "
+            f"- pitr {self.run([PITR, '--version']).stdout.strip()}, {other}"
             f"PostgreSQL 15, {os.cpu_count()} CPUs"
         )
         print("- load averages (1, 5, 15 min) before each measurement:")
@@ -941,6 +984,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--load-wait", type=float, default=120, help="wait at most this long")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--age", action="store_true", help="pitr plain vs pitr encrypting (not pgBackRest)"
+    )
     return parser.parse_args(argv)
 
 
