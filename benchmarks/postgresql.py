@@ -161,6 +161,12 @@ def watch_recovery(
             conn.close()
 
 
+def children_cpu() -> float:
+    """User + system seconds of the children waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
@@ -279,13 +285,9 @@ class Bench:
     def timed(self, argv: Sequence[str | os.PathLike[str]]) -> tuple[float, float, str]:
         """Wall time, CPU time (user + system, of the command and the processes it waited
         for: pgBackRest's workers, pitr's threads) and stdout."""
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         done = self.run(argv)
-        wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-        return wall, cpu, done.stdout
+        return time.perf_counter() - started, children_cpu() - cpu, done.stdout
 
     def popen(self, argv: Sequence[str | os.PathLike[str]]) -> subprocess.Popen[str]:
         child = subprocess.Popen(
@@ -553,6 +555,10 @@ class Bench:
         self.sql("CHECKPOINT")
         subprocess.run(["sync"], check=True)
 
+    def name(self, tool: str) -> str:
+        """How a contender is called in the log."""
+        return "pitr+age" if tool == "pgbr" and self.age else tool
+
     def pitr_backup(self, kind: str, conf: Path | None = None) -> tuple[float, float, str]:
         self.settle()
         seconds, cpu, out = self.timed(self.pitr("backup", "--type", kind, "--json", conf=conf))
@@ -581,7 +587,7 @@ class Bench:
         for i in range(runs):
             order = ("pitr", "pgbr") if i % 2 == 0 else ("pgbr", "pitr")
             for tool in order:
-                self.quiet(f"{kind} backup {i + 1}/{runs}, {tool}")
+                self.quiet(f"{kind} backup {i + 1}/{runs}, {self.name(tool)}")
                 if tool == "pitr":
                     seconds, cpu, ident = self.pitr_backup(kind)
                     size = disk_bytes(self.pitr_backup_dir(ident))
@@ -592,7 +598,8 @@ class Bench:
                 cpus[tool].append(cpu)
                 sizes[tool].append(size)
                 say(
-                    f"  {tool} {kind} backup {ident}: {seconds:.2f} s (CPU {cpu:.2f} s), "
+                    f"  {self.name(tool)} {kind} backup {ident}: {seconds:.2f} s "
+                    f"(CPU {cpu:.2f} s), "
                     f"{size / MB:.1f} MB"
                 )
         label = f"{kind} backup, median of {runs}" if runs > 1 else f"{kind} backup"
@@ -759,7 +766,7 @@ class Bench:
         self.started.append(dest)
         stop, times = threading.Event(), dict[str, float]()
         watcher = threading.Thread(target=watch_recovery, args=(dest, port, stop, times))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         watcher.start()
         try:
             argv = self.pitr("restore", "--at", target.isoformat(), "--to", str(dest), conf=conf)
@@ -773,6 +780,7 @@ class Bench:
         base = times.get("started", ended) - started
         promoted = times.get("promoted", ended) - started
         return {
+            "cpu": children_cpu() - cpu,
             "total": ended - started,
             "base": base,
             "replay": promoted - base,
@@ -781,7 +789,7 @@ class Bench:
 
     def restore_pgbr(self, target: datetime, dest: Path, port: int) -> dict[str, float]:
         """``pgbackrest restore``, then ``pg_ctl start`` and wait for the end of recovery."""
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         self.run(
             self.pgbr(
                 f"--pg1-path={dest}",
@@ -802,6 +810,7 @@ class Bench:
             raise RuntimeError(f"pgBackRest's restored server stopped: see {log}")
         ended = times["promoted"]
         return {
+            "cpu": children_cpu() - cpu,
             "total": ended - started,
             "base": restored - started,
             "replay": ended - restored,
@@ -814,7 +823,7 @@ class Bench:
             for tool in ("pitr", "pgbr") if i % 2 == 0 else ("pgbr", "pitr"):
                 dest = self.work / "restore" / f"{tool}-{i}"
                 port = free_port()
-                self.quiet(f"restore {i + 1}/{runs}, {tool}")
+                self.quiet(f"restore {i + 1}/{runs}, {self.name(tool)}")
                 subprocess.run(["sync"], check=True)
                 if tool == "pitr":
                     phases = self.restore_pitr(target, dest, port)
@@ -825,7 +834,8 @@ class Bench:
                     phases = self.restore_pgbr(target, dest, port)
                 got = self.fingerprint(port)
                 say(
-                    f"  {tool} restore: {phases['total']:.2f} s (base {phases['base']:.2f} s, "
+                    f"  {self.name(tool)} restore: {phases['total']:.2f} s "
+                    f"(CPU {phases['cpu']:.2f} s; base {phases['base']:.2f} s, "
                     f"replay {phases['replay']:.2f} s, after {phases['after']:.2f} s); "
                     f"sum(abalance), history rows = {got}"
                 )
@@ -844,6 +854,12 @@ class Bench:
             f"restore + replay to time, until promoted ({what})",
             med("pitr", "total"),
             med("pgbr", "total"),
+            "s",
+        )
+        self.results.add(
+            "  CPU time of the restore command (and what it waited for)",
+            med("pitr", "cpu"),
+            med("pgbr", "cpu"),
             "s",
         )
         self.results.add(
