@@ -69,11 +69,12 @@ def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     return hmac.digest(prk, info + b"\x01", "sha256")
 
 
-def _x25519(secret: bytes, public: bytes) -> bytes:
+def _exchange(secret: bytes, peer: bytes) -> tuple[bytes, bytes]:
+    """(the public key of ``secret``, its X25519 shared secret with ``peer``)."""
     from pitr.crypt import primitives  # ctypes: only where keys are used
 
     try:
-        return primitives.x25519(secret, public)
+        return primitives.exchange(secret, peer)
     except ValueError:  # the all-zero shared secret of a low-order point
         raise AgeError("invalid X25519 share in the header") from None
 
@@ -178,9 +179,8 @@ def _body_lines(data: bytes) -> bytes:
 
 
 def _stanza(file_key: bytes, recipient: Recipient) -> bytes:
-    ephemeral = os.urandom(32)
-    share = _base_point_mult(ephemeral)
-    wrap = _hkdf(_x25519(ephemeral, recipient.public), share + recipient.public, _X25519_LABEL)
+    share, secret = _exchange(os.urandom(32), recipient.public)
+    wrap = _hkdf(secret, share + recipient.public, _X25519_LABEL)
     body = _aead(wrap).encrypt(bytes(12), file_key)
     return b"-> X25519 " + _b64(share) + b"\n" + _body_lines(body)
 
@@ -364,8 +364,8 @@ def _unwrap(head: _Header, identities: Sequence[Identity]) -> bytes:
         if len(share) != 32:
             raise AgeError("malformed X25519 stanza")
         for identity in identities:
-            public = identity.recipient().public
-            wrap = _hkdf(_x25519(identity.secret, share), share + public, _X25519_LABEL)
+            public, secret = _exchange(identity.secret, share)
+            wrap = _hkdf(secret, share + public, _X25519_LABEL)
             try:
                 key: bytes = _aead(wrap).decrypt(bytes(12), body)
             except InvalidTag:

@@ -218,27 +218,29 @@ def _raw_key(lib: Any, secret: bytes | None, public: bytes | None) -> Any:
     return key
 
 
-def _openssl_x25519(lib: Any, secret: bytes, public: bytes | None) -> bytes:
-    mine = _raw_key(lib, secret, None)
+def _openssl_exchange(lib: Any, secret: bytes, peer: bytes | None) -> tuple[bytes, bytes]:
+    """(the public key of ``secret``, its shared secret with ``peer`` or b"")."""
+    mine = _raw_key(lib, secret, None)  # (OpenSSL computes its public key here)
     out = ctypes.create_string_buffer(KEY)
     size = ctypes.c_size_t(KEY)
     try:
-        if public is None:
-            ok = lib.EVP_PKEY_get_raw_public_key(mine, out, ctypes.byref(size)) == 1
-            return _checked(ok, out.raw[: size.value])
-        peer = _raw_key(lib, None, public)
+        ok = lib.EVP_PKEY_get_raw_public_key(mine, out, ctypes.byref(size)) == 1
+        own = _checked(ok, out.raw[: size.value])
+        if peer is None:
+            return own, b""
+        theirs = _raw_key(lib, None, peer)
         ctx = lib.EVP_PKEY_CTX_new(mine, None)
         try:
             ok = (
                 bool(ctx)
                 and lib.EVP_PKEY_derive_init(ctx) == 1
-                and lib.EVP_PKEY_derive_set_peer(ctx, peer) == 1
+                and lib.EVP_PKEY_derive_set_peer(ctx, theirs) == 1
                 and lib.EVP_PKEY_derive(ctx, out, ctypes.byref(size)) == 1
             )
         finally:
             lib.EVP_PKEY_CTX_free(ctx)
-            lib.EVP_PKEY_free(peer)
-        return _checked(ok, out.raw[: size.value])
+            lib.EVP_PKEY_free(theirs)
+        return own, _checked(ok, out.raw[: size.value])
     finally:
         lib.EVP_PKEY_free(mine)
 
@@ -249,18 +251,31 @@ def _checked(ok: bool, value: bytes) -> bytes:
     return value
 
 
-def x25519(secret: bytes, public: bytes | None, *, openssl: bool = True) -> bytes:
-    """The shared secret of ``secret`` and ``public``; with ``public`` None, the public key
-    of ``secret``. ``ValueError`` for the all-zero result of a low-order point."""
+def exchange(secret: bytes, peer: bytes, *, openssl: bool = True) -> tuple[bytes, bytes]:
+    """(the public key of ``secret``, the shared secret of ``secret`` and ``peer``) from one
+    private key: a scalar multiplication fewer than two ``x25519`` calls. ``ValueError`` for
+    the all-zero result of a low-order point."""
     lib = libcrypto() if openssl else None
     if lib is not None:
-        return _openssl_x25519(lib, secret, public)
+        return _openssl_exchange(lib, secret, peer)
     from cryptography.hazmat.primitives.asymmetric.x25519 import (
         X25519PrivateKey,
         X25519PublicKey,
     )
 
     mine = X25519PrivateKey.from_private_bytes(secret)
-    if public is None:
-        return mine.public_key().public_bytes_raw()
-    return _checked(True, mine.exchange(X25519PublicKey.from_public_bytes(public)))
+    shared = mine.exchange(X25519PublicKey.from_public_bytes(peer))
+    return mine.public_key().public_bytes_raw(), _checked(True, shared)
+
+
+def x25519(secret: bytes, public: bytes | None, *, openssl: bool = True) -> bytes:
+    """The shared secret of ``secret`` and ``public``; with ``public`` None, the public key
+    of ``secret``. ``ValueError`` for the all-zero result of a low-order point."""
+    if public is not None:
+        return exchange(secret, public, openssl=openssl)[1]
+    lib = libcrypto() if openssl else None
+    if lib is not None:
+        return _openssl_exchange(lib, secret, None)[0]
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    return X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw()
