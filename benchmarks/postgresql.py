@@ -32,6 +32,11 @@ both tools compress with zstd level 3 and use 2 processes. Measured:
    target (``sum(abalance)``, ``count(*)`` of ``pgbench_history``); median of
    ``--restore-runs``, order alternating.
 
+With ``--age`` the second contender is pitr itself with ``encryption = "age"`` (a second
+repository; the archive_command pushes every segment into both) instead of pgBackRest, and
+the archive_command measurements are left out (``benchmarks/encryption.py`` has them): what
+client-side encryption costs a full backup and a restore (goal, issue 13: at most +10%).
+
 pitr runs from this virtualenv; its bytecode is cached under the work directory
 (``PYTHONPYCACHEPREFIX``) as an installed package would have it compiled. Goal (issue 4):
 pitr ≤ 1.0x pgBackRest on each. The load average is printed before every
@@ -156,6 +161,12 @@ def watch_recovery(
             conn.close()
 
 
+def children_cpu() -> float:
+    """User + system seconds of the children waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
@@ -190,13 +201,17 @@ class Results:
     rows: list[tuple[str, str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     loads: list[str] = field(default_factory=list)
+    age: bool = False  # the second contender is pitr encrypting (ratio: encrypted / plain)
 
     def add(self, metric: str, pitr: float, pgbr: float, unit: str, digits: int = 2) -> None:
-        ratio = f"{pitr / pgbr:.2f}x" if pgbr else "-"
+        num, den = (pgbr, pitr) if self.age else (pitr, pgbr)
+        ratio = f"{num / den:.2f}x" if den else "-"
         self.rows.append((f"{metric} ({unit})", f"{pitr:.{digits}f}", f"{pgbr:.{digits}f}", ratio))
 
     def table(self) -> str:
         head = ("metric", "pitr", "pgBackRest", "ratio (pitr/pgBackRest)")
+        if self.age:
+            head = ("metric", "pitr", "pitr, encryption = age", "ratio (age/plain)")
         rows = [head, *self.rows]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = [
@@ -223,7 +238,9 @@ class Bench:
         self.pgbr_conf = self.work / "pgbackrest.conf"
         self.started: list[Path] = []  # data directories with a postmaster we started
         self.children: list[subprocess.Popen[str]] = []
-        self.results = Results()
+        self.age = bool(args.age)
+        self.age_conf = self.work / "pitr-age.toml"
+        self.results = Results(age=self.age)
         self.env = {
             "PATH": f"{PITR.parent}:{PG_BIN}:/usr/local/bin:/usr/bin:/bin",
             "HOME": self.home,
@@ -268,13 +285,9 @@ class Bench:
     def timed(self, argv: Sequence[str | os.PathLike[str]]) -> tuple[float, float, str]:
         """Wall time, CPU time (user + system, of the command and the processes it waited
         for: pgBackRest's workers, pitr's threads) and stdout."""
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         done = self.run(argv)
-        wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-        return wall, cpu, done.stdout
+        return time.perf_counter() - started, children_cpu() - cpu, done.stdout
 
     def popen(self, argv: Sequence[str | os.PathLike[str]]) -> subprocess.Popen[str]:
         child = subprocess.Popen(
@@ -351,7 +364,7 @@ class Bench:
             "pycache",
         ):
             self.mkdir(self.work / name)
-        for name in ("pitr-repo", "pitr-seg-repo"):
+        for name in ("pitr-repo", "pitr-seg-repo", "pitr-age-repo"):
             self.mkdir(self.work / name)
 
     def compile_pitr(self) -> None:
@@ -377,6 +390,8 @@ class Bench:
                 f'host = "127.0.0.1"\nport = {self.port}\nuser = "{OS_USER}"\n'
                 f'bindir = "{PG_BIN}"\n',
             )
+        if self.age:
+            self.write_age_config()
         base = self.work / "pgbackrest"
         for conf, repo, mode in (
             (self.pgbr_conf, "pgbackrest-repo", "n"),
@@ -397,6 +412,23 @@ class Bench:
                 f"pg1-socket-path={self.sock}\n",
             )
 
+    def write_age_config(self) -> None:
+        """The same repository settings, encrypting to a new identity (kept beside it)."""
+        identity = self.work / "identity.txt"
+        made = subprocess.run(["age-keygen", "-o", str(identity)], capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        if self.as_root:
+            os.chown(identity, self.uid, self.gid)
+        text = self.pitr_conf.read_text().replace(
+            str(self.work / "pitr-repo"), str(self.work / "pitr-age-repo")
+        )
+        encryption = (
+            f'encryption = "age"\nrecipients = ["{made.stderr.split()[-1]}"]\n'
+            f'identity_file = "{identity}"\n'
+        )
+        text = text.replace("concurrency = 2\n", f"concurrency = 2\n{encryption}")
+        self.write(self.age_conf, text)
+
     def init_cluster(self) -> None:
         say(f"initdb; cluster on port {self.port} under {self.work}")
         self.run(
@@ -415,10 +447,12 @@ class Bench:
                 "--no-instructions",
             ]
         )
-        archive = (
-            f"{shlex.join(self.pitr('wal-push', '--quiet'))} %p && "
-            f"{shlex.join(self.pgbr('archive-push'))} %p"
+        second = (
+            self.pitr("wal-push", "--quiet", conf=self.age_conf)
+            if self.age
+            else self.pgbr("archive-push")
         )
+        archive = f"{shlex.join(self.pitr('wal-push', '--quiet'))} %p && {shlex.join(second)} %p"
         settings = {
             "port": str(self.port),
             "listen_addresses": "'127.0.0.1'",
@@ -521,12 +555,18 @@ class Bench:
         self.sql("CHECKPOINT")
         subprocess.run(["sync"], check=True)
 
-    def pitr_backup(self, kind: str) -> tuple[float, float, str]:
+    def name(self, tool: str) -> str:
+        """How a contender is called in the log."""
+        return "pitr+age" if tool == "pgbr" and self.age else tool
+
+    def pitr_backup(self, kind: str, conf: Path | None = None) -> tuple[float, float, str]:
         self.settle()
-        seconds, cpu, out = self.timed(self.pitr("backup", "--type", kind, "--json"))
+        seconds, cpu, out = self.timed(self.pitr("backup", "--type", kind, "--json", conf=conf))
         return seconds, cpu, str(json.loads(out)["backup"]["id"])
 
     def pgbr_backup(self, kind: str) -> tuple[float, float, str]:
+        if self.age:
+            return self.pitr_backup(kind, self.age_conf)
         self.settle()
         seconds, cpu, _ = self.timed(self.pgbr(f"--type={kind}", "backup"))
         info = json.loads(self.run(self.pgbr("--output=json", "info")).stdout)
@@ -536,6 +576,8 @@ class Bench:
         return self.work / "pitr-repo" / INSTANCE / "backups" / backup_id
 
     def pgbr_backup_dir(self, label: str) -> Path:
+        if self.age:
+            return self.work / "pitr-age-repo" / INSTANCE / "backups" / label
         return self.work / "pgbackrest-repo" / "backup" / STANZA / label
 
     def backups(self, kind: str, runs: int) -> None:
@@ -545,7 +587,7 @@ class Bench:
         for i in range(runs):
             order = ("pitr", "pgbr") if i % 2 == 0 else ("pgbr", "pitr")
             for tool in order:
-                self.quiet(f"{kind} backup {i + 1}/{runs}, {tool}")
+                self.quiet(f"{kind} backup {i + 1}/{runs}, {self.name(tool)}")
                 if tool == "pitr":
                     seconds, cpu, ident = self.pitr_backup(kind)
                     size = disk_bytes(self.pitr_backup_dir(ident))
@@ -556,7 +598,8 @@ class Bench:
                 cpus[tool].append(cpu)
                 sizes[tool].append(size)
                 say(
-                    f"  {tool} {kind} backup {ident}: {seconds:.2f} s (CPU {cpu:.2f} s), "
+                    f"  {self.name(tool)} {kind} backup {ident}: {seconds:.2f} s "
+                    f"(CPU {cpu:.2f} s), "
                     f"{size / MB:.1f} MB"
                 )
         label = f"{kind} backup, median of {runs}" if runs > 1 else f"{kind} backup"
@@ -716,15 +759,17 @@ class Bench:
             0,
         )
 
-    def restore_pitr(self, target: datetime, dest: Path, port: int) -> dict[str, float]:
+    def restore_pitr(
+        self, target: datetime, dest: Path, port: int, conf: Path | None = None
+    ) -> dict[str, float]:
         """``pitr restore --port``: it returns once the copy is promoted and checked."""
         self.started.append(dest)
         stop, times = threading.Event(), dict[str, float]()
         watcher = threading.Thread(target=watch_recovery, args=(dest, port, stop, times))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         watcher.start()
         try:
-            argv = self.pitr("restore", "--at", target.isoformat(), "--to", str(dest))
+            argv = self.pitr("restore", "--at", target.isoformat(), "--to", str(dest), conf=conf)
             self.run([*argv, "--port", str(port), "--json"])
             ended = time.perf_counter()
         finally:
@@ -735,6 +780,7 @@ class Bench:
         base = times.get("started", ended) - started
         promoted = times.get("promoted", ended) - started
         return {
+            "cpu": children_cpu() - cpu,
             "total": ended - started,
             "base": base,
             "replay": promoted - base,
@@ -743,7 +789,7 @@ class Bench:
 
     def restore_pgbr(self, target: datetime, dest: Path, port: int) -> dict[str, float]:
         """``pgbackrest restore``, then ``pg_ctl start`` and wait for the end of recovery."""
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         self.run(
             self.pgbr(
                 f"--pg1-path={dest}",
@@ -764,6 +810,7 @@ class Bench:
             raise RuntimeError(f"pgBackRest's restored server stopped: see {log}")
         ended = times["promoted"]
         return {
+            "cpu": children_cpu() - cpu,
             "total": ended - started,
             "base": restored - started,
             "replay": ended - restored,
@@ -776,16 +823,19 @@ class Bench:
             for tool in ("pitr", "pgbr") if i % 2 == 0 else ("pgbr", "pitr"):
                 dest = self.work / "restore" / f"{tool}-{i}"
                 port = free_port()
-                self.quiet(f"restore {i + 1}/{runs}, {tool}")
+                self.quiet(f"restore {i + 1}/{runs}, {self.name(tool)}")
                 subprocess.run(["sync"], check=True)
                 if tool == "pitr":
                     phases = self.restore_pitr(target, dest, port)
+                elif self.age:
+                    phases = self.restore_pitr(target, dest, port, self.age_conf)
                 else:
                     self.mkdir(dest, 0o700)
                     phases = self.restore_pgbr(target, dest, port)
                 got = self.fingerprint(port)
                 say(
-                    f"  {tool} restore: {phases['total']:.2f} s (base {phases['base']:.2f} s, "
+                    f"  {self.name(tool)} restore: {phases['total']:.2f} s "
+                    f"(CPU {phases['cpu']:.2f} s; base {phases['base']:.2f} s, "
                     f"replay {phases['replay']:.2f} s, after {phases['after']:.2f} s); "
                     f"sum(abalance), history rows = {got}"
                 )
@@ -804,6 +854,12 @@ class Bench:
             f"restore + replay to time, until promoted ({what})",
             med("pitr", "total"),
             med("pgbr", "total"),
+            "s",
+        )
+        self.results.add(
+            "  CPU time of the restore command (and what it waited for)",
+            med("pitr", "cpu"),
+            med("pgbr", "cpu"),
             "s",
         )
         self.results.add(
@@ -834,7 +890,8 @@ class Bench:
         self.write_configs()
         self.compile_pitr()
         self.init_cluster()
-        self.run(self.pgbr("stanza-create"))
+        if not self.age:
+            self.run(self.pgbr("stanza-create"))
         say(f"pgbench -i -s {args.scale}")
         started = time.perf_counter()
         self.finish(self.pgbench("-i", "-s", str(args.scale), "-q"), "pgbench -i")
@@ -877,11 +934,13 @@ class Bench:
         segments = self.copy_segments(args.segments)
 
         self.restores(target, expected, args.restore_runs)
-        self.archive_cost(segments)
-        self.archive_burst(segments)
+        if not self.age:
+            self.archive_cost(segments)
+            self.archive_burst(segments)
 
         pitr_wal = disk_bytes(self.work / "pitr-repo" / INSTANCE / "logs")
-        pgbr_wal = disk_bytes(self.work / "pgbackrest-repo" / "archive")
+        other = ("pitr-age-repo", INSTANCE, "logs") if self.age else ("pgbackrest-repo", "archive")
+        pgbr_wal = disk_bytes(self.work.joinpath(*other))
         self.results.add(
             "WAL archive of the whole run: size on disk", pitr_wal / MB, pgbr_wal / MB, "MB", 1
         )
@@ -894,9 +953,9 @@ class Bench:
         print()
         for note in out.notes:
             print(f"- {note}")
+        other = "" if self.age else f"{self.run([PGBACKREST, 'version']).stdout.strip()}, "
         print(
-            f"- pitr {self.run([PITR, '--version']).stdout.strip()}, "
-            f"{self.run([PGBACKREST, 'version']).stdout.strip()}, "
+            f"- pitr {self.run([PITR, '--version']).stdout.strip()}, {other}"
             f"PostgreSQL 15, {os.cpu_count()} CPUs"
         )
         print("- load averages (1, 5, 15 min) before each measurement:")
@@ -941,6 +1000,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--load-wait", type=float, default=120, help="wait at most this long")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--age", action="store_true", help="pitr plain vs pitr encrypting (not pgBackRest)"
+    )
     return parser.parse_args(argv)
 
 

@@ -5,7 +5,8 @@
 The input is generated once (table-like text with random numbers, ~4:1 with zstd -3) and is
 read from the page cache by every contender. Throughput is input MB per second of wall time;
 the ratio column compares with `zstd -3 -T2 INPUT -o OUTPUT` (the compression limit of a 2-core
-machine). Goal: pitr into a file repository >= 0.9x zstd.
+machine). Goal: pitr into a file repository >= 0.9x zstd. With ``--age`` the pitr rows are
+also run encrypting to a new identity (``encryption = "age"``), each right after its plain run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pitr.crypt import install
+from pitr.crypt.age import Identity
+from pitr.crypt.keyring import Keyring
 from pitr.storage.local import LocalStorage
 from pitr.storage.transfer import Compression, download, upload
 
@@ -54,6 +58,20 @@ def timed(fn: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
+def both(
+    fn: Callable[[bool], None], age: bool, times: dict[bool, list[float]]
+) -> Callable[[], None]:
+    """``fn`` plain, then (``age``) encrypting, each timed into ``times``: interleaved runs."""
+
+    def run() -> None:
+        for encrypt in (False, True) if age else (False,):
+            started = time.perf_counter()
+            fn(encrypt)
+            times[encrypt].append(time.perf_counter() - started)
+
+    return run
+
+
 def run_zstd(args: argparse.Namespace, source: Path, dest: Path) -> None:
     argv = ["zstd", "-q", "-f", f"-{args.level}", f"-T{args.threads}", str(source), "-o", str(dest)]
     subprocess.run(argv, check=True)
@@ -70,6 +88,7 @@ def main() -> None:
     parser.add_argument("--dir", default=tempfile.gettempdir())
     parser.add_argument("--level", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--age", action="store_true", help="also encrypting (age)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="pitr-bench-", dir=args.dir))
@@ -79,16 +98,22 @@ def main() -> None:
         make_input(source, size)
         source.read_bytes()  # warm the page cache
         repo = LocalStorage(str(work / "repo"))
-        compression = Compression("zstd", args.level, args.threads)
+        identity = Identity.generate()
+        (work / "identity.txt").write_text(f"{identity}\n")
+        install(Keyring((identity.recipient(),), str(work / "identity.txt")))
         stored = {}
 
-        def pitr_upload() -> None:
+        def pitr_upload(encrypt: bool = False) -> None:
+            compression = Compression("zstd", args.level, args.threads, encrypt)
             with source.open("rb") as fh:
-                stored["obj"] = upload(repo, "bench/input.zst", fh, compression)
+                stored[encrypt] = upload(repo, f"bench/input{compression.suffix}", fh, compression)
 
-        def pitr_download() -> None:
+        def pitr_download(encrypt: bool = False) -> None:
             with (work / "restored.bin").open("wb") as out:
-                download(repo, stored["obj"], out)
+                download(repo, stored[encrypt], out)
+
+        up: dict[bool, list[float]] = {False: [], True: []}
+        down: dict[bool, list[float]] = {False: [], True: []}
 
         zstd_c = f"zstd -{args.level} -T{args.threads}"
         zstd_d = "zstd -d"
@@ -99,14 +124,23 @@ def main() -> None:
                 timed(lambda: shutil.copyfile(source, work / "c"), args.runs),
                 zstd_c,
             ),
-            ("pitr upload (file repo)", timed(pitr_upload, args.runs), zstd_c),
+            ("pitr upload (file repo)", timed(both(pitr_upload, args.age, up), args.runs), zstd_c),
             (zstd_d, timed(lambda: run_unzstd(work / "out.zst", work / "d"), args.runs), zstd_d),
-            ("pitr download + verify", timed(pitr_download, args.runs), zstd_d),
+            (
+                "pitr download + verify",
+                timed(both(pitr_download, args.age, down), args.runs),
+                zstd_d,
+            ),
         ]
+        if args.age:  # each run timed the plain and the encrypted contender in turn
+            rows[2] = (rows[2][0], statistics.median(up[False]), zstd_c)
+            rows[4] = (rows[4][0], statistics.median(down[False]), zstd_d)
+            rows.insert(3, ("pitr upload, age", statistics.median(up[True]), zstd_c))
+            rows.append(("pitr download + verify, age", statistics.median(down[True]), zstd_d))
         seconds = {name: secs for name, secs, _ in rows}
         zstd_size = (work / "out.zst").stat().st_size
         print(f"input: {args.size_mb} MB, {os.cpu_count()} CPUs, median of {args.runs} runs")
-        print(f"compressed: pitr {stored['obj'].size / MB:.1f} MB, zstd {zstd_size / MB:.1f} MB")
+        print(f"compressed: pitr {stored[False].size / MB:.1f} MB, zstd {zstd_size / MB:.1f} MB")
         print(f"{'contender':26} {'seconds':>8} {'MB/s':>7} {'ratio':>12}")
         for name, secs, base in rows:
             ratio = seconds[base] / secs

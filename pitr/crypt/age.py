@@ -18,6 +18,7 @@ import base64
 import binascii
 import hmac
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from pitr.crypt import bech32
 from pitr.domain.streams import Readable
 
 if TYPE_CHECKING:
-    from pitr.crypt.primitives import Aead
+    from pitr.crypt.primitives import Aead, Piece
 
 MAGIC = b"age-encryption.org/v1"
 CHUNK = 64 * 1024
@@ -36,6 +37,7 @@ NONCE = 16
 MAX_HEADER = 64 * 1024  # a header longer than this is refused, not buffered
 _X25519_LABEL = b"age-encryption.org/v1/X25519"
 _READ = 1 << 20
+BATCH = 16  # chunks sealed or opened in one call: 1 MiB of plaintext
 
 
 class AgeError(Exception):
@@ -67,11 +69,12 @@ def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     return hmac.digest(prk, info + b"\x01", "sha256")
 
 
-def _x25519(secret: bytes, public: bytes) -> bytes:
+def _exchange(secret: bytes, peer: bytes) -> tuple[bytes, bytes]:
+    """(the public key of ``secret``, its X25519 shared secret with ``peer``)."""
     from pitr.crypt import primitives  # ctypes: only where keys are used
 
     try:
-        return primitives.x25519(secret, public)
+        return primitives.exchange(secret, peer)
     except ValueError:  # the all-zero shared secret of a low-order point
         raise AgeError("invalid X25519 share in the header") from None
 
@@ -176,9 +179,8 @@ def _body_lines(data: bytes) -> bytes:
 
 
 def _stanza(file_key: bytes, recipient: Recipient) -> bytes:
-    ephemeral = os.urandom(32)
-    share = _base_point_mult(ephemeral)
-    wrap = _hkdf(_x25519(ephemeral, recipient.public), share + recipient.public, _X25519_LABEL)
+    share, secret = _exchange(os.urandom(32), recipient.public)
+    wrap = _hkdf(secret, share + recipient.public, _X25519_LABEL)
     body = _aead(wrap).encrypt(bytes(12), file_key)
     return b"-> X25519 " + _b64(share) + b"\n" + _body_lines(body)
 
@@ -199,60 +201,93 @@ def _chunk_nonce(counter: int, last: bool) -> bytes:
     return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
 
 
-class _Pump:
-    """Reads ``source`` in units of ``unit`` bytes and hands each to ``transform`` with
-    whether it is the last one (known by reading one byte beyond it); ``read`` returns the
-    transformed bytes. Holds at most about one read of input and one of output."""
+class _Chunks:
+    """Reads ``source`` and hands it to ``transform`` in batches of ``unit``-byte pieces (the
+    pieces, the counter of the first, whether the batch ends the stream: known by reading one
+    byte beyond it); ``read`` returns what ``transform`` made of them. The pieces point into
+    the blocks read (only a piece across two blocks is joined), and memory stays within about
+    one batch of input and one of output."""
 
     def __init__(
         self,
         source: Readable,
         unit: int,
-        transform: Callable[[bytes, int, bool], bytes],
+        transform: Callable[[list[Piece], int, bool], bytes],
         prefix: bytes = b"",
         pending: bytes = b"",
     ) -> None:
         self._source = source
         self._unit = unit
         self._transform = transform
-        self._out: list[bytes] = [prefix] if prefix else []
-        self._out_size = len(prefix)
-        self._buf = pending
-        self._pos = 0
+        self._blocks: deque[bytes] = deque([pending] if pending else [])
+        self._pos = 0  # into the first block
+        self._avail = len(pending)
         self._eof = False
         self._done = False
         self._counter = 0
+        self._out = prefix
+        self._out_pos = 0
 
     def _fill(self) -> None:
-        while not self._eof and len(self._buf) - self._pos <= self._unit:
-            data = self._source.read(max(_READ, self._unit + 1))
-            if not data:
-                self._eof = True
+        want = self._unit * BATCH
+        while not self._eof and self._avail <= want:
+            data = self._source.read(max(_READ, want + 1 - self._avail))
+            if data:
+                self._blocks.append(data)
+                self._avail += len(data)
             else:
-                left = self._buf[self._pos :] if self._pos < len(self._buf) else b""
-                self._buf = left + data if left else data
-                self._pos = 0
+                self._eof = True
 
-    def _step(self) -> None:
+    def _take(self, size: int) -> Piece:
+        """The next ``size`` bytes: where they lie when in one block, else joined."""
+        if size == 0:
+            return b"", 0, 0
+        block, pos = self._blocks[0], self._pos
+        if len(block) - pos >= size:
+            self._advance(size)
+            return block, pos, pos + size
+        parts = []
+        while size:
+            block, pos = self._blocks[0], self._pos
+            take = min(size, len(block) - pos)
+            parts.append(block[pos : pos + take])
+            self._advance(take)
+            size -= take
+        joined = b"".join(parts)
+        return joined, 0, len(joined)
+
+    def _advance(self, size: int) -> None:
+        self._avail -= size
+        self._pos += size
+        if self._pos == len(self._blocks[0]):
+            self._blocks.popleft()
+            self._pos = 0
+
+    def _step(self) -> bytes:
         self._fill()
-        start = self._pos
-        last = len(self._buf) - start <= self._unit
-        end = len(self._buf) if last else start + self._unit
-        produced = self._transform(self._buf[start:end], self._counter, last)
-        self._pos = end
-        self._counter += 1
+        unit, avail = self._unit, self._avail
+        last = avail <= unit * BATCH  # then the stream has ended (_fill)
+        count = max(1, -(-avail // unit)) if last else BATCH
+        sizes = [unit] * (count - 1) + [avail - unit * (count - 1) if last else unit]
+        pieces = [self._take(size) for size in sizes]
+        produced = self._transform(pieces, self._counter, last)
+        self._counter += count
         self._done = last
-        self._out.append(produced)
-        self._out_size += len(produced)
+        return produced
 
     def read(self, n: int = -1, /) -> bytes:
-        want = n if n > 0 else _READ
-        while self._out_size < want and not self._done:
-            self._step()
-        data = b"".join(self._out)
-        self._out = [data[want:]] if len(data) > want else []
-        self._out_size = max(0, len(data) - want)
-        return data[:want]
+        while self._out_pos >= len(self._out):
+            if self._done:
+                return b""
+            self._out, self._out_pos = self._step(), 0
+        start = self._out_pos
+        data = self._out[start : start + n] if n > 0 else self._out[start:]
+        self._out_pos += len(data)
+        return data
+
+
+def _nonces(counter: int, count: int, last: bool) -> list[bytes]:
+    return [_chunk_nonce(counter + i, last and i == count - 1) for i in range(count)]
 
 
 def encrypting(source: Readable, recipients: Sequence[Recipient]) -> Readable:
@@ -262,11 +297,10 @@ def encrypting(source: Readable, recipients: Sequence[Recipient]) -> Readable:
     nonce = os.urandom(NONCE)
     aead = _aead(_hkdf(file_key, nonce, b"payload"))
 
-    def seal(chunk: bytes, counter: int, last: bool) -> bytes:
-        sealed: bytes = aead.encrypt(_chunk_nonce(counter, last), chunk)
-        return sealed
+    def seal(pieces: list[Piece], counter: int, last: bool) -> bytes:
+        return aead.seal(pieces, _nonces(counter, len(pieces), last))
 
-    return _Pump(source, CHUNK, seal, prefix=head + nonce)
+    return _Chunks(source, CHUNK, seal, prefix=head + nonce)
 
 
 class _Header:
@@ -330,8 +364,8 @@ def _unwrap(head: _Header, identities: Sequence[Identity]) -> bytes:
         if len(share) != 32:
             raise AgeError("malformed X25519 stanza")
         for identity in identities:
-            public = identity.recipient().public
-            wrap = _hkdf(_x25519(identity.secret, share), share + public, _X25519_LABEL)
+            public, secret = _exchange(identity.secret, share)
+            wrap = _hkdf(secret, share + public, _X25519_LABEL)
             try:
                 key: bytes = _aead(wrap).decrypt(bytes(12), body)
             except InvalidTag:
@@ -357,13 +391,15 @@ def decrypting(source: Readable, identities: Sequence[Identity]) -> Readable:
         rest += data
     aead = _aead(_hkdf(file_key, rest[:NONCE], b"payload"))
 
-    def unseal(chunk: bytes, counter: int, last: bool) -> bytes:
-        if len(chunk) < TAG or (last and len(chunk) == TAG and counter > 0):
-            raise AgeError("truncated payload" if len(chunk) < TAG else "empty last chunk")
+    def unseal(pieces: list[Piece], counter: int, last: bool) -> bytes:
+        _, start, end = pieces[-1]
+        if last and end - start < TAG:
+            raise AgeError("truncated payload")
+        if last and end - start == TAG and counter + len(pieces) > 1:
+            raise AgeError("empty last chunk")
         try:
-            opened: bytes = aead.decrypt(_chunk_nonce(counter, last), chunk)
-        except InvalidTag:
-            raise AgeError(f"payload chunk {counter} does not authenticate") from None
-        return opened
+            return aead.open(pieces, _nonces(counter, len(pieces), last))
+        except InvalidTag as exc:
+            raise AgeError(f"payload chunk {counter + exc.index} does not authenticate") from None
 
-    return _Pump(source, SEALED_CHUNK, unseal, pending=rest[NONCE:])
+    return _Chunks(source, SEALED_CHUNK, unseal, pending=rest[NONCE:])

@@ -13,26 +13,27 @@ import base64
 import functools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pitr.crypt.age import AgeError, Identity, NoIdentity, Recipient
 from pitr.domain.streams import Readable
 from pitr.errors import ConfigError, VerificationFailed
 
+if TYPE_CHECKING:  # (``wal-push`` imports this module per segment: no class it does not use)
+    from typing import Protocol
 
-class KeySettings(Protocol):
-    """What the keyring reads of ``[repository]`` (``pitr.config.settings.RepositorySettings``)."""
+    class KeySettings(Protocol):
+        """What the keyring reads of ``[repository]`` (``config.settings.RepositorySettings``)."""
 
-    @property
-    def encryption(self) -> str: ...
-    @property
-    def recipients(self) -> Sequence[str]: ...
-    @property
-    def recipients_file(self) -> str | None: ...
-    @property
-    def identity_file(self) -> str | None: ...
+        @property
+        def encryption(self) -> str: ...
+        @property
+        def recipients(self) -> Sequence[str]: ...
+        @property
+        def recipients_file(self) -> str | None: ...
+        @property
+        def identity_file(self) -> str | None: ...
 
 
 IDENTITY_SETTING = "[repository] identity_file (or PITR_REPOSITORY_IDENTITY_FILE)"
@@ -46,12 +47,17 @@ class WrongIdentity(ConfigError):
     """No configured identity decrypts an object (exit 2): it was written for other keys."""
 
 
-@dataclass(frozen=True)
 class Keyring:
-    """Recipients new objects are encrypted to; where the identities that read them are."""
+    """Recipients new objects are encrypted to; where the identities that read them are.
+    (A plain class: a dataclass costs ``wal-push`` half a millisecond to define.)"""
 
-    recipients: tuple[Recipient, ...] = ()
-    identity_file: str | None = None
+    __slots__ = ("identity_file", "recipients")
+
+    def __init__(
+        self, recipients: tuple[Recipient, ...] = (), identity_file: str | None = None
+    ) -> None:
+        self.recipients = recipients
+        self.identity_file = identity_file
 
     @property
     def encrypts(self) -> bool:

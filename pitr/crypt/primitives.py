@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 KEY = 32
@@ -22,12 +23,27 @@ _CTRL_AEAD_SET_TAG = 0x11
 
 
 class InvalidTag(Exception):
-    """A sealed message does not authenticate under the key and nonce."""
+    """A sealed message does not authenticate under the key and nonce; ``index`` says which
+    of the pieces given at once."""
+
+    def __init__(self, index: int = 0) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+#: A message inside a larger buffer: (buffer, start, end), so that nothing is copied out.
+Piece = tuple[bytes, int, int]
 
 
 class Aead(Protocol):
     def encrypt(self, nonce: bytes, data: bytes) -> bytes: ...
     def decrypt(self, nonce: bytes, data: bytes) -> bytes: ...
+    def seal(self, pieces: Sequence[Piece], nonces: Sequence[bytes]) -> bytes:
+        """Each piece encrypted under its nonce, tag appended, all in one buffer."""
+
+    def open(self, pieces: Sequence[Piece], nonces: Sequence[bytes]) -> bytes:
+        """Each sealed piece authenticated and decrypted, all in one buffer;
+        ``InvalidTag(i)`` for the first piece ``i`` that does not authenticate."""
 
 
 _P = ctypes.c_void_p
@@ -38,8 +54,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "EVP_CIPHER_CTX_ctrl": (ctypes.c_int, [_P, ctypes.c_int, ctypes.c_int, _P]),
     "EVP_CipherInit_ex": (ctypes.c_int, [_P, _P, _P, ctypes.c_char_p, ctypes.c_char_p,
                                          ctypes.c_int]),
-    "EVP_CipherUpdate": (ctypes.c_int, [_P, _P, ctypes.POINTER(ctypes.c_int), ctypes.c_char_p,
-                                        ctypes.c_int]),
+    "EVP_CipherUpdate": (ctypes.c_int, [_P, _P, ctypes.POINTER(ctypes.c_int), _P, ctypes.c_int]),
     "EVP_CipherFinal_ex": (ctypes.c_int, [_P, _P, ctypes.POINTER(ctypes.c_int)]),
     "EVP_PKEY_new_raw_private_key": (_P, [ctypes.c_int, _P, ctypes.c_char_p, ctypes.c_size_t]),
     "EVP_PKEY_new_raw_public_key": (_P, [ctypes.c_int, _P, ctypes.c_char_p, ctypes.c_size_t]),
@@ -51,6 +66,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "EVP_PKEY_derive_set_peer": (ctypes.c_int, [_P, _P]),
     "EVP_PKEY_derive": (ctypes.c_int, [_P, _P, ctypes.POINTER(ctypes.c_size_t)]),
 }  # fmt: skip
+_FETCH = "EVP_CIPHER_fetch"  # OpenSSL 3: the cipher looked up once, not at every message
 
 
 @functools.cache
@@ -68,48 +84,91 @@ def libcrypto() -> Any | None:
     return lib
 
 
+@functools.cache
+def _chacha(lib: Any) -> int:
+    """The ChaCha20-Poly1305 cipher, fetched once (OpenSSL 3) rather than at every message."""
+    cipher = 0
+    if hasattr(lib, _FETCH):
+        fetch = getattr(lib, _FETCH)
+        fetch.restype, fetch.argtypes = _P, [_P, ctypes.c_char_p, ctypes.c_char_p]
+        cipher = fetch(None, b"ChaCha20-Poly1305", None) or 0
+    return cipher or int(lib.EVP_chacha20_poly1305())
+
+
+def _address(data: bytes) -> int:
+    """Where the bytes of ``data`` are (valid while ``data`` lives; nothing is copied)."""
+    return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
+
+
 class _OpenSslAead:
-    """ChaCha20-Poly1305 (RFC 8439) with one EVP context, re-keyed per message."""
+    """ChaCha20-Poly1305 (RFC 8439): one EVP context per direction, keyed once; each message
+    only sets its nonce, reads its piece where it lies and writes into one output buffer.
+    (ctypes releases the GIL during each call, so other threads run beside it.)"""
 
     def __init__(self, lib: Any, key: bytes) -> None:
         self._lib = lib
         self._key = key
-        self._cipher = lib.EVP_chacha20_poly1305()
-        self._ctx = lib.EVP_CIPHER_CTX_new()
-        if not self._ctx:
-            raise MemoryError("EVP_CIPHER_CTX_new")
+        self._contexts: dict[bool, int] = {}
+        self._out = ctypes.create_string_buffer(0)  # reused: fresh memory costs page faults
 
     def __del__(self) -> None:
-        if getattr(self, "_ctx", None):
-            self._lib.EVP_CIPHER_CTX_free(self._ctx)
+        for ctx in getattr(self, "_contexts", {}).values():
+            self._lib.EVP_CIPHER_CTX_free(ctx)
 
-    def _run(self, nonce: bytes, data: bytes, encrypt: bool, tag: bytes = b"") -> bytes:
-        lib, ctx = self._lib, self._ctx
-        out = ctypes.create_string_buffer(len(data) + TAG)
+    def _context(self, encrypt: bool) -> int:
+        ctx = self._contexts.get(encrypt)
+        if ctx is None:
+            lib = self._lib
+            ctx = lib.EVP_CIPHER_CTX_new()
+            if not ctx:
+                raise MemoryError("EVP_CIPHER_CTX_new")
+            self._contexts[encrypt] = ctx
+            if lib.EVP_CipherInit_ex(ctx, _chacha(lib), None, self._key, None, encrypt) != 1:
+                raise ValueError("EVP_CipherInit_ex failed")
+        return ctx
+
+    def _run(self, pieces: Sequence[Piece], nonces: Sequence[bytes], encrypt: bool) -> bytes:
+        lib, ctx = self._lib, self._context(encrypt)
+        grow = TAG if encrypt else -TAG
+        size = sum(e - s + grow for _, s, e in pieces)
+        if ctypes.sizeof(self._out) < size:
+            self._out = ctypes.create_string_buffer(size)
+        base, pos = ctypes.addressof(self._out), 0
         n = ctypes.c_int(0)
-        if lib.EVP_CipherInit_ex(ctx, self._cipher, None, self._key, nonce, int(encrypt)) != 1:
-            raise ValueError("EVP_CipherInit_ex failed")
-        if lib.EVP_CipherUpdate(ctx, out, ctypes.byref(n), data, len(data)) != 1:
-            raise ValueError("EVP_CipherUpdate failed")
-        size = n.value
-        if not encrypt:
-            lib.EVP_CIPHER_CTX_ctrl(ctx, _CTRL_AEAD_SET_TAG, TAG, ctypes.c_char_p(tag))
-        tail = ctypes.c_int(0)
-        if lib.EVP_CipherFinal_ex(ctx, ctypes.byref(out, size), ctypes.byref(tail)) != 1:
-            raise InvalidTag()
-        size += tail.value
-        if encrypt:
-            lib.EVP_CIPHER_CTX_ctrl(ctx, _CTRL_AEAD_GET_TAG, TAG, ctypes.byref(out, size))
-            size += TAG
-        return ctypes.string_at(out, size)
+        got = ctypes.byref(n)
+        last_data, last_address = b"", 0
+        for i, ((data, start, end), nonce) in enumerate(zip(pieces, nonces, strict=True)):
+            if data is not last_data:
+                last_data, last_address = data, _address(data)
+            source, size = last_address + start, end - start + (0 if encrypt else -TAG)
+            if size < 0:
+                raise InvalidTag(i)
+            if lib.EVP_CipherInit_ex(ctx, None, None, None, nonce, -1) != 1:
+                raise ValueError("EVP_CipherInit_ex failed")
+            if lib.EVP_CipherUpdate(ctx, base + pos, got, source, size) != 1:
+                raise ValueError("EVP_CipherUpdate failed")
+            pos += n.value
+            if not encrypt:
+                lib.EVP_CIPHER_CTX_ctrl(ctx, _CTRL_AEAD_SET_TAG, TAG, source + size)
+            if lib.EVP_CipherFinal_ex(ctx, base + pos, got) != 1:
+                raise InvalidTag(i)
+            pos += n.value
+            if encrypt:
+                lib.EVP_CIPHER_CTX_ctrl(ctx, _CTRL_AEAD_GET_TAG, TAG, base + pos)
+                pos += TAG
+        return ctypes.string_at(base, pos)
+
+    def seal(self, pieces: Sequence[Piece], nonces: Sequence[bytes]) -> bytes:
+        return self._run(pieces, nonces, True)
+
+    def open(self, pieces: Sequence[Piece], nonces: Sequence[bytes]) -> bytes:
+        return self._run(pieces, nonces, False)
 
     def encrypt(self, nonce: bytes, data: bytes) -> bytes:
-        return self._run(nonce, data, True)
+        return self._run([(data, 0, len(data))], [nonce], True)
 
     def decrypt(self, nonce: bytes, data: bytes) -> bytes:
-        if len(data) < TAG:
-            raise InvalidTag()
-        return self._run(nonce, data[:-TAG], False, data[-TAG:])
+        return self._run([(data, 0, len(data))], [nonce], False)
 
 
 class _CryptographyAead:
@@ -129,6 +188,19 @@ class _CryptographyAead:
         except Invalid:
             raise InvalidTag() from None
 
+    def seal(self, pieces: Sequence[Piece], nonces: Sequence[bytes]) -> bytes:
+        pairs = zip(pieces, nonces, strict=True)
+        return b"".join(self.encrypt(nonce, data[s:e]) for (data, s, e), nonce in pairs)
+
+    def open(self, pieces: Sequence[Piece], nonces: Sequence[bytes]) -> bytes:
+        opened = []
+        for i, ((data, start, end), nonce) in enumerate(zip(pieces, nonces, strict=True)):
+            try:
+                opened.append(self.decrypt(nonce, data[start:end]))
+            except InvalidTag:
+                raise InvalidTag(i) from None
+        return b"".join(opened)
+
 
 def chacha20_poly1305(key: bytes, *, openssl: bool = True) -> Aead:
     lib = libcrypto() if openssl else None
@@ -146,27 +218,29 @@ def _raw_key(lib: Any, secret: bytes | None, public: bytes | None) -> Any:
     return key
 
 
-def _openssl_x25519(lib: Any, secret: bytes, public: bytes | None) -> bytes:
-    mine = _raw_key(lib, secret, None)
+def _openssl_exchange(lib: Any, secret: bytes, peer: bytes | None) -> tuple[bytes, bytes]:
+    """(the public key of ``secret``, its shared secret with ``peer`` or b"")."""
+    mine = _raw_key(lib, secret, None)  # (OpenSSL computes its public key here)
     out = ctypes.create_string_buffer(KEY)
     size = ctypes.c_size_t(KEY)
     try:
-        if public is None:
-            ok = lib.EVP_PKEY_get_raw_public_key(mine, out, ctypes.byref(size)) == 1
-            return _checked(ok, out.raw[: size.value])
-        peer = _raw_key(lib, None, public)
+        ok = lib.EVP_PKEY_get_raw_public_key(mine, out, ctypes.byref(size)) == 1
+        own = _checked(ok, out.raw[: size.value])
+        if peer is None:
+            return own, b""
+        theirs = _raw_key(lib, None, peer)
         ctx = lib.EVP_PKEY_CTX_new(mine, None)
         try:
             ok = (
                 bool(ctx)
                 and lib.EVP_PKEY_derive_init(ctx) == 1
-                and lib.EVP_PKEY_derive_set_peer(ctx, peer) == 1
+                and lib.EVP_PKEY_derive_set_peer(ctx, theirs) == 1
                 and lib.EVP_PKEY_derive(ctx, out, ctypes.byref(size)) == 1
             )
         finally:
             lib.EVP_PKEY_CTX_free(ctx)
-            lib.EVP_PKEY_free(peer)
-        return _checked(ok, out.raw[: size.value])
+            lib.EVP_PKEY_free(theirs)
+        return own, _checked(ok, out.raw[: size.value])
     finally:
         lib.EVP_PKEY_free(mine)
 
@@ -177,18 +251,31 @@ def _checked(ok: bool, value: bytes) -> bytes:
     return value
 
 
-def x25519(secret: bytes, public: bytes | None, *, openssl: bool = True) -> bytes:
-    """The shared secret of ``secret`` and ``public``; with ``public`` None, the public key
-    of ``secret``. ``ValueError`` for the all-zero result of a low-order point."""
+def exchange(secret: bytes, peer: bytes, *, openssl: bool = True) -> tuple[bytes, bytes]:
+    """(the public key of ``secret``, the shared secret of ``secret`` and ``peer``) from one
+    private key: a scalar multiplication fewer than two ``x25519`` calls. ``ValueError`` for
+    the all-zero result of a low-order point."""
     lib = libcrypto() if openssl else None
     if lib is not None:
-        return _openssl_x25519(lib, secret, public)
+        return _openssl_exchange(lib, secret, peer)
     from cryptography.hazmat.primitives.asymmetric.x25519 import (
         X25519PrivateKey,
         X25519PublicKey,
     )
 
     mine = X25519PrivateKey.from_private_bytes(secret)
-    if public is None:
-        return mine.public_key().public_bytes_raw()
-    return _checked(True, mine.exchange(X25519PublicKey.from_public_bytes(public)))
+    shared = mine.exchange(X25519PublicKey.from_public_bytes(peer))
+    return mine.public_key().public_bytes_raw(), _checked(True, shared)
+
+
+def x25519(secret: bytes, public: bytes | None, *, openssl: bool = True) -> bytes:
+    """The shared secret of ``secret`` and ``public``; with ``public`` None, the public key
+    of ``secret``. ``ValueError`` for the all-zero result of a low-order point."""
+    if public is not None:
+        return exchange(secret, public, openssl=openssl)[1]
+    lib = libcrypto() if openssl else None
+    if lib is not None:
+        return _openssl_exchange(lib, secret, None)[0]
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    return X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw()

@@ -14,13 +14,17 @@ import threading
 from pitr.domain.streams import Readable
 
 PIECE = 1 << 20
+#: Pieces read ahead at most. On a busy machine the two threads are not scheduled together:
+#: 8 MiB of slack let the decompressor go on while the decrypting thread waits for a core
+#: (a 128 MB download on a loaded 2-core machine: 1.50-1.59 s with 8, 1.75-2.02 s with 2).
+DEPTH = 8
 
 
 class ReadAhead:
     """``source`` read by a thread up to ``depth`` pieces ahead; ``close()`` stops it. An
     error the source raises is raised by ``read`` in the reader's thread, in order."""
 
-    def __init__(self, source: Readable, depth: int = 2) -> None:
+    def __init__(self, source: Readable, depth: int = DEPTH) -> None:
         self._source = source
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
         self._stop = threading.Event()

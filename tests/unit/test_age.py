@@ -12,6 +12,7 @@ import pytest
 
 from pitr.crypt import bech32, primitives
 from pitr.crypt.age import (
+    BATCH,
     CHUNK,
     AgeError,
     Identity,
@@ -23,8 +24,10 @@ from pitr.crypt.age import (
 from pitr.domain.streams import Readable
 
 #: Around the chunk boundaries: the empty file, one byte, a chunk less one, exactly one or two
-#: chunks (the last chunk is full, flagged last), one byte more, several chunks.
-SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 1, 5 * CHUNK + 12345]
+#: chunks (the last chunk is full, flagged last), one byte more, several chunks; and around the
+#: batches of chunks sealed in one call (the last batch full, one chunk more).
+SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 1, 5 * CHUNK + 12345,
+         BATCH * CHUNK, BATCH * CHUNK + 1, (2 * BATCH + 1) * CHUNK]  # fmt: skip
 
 
 def drain(stream: Readable, piece: int = 10_000) -> bytes:
@@ -165,3 +168,28 @@ def test_both_primitive_backends_agree(openssl: bool) -> None:
         aead = primitives.chacha20_poly1305(key, openssl=backend)
         with pytest.raises(primitives.InvalidTag):
             aead.decrypt(nonce, sealed[:-1] + bytes([sealed[-1] ^ 1]))
+
+
+@pytest.mark.parametrize("openssl", [True, False], ids=["libcrypto", "cryptography"])
+def test_many_messages_at_once_where_they_lie(openssl: bool) -> None:
+    """Pieces of one buffer sealed in one call (one context, a nonce each) open one by one with
+    the other backend; a damaged piece is named by its index."""
+    key, data = os.urandom(32), os.urandom(1000)
+    cuts = [(0, 0), (0, 10), (10, 500), (500, 1000)]
+    nonces = [os.urandom(12) for _ in cuts]
+    sealed = primitives.chacha20_poly1305(key, openssl=openssl).seal(
+        [(data, s, e) for s, e in cuts], nonces
+    )
+    other = primitives.chacha20_poly1305(key, openssl=not openssl)
+    pieces, at = [], 0
+    for (start, end), nonce in zip(cuts, nonces, strict=True):
+        size = end - start + primitives.TAG
+        assert other.decrypt(nonce, sealed[at : at + size]) == data[start:end]
+        pieces.append((sealed, at, at + size))
+        at += size
+    assert other.open(pieces, nonces) == data
+    damaged = bytearray(sealed)
+    damaged[pieces[2][1] + 3] ^= 1
+    with pytest.raises(primitives.InvalidTag) as caught:
+        other.open([(bytes(damaged), s, e) for _, s, e in pieces], nonces)
+    assert caught.value.index == 2

@@ -1,7 +1,7 @@
 """Client-side encryption with MariaDB on S3 (moto): a marker written into a table and into a
 DDL statement is in no object of the bucket after backups, binlog archiving and events
-indexing; the story passes with encryption on; a binlog decrypted by hand with ``age`` is the
-server's own file."""
+indexing and an in-place recovery; the story passes with encryption on, restored beside and
+recovered in place; a binlog decrypted by hand with ``age`` is the server's own file."""
 
 from __future__ import annotations
 
@@ -59,12 +59,6 @@ def test_s3_encrypted_story_and_nothing_readable(moto_server: MotoServer) -> Non
 
         client = moto_server.client()
         keys_in_bucket = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
-        for key in keys_in_bucket:
-            data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-            assert MARKER.encode() not in data, key
-            if data[:4] == b"\x28\xb5\x2f\xfd":  # a zstd frame: look inside too
-                inside = zstandard.ZstdDecompressor().stream_reader(data).read()
-                assert MARKER.encode() not in inside, key
         binlog = next(k for k in keys_in_bucket if k.endswith(".zst.age") and "/logs/" in k)
         stored = keys / "binlog.zst.age"
         stored.write_bytes(client.get_object(Bucket=bucket, Key=binlog)["Body"].read())
@@ -74,6 +68,22 @@ def test_s3_encrypted_story_and_nothing_readable(moto_server: MotoServer) -> Non
         ).stdout  # fmt: skip
         name = binlog.rsplit("/", 1)[1].removesuffix(".zst.age")
         assert plain == (Path(site.server.binlog_dir) / name).read_bytes()
+
+        # In place, to just before the DROP (the open binlog secured, encrypted, first).
+        done = site.run("recover", "--gtid", drop["gtid"], "--exclusive", "--yes", "--json")
+        assert done.returncode == 0, str(done)
+        site.server.proc = None  # pitr started the server again with the command line it had
+        site.managed = True
+        site.track()
+        assert_at_point(site, point, with_c=True)
+        assert site.one(f"SELECT v FROM shop.{MARKER}_t") == f"row {MARKER}"
+
+        for key in [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]:
+            data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            assert MARKER.encode() not in data, key
+            if data[:4] == b"\x28\xb5\x2f\xfd":  # a zstd frame: look inside too
+                inside = zstandard.ZstdDecompressor().stream_reader(data).read()
+                assert MARKER.encode() not in inside, key
     finally:
         site.destroy()
         remove_tree(keys)
