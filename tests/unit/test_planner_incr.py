@@ -64,7 +64,7 @@ def links_of(plan_steps: tuple) -> list[Backup]:  # type: ignore[type-arg]
     return [s.backup for s in plan_steps if s.action != "replay_logs"]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(chains(), targets())
 def test_a_plan_restores_one_whole_chain(catalog: Catalog, target: Target) -> None:
     p = build_plan(catalog, target)
@@ -87,7 +87,7 @@ def test_a_plan_restores_one_whole_chain(catalog: Catalog, target: Target) -> No
     assert p.segments[0].start_key <= links[-1].start_key < p.segments[0].end_key
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(chains(), targets(), st.data())
 def test_a_missing_link_is_refused_and_named(
     catalog: Catalog, target: Target, data: st.DataObject
@@ -107,7 +107,7 @@ def test_a_missing_link_is_refused_and_named(
     assert any(f"parent {gone.id} is missing" in problem for problem in again.problems)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(chains(), targets(), st.data())
 def test_a_missing_object_of_a_link_is_named(
     catalog: Catalog, target: Target, data: st.DataObject
