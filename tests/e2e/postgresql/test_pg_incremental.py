@@ -117,6 +117,8 @@ def test_broken_links_are_refused(story: Site) -> None:
     assert f"parent {incr1} is missing" in done.stdout + done.stderr
     aside.rename(kept)
     site.ok("plan", "--latest")
+    checked = site.ok("verify", "--backup", incr2)  # its whole chain: full, incr1, incr2
+    assert checked["verified"] and checked["objects"] > 2 + 3 + 3, checked
 
     data = sorted(manifest(site, incr2).parent.glob("data-*"))[0]
     original = data.read_bytes()
@@ -143,7 +145,8 @@ def test_expire_keeps_the_links_kept_backups_need(story: Site) -> None:
     assert incr3["parent"] == full2["id"]
     with site.config.open("a") as fh:
         fh.write("\n[retention]\nfull = 1\n")
-    site.ok("expire")
+    expired = site.ok("expire")
+    assert expired["kept"] == [full2["id"], incr3["id"]], expired
     left = [b["id"] for b in site.ok("list")["backups"]]
     assert left == [full2["id"], incr3["id"]], (old, left)
     site.archive_now()
@@ -165,3 +168,18 @@ def test_incremental_on_each_version(pg_major: int) -> None:
             assert len(doc["increments"]) == 1
             assert_at_point(cluster, point)
             assert cluster.sql(checksum_sql("keep")) == site.sql(checksum_sql("keep"))
+
+
+def test_recover_in_place_from_a_chain(story: Site) -> None:
+    """The last of the module: ``recover`` puts full + incr back in place of the instance."""
+    site = story
+    seed_more = "INSERT INTO keep SELECT g, md5(g::text) FROM generate_series(300001, 301000) g"
+    site.sql(seed_more)
+    site.sql("CREATE TABLE v3 AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 3000) g")
+    incr4 = site.backup("incr")
+    point = before_target(site, "i4", "v3")
+    damage(site, point)
+    site.archive_now()
+    doc = site.ok("recover", *point.option("xid"), "--yes")["recovery"]
+    assert doc["increments"][-1] == incr4["id"]
+    assert_at_point(site, point)
