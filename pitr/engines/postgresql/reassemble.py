@@ -179,22 +179,29 @@ def _write_whole(
 def _write_pages(
     reader: Any, target: Path, ranges: list[list[int]], length: int, want: int, block: int
 ) -> None:
-    """The pages of one entry at their offsets, then the file cut to ``length``."""
+    """The pages of one entry at their offsets, then the file cut to ``length``. The entry
+    is read in big pieces (not a read per page) and each run written where it belongs."""
     if not target.is_file():
         raise FormatError(f"{target}: pages of an incremental for a file no older link wrote")
     crc = 0
-    with target.open("r+b") as out:
+    pending = memoryview(b"")
+    fd = os.open(target, os.O_WRONLY)
+    try:
         for first, number in ranges:
-            out.seek(first * block)
-            left = number * block
+            offset, left = first * block, number * block
             while left:
-                chunk = reader.read(min(CHUNK, left))
-                if not chunk:
-                    raise FormatError(f"{target}: incremental entry shorter than its page map")
-                crc = zlib.crc32(chunk, crc)
-                out.write(chunk)
-                left -= len(chunk)
-        out.truncate(length)
+                if not pending:
+                    data = reader.read(CHUNK)
+                    if not data:
+                        raise FormatError(f"{target}: incremental entry shorter than its page map")
+                    crc = zlib.crc32(data, crc)
+                    pending = memoryview(data)
+                n = min(left, len(pending))
+                os.pwrite(fd, pending[:n], offset)
+                pending, offset, left = pending[n:], offset + n, left - n
+        os.ftruncate(fd, length)
+    finally:
+        os.close(fd)
     if crc != want:
         raise FormatError(f"{target}: restored pages do not match their recorded checksum")
 
