@@ -20,7 +20,7 @@ from pitr.storage.transfer import StoredObject
 FORMAT_MAJOR = 1
 FORMAT = f"{FORMAT_MAJOR}.0"
 
-BackupType = Literal["full", "diff"]
+BackupType = Literal["full", "diff", "incr"]
 
 
 def check_format(doc: Any, where: str, kind: str) -> dict[str, Any]:

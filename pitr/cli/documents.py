@@ -156,6 +156,7 @@ def recovery(result: Recovered) -> dict[str, Any]:
         "status": result.status,
         "recovered_from_backup": result.plan.full.id if result.plan.full else None,
         "differential": result.plan.differential.id if result.plan.differential else None,
+        "increments": [b.id for b in result.plan.increments],
         "point_in_time": format_time(result.point_in_time),
         "reached": result.reached,
         "previous_datadir": _text(result.previous_datadir),

@@ -198,8 +198,9 @@ def rebuild(run: Run, instance: str | None, lock_wait: float) -> None:
 
 @cli.command()
 @instance_option
-@click.option("--type", "kind", type=click.Choice(["full", "diff"]), help="Default: full when "
-              "there is no full backup yet, else diff.")  # fmt: skip
+@click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), help="Default: full "
+              "when there is no full backup yet, else diff. incr (PostgreSQL): only the blocks "
+              "changed since the newest backup of any type.")  # fmt: skip
 @lock_wait_option
 @output_options
 @click.pass_obj

@@ -38,6 +38,8 @@ def plan_text(plan: Plan) -> str:
             lines.append(f"  {n}. restore full backup {step.backup.id} ({human_bytes(step.bytes)})")
         elif step.action == "apply_diff" and step.backup is not None:
             lines.append(f"  {n}. apply differential {step.backup.id} ({human_bytes(step.bytes)})")
+        elif step.action == "apply_incr" and step.backup is not None:
+            lines.append(f"  {n}. apply incremental {step.backup.id} ({human_bytes(step.bytes)})")
         else:
             logs = step.segments
             span = f"{logs[0].name} to {logs[-1].name}" if len(logs) > 1 else logs[0].name
@@ -116,6 +118,7 @@ def recovery_text(result: dict[str, Any]) -> str:
     if r.get("port"):
         lines.append(f"  running on port {r['port']}, out of recovery")
     diff = f" + differential {r['differential']}" if r.get("differential") else ""
+    diff += "".join(f" + incremental {i}" for i in r.get("increments") or ())
     lines.append(f"  from backup {r['recovered_from_backup']}{diff}")
     if r.get("point_in_time"):
         lines.append(f"  last transaction applied at {r['point_in_time']}")

@@ -12,7 +12,7 @@ from pitr import crypt
 from pitr.catalog import Catalog
 from pitr.catalog.store import CatalogStore
 from pitr.errors import VerificationFailed
-from pitr.planner.common import differentials_of
+from pitr.planner.common import descends_from, lineage
 from pitr.storage.transfer import Failure, StoredObject, verify_all
 
 
@@ -49,10 +49,16 @@ def objects_to_verify(catalog: Catalog, backup_id: str | None) -> list[StoredObj
 
     backup = check_backup_id(catalog, backup_id)
     chain = [backup]
-    if backup.type == "diff" and backup.parent:
-        chain.insert(0, check_backup_id(catalog, backup.parent))
-    elif backup.type == "full":
-        chain += differentials_of(catalog, backup)
+    if backup.type != "full" and backup.parent:  # and every link before it
+        chain = [*lineage(catalog, backup)[0][:-1], backup]
+        if chain[0].type != "full":
+            check_backup_id(catalog, chain[0].parent or "")  # the broken link, named
+    else:  # a full: every backup of its line
+        chain += [
+            b
+            for b in catalog.backups
+            if b.id != backup.id and descends_from(catalog, b, {backup.id})
+        ]
     # WAL positions are comparable across timelines; binlog positions only within a stream.
     global_keys = catalog.engine == "postgresql"
     segments = [

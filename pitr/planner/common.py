@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from pitr.catalog import Catalog
 from pitr.catalog.model import Backup, LogSegment, TimelineHistory, Transaction
@@ -17,15 +18,26 @@ Located = Mapping[str, Sequence[Transaction]]
 
 @dataclass(frozen=True)
 class Chain:
-    """A full backup and, optionally, the differential restored on top of it."""
+    """A full backup and the links restored on top of it, oldest first: at most one
+    differential, then block-level incrementals (PostgreSQL), each the child of the one
+    before. ``broken`` names why a newer chain the target needs cannot be used."""
 
     full: Backup
-    diff: Backup | None
+    links: tuple[Backup, ...] = ()
+    broken: tuple[str, ...] = ()
+
+    @property
+    def diff(self) -> Backup | None:
+        return next((b for b in self.links if b.type == "diff"), None)
+
+    @property
+    def increments(self) -> tuple[Backup, ...]:
+        return tuple(b for b in self.links if b.type == "incr")
 
     @property
     def last(self) -> Backup:
         """The backup whose consistent point replay starts from."""
-        return self.diff or self.full
+        return self.links[-1] if self.links else self.full
 
 
 def fulls(catalog: Catalog, system: str | None = None) -> list[Backup]:
@@ -50,22 +62,66 @@ def without_full(catalog: Catalog, system: str) -> str | None:
     )
 
 
-def differentials_of(catalog: Catalog, full: Backup) -> list[Backup]:
-    return sorted(
-        (b for b in catalog.backups if b.type == "diff" and b.parent == full.id),
-        key=lambda b: (b.end_time, b.id),
-    )
+def lineage(catalog: Catalog, backup: Backup) -> tuple[list[Backup], str | None]:
+    """``backup`` and its ancestors up to its full, full first; or why that chain is broken
+    (a parent not in the catalog, of another system, of the wrong type, or not before its
+    child)."""
+    by_id = {b.id: b for b in catalog.backups}
+    path = [backup]
+    while path[0].type != "full":
+        child = path[0]
+        parent = by_id.get(child.parent or "")
+        why = _link_problem(child, parent)
+        if why is not None:
+            return path, why
+        assert parent is not None
+        path.insert(0, parent)
+    return path, None
+
+
+def _link_problem(child: Backup, parent: Backup | None) -> str | None:
+    name = f"backup {child.id} ({child.type})"
+    if parent is None:
+        return f"{name}: its parent {child.parent} is missing from the catalog (broken chain)"
+    if parent.system != child.system:
+        return f"{name}: its parent {parent.id} is of another system (broken chain)"
+    if child.type == "diff" and parent.type != "full":
+        return f"{name}: its parent {parent.id} is not a full backup (broken chain)"
+    if parent.end_time > child.start_time:
+        return f"{name}: its parent {parent.id} does not end before it starts (broken chain)"
+    return None
 
 
 def choose_chain(
     catalog: Catalog, usable: Callable[[Backup], bool], system: str | None = None
 ) -> Chain | None:
-    """The newest full for which ``usable`` holds, then its newest usable differential."""
+    """The newest usable backup of the newest usable full's line (itself, a differential or
+    an incremental) with the links from that full to it. A newer usable backup whose own
+    chain is broken refuses the plan (``broken``) rather than silently replaying from an
+    older backup."""
     for full in reversed(fulls(catalog, system)):
-        if usable(full):
-            diffs = [d for d in differentials_of(catalog, full) if usable(d)]
-            return Chain(full, diffs[-1] if diffs else None)
+        if not usable(full):
+            continue
+        newer = [
+            b
+            for b in catalog.backups
+            if b.type != "full" and usable(b) and (b.end_time, b.id) > (full.end_time, full.id)
+        ]
+        newer = [b for b in newer if system is None or b.system == system]
+        for candidate in sorted(newer, key=lambda b: (b.end_time, b.id), reverse=True):
+            path, why = lineage(catalog, candidate)
+            if why is not None:
+                return Chain(full, broken=(why,))
+            if path[0].id == full.id:
+                return Chain(full, tuple(path[1:]))
+        return Chain(full)
     return None
+
+
+def descends_from(catalog: Catalog, backup: Backup, ancestors: set[str]) -> bool:
+    """Is ``backup`` one of ``ancestors`` or a descendant of one of them?"""
+    path, _ = lineage(catalog, backup)
+    return any(b.id in ancestors for b in path)
 
 
 def backup_objects(backup: Backup, missing: frozenset[str]) -> list[str]:
@@ -73,8 +129,8 @@ def backup_objects(backup: Backup, missing: frozenset[str]) -> list[str]:
 
 
 def chain_problems(chain: Chain, missing: frozenset[str]) -> list[str]:
-    problems = []
-    for backup in (chain.full, chain.diff):
+    problems = list(chain.broken)
+    for backup in (chain.full, *chain.links):
         if backup is not None:
             problems += [
                 f"backup {backup.id}: object {key} is missing from the repository"
@@ -116,8 +172,11 @@ def assemble(
     histories: Iterable[TimelineHistory] = (),
 ) -> Plan:
     steps = [Step("restore_full", chain.full.objects, backup=chain.full)]
-    if chain.diff is not None:
-        steps.append(Step("apply_diff", chain.diff.objects, backup=chain.diff))
+    for link in chain.links:
+        action: Literal["apply_diff", "apply_incr"] = (
+            "apply_diff" if link.type == "diff" else "apply_incr"
+        )
+        steps.append(Step(action, link.objects, backup=link))
     steps.append(
         Step(
             "replay_logs",

@@ -52,9 +52,10 @@ class ScopedWindow:
 
 @dataclass(frozen=True)
 class Step:
-    """One step of a plan, in order: restore a full, apply a differential, replay logs."""
+    """One step of a plan, in order: restore a full, apply a differential and/or block-level
+    incrementals (oldest first), replay logs."""
 
-    action: Literal["restore_full", "apply_diff", "replay_logs"]
+    action: Literal["restore_full", "apply_diff", "apply_incr", "replay_logs"]
     objects: tuple[StoredObject, ...]
     backup: Backup | None = None
     segments: tuple[LogSegment, ...] = ()
@@ -117,6 +118,17 @@ class Plan:
     @property
     def differential(self) -> Backup | None:
         return next((s.backup for s in self.steps if s.action == "apply_diff"), None)
+
+    @property
+    def increments(self) -> tuple[Backup, ...]:
+        """The block-level incrementals applied after the full (and differential), in order."""
+        return tuple(s.backup for s in self.steps if s.action == "apply_incr" and s.backup)
+
+    @property
+    def last_backup(self) -> Backup | None:
+        """The backup whose consistent point replay starts from: the chain's last link."""
+        links = [s.backup for s in self.steps if s.action != "replay_logs" and s.backup]
+        return links[-1] if links else None
 
     @property
     def segments(self) -> tuple[LogSegment, ...]:

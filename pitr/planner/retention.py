@@ -3,7 +3,8 @@ in ``pitr.commands.expire`` reads the catalog and deletes).
 
 Which backups to keep is a pure decision (``plan_expiry``): the newest ``full`` fulls, and for
 ``days`` every full consistent within that many days plus the newest one before them (it is
-what makes a target exactly ``days`` ago recoverable). A differential goes with its full. Logs
+what makes a target exactly ``days`` ago recoverable). A differential or incremental goes with
+the full it descends from: every link a kept backup needs is kept. Logs
 go only when no kept backup can need them: WAL before the oldest kept backup's start
 (positions are comparable across timelines), binlogs before the file a kept backup starts in,
 and binlog streams whose every commit predates every kept backup.
@@ -21,7 +22,7 @@ from pitr.config.settings import RetentionSettings
 from pitr.domain.positions import FILE_SHIFT
 from pitr.domain.timeutil import from_document
 from pitr.errors import UsageError
-from pitr.planner.common import fulls
+from pitr.planner.common import descends_from, fulls
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def plan_expiry(
 ) -> Expiry:
     kept_full = kept_fulls(catalog, policy, now)
     kept_ids = {b.id for b in kept_full}
-    keep = tuple(b for b in catalog.backups if b.id in kept_ids or b.parent in kept_ids)
+    keep = tuple(b for b in catalog.backups if descends_from(catalog, b, kept_ids))
     gone = tuple(b for b in catalog.backups if b not in keep)
     segments = _expired_logs(catalog, keep) if keep else ()
     return Expiry(keep, gone, segments, dict(orphans or {}))

@@ -39,7 +39,14 @@ class MysqlEngine(Engine):
 
     def backup(self, store: CatalogStore, kind: str | None) -> Backup:
         from pitr.engines.mysql.backup import take_backup
+        from pitr.errors import UsageError
 
+        if kind == "incr":
+            raise UsageError(
+                f"--type incr is for PostgreSQL; {self.instance.engine} takes full and "
+                "differential backups",
+                hint="pitr backup --type diff (mariadb-backup: every page changed since the full)",
+            )
         return take_backup(self.server, store, kind, self.compression(), self.settings.spool_dir)
 
     def archive(

@@ -5,7 +5,9 @@ uploaded in parallel (nothing staged) → ``pg_backup_stop`` → the manifest, p
 the WAL the backup needs is in the repository (an archive_command that keeps failing ends the
 wait). A differential sends only the files whose size or modification time differ from its
 full's, and those whose time stamps cannot be trusted (see ``_changed``) once their CRC-32
-shows they differ; the others are restored from the full.
+shows they differ; the others are restored from the full. An incremental reads the same files
+against its parent's records, and of the relation files only the changed pages go
+(``pitr.engines.postgresql.incremental``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pitr.catalog.store import CatalogStore
 from pitr.domain.positions import format_lsn, parse_lsn, parse_wal_name, segment_name, stream_of
 from pitr.domain.timeutil import compact_id_time, utcnow
 from pitr.engines.postgresql.files import CHUNK, DataFile, Sent, TarStream, partition, scan
+from pitr.engines.postgresql.incremental import incremental_parent, records_of, upload_increment
 from pitr.engines.postgresql.server import ArchiverState, PgServer
 from pitr.engines.postgresql.standby import Standby
 from pitr.engines.postgresql.versions import major_of
@@ -42,7 +45,7 @@ RACY_WINDOW_NS = 2_000_000_000
 
 @dataclass(frozen=True)
 class BackupOptions:
-    kind: str | None  # "full", "diff" or None (full when there is none yet)
+    kind: str | None  # "full", "diff", "incr" or None (full when there is none yet)
     compression: Compression
     partitions: int = 2
 
@@ -129,9 +132,9 @@ def _crc32(path: Path) -> int | None:
     return crc
 
 
-def _to_send(files: list[DataFile], full: Backup) -> list[DataFile]:
-    records = full.engine_meta.get("files", {})
-    racy_from = int(full.start_time.timestamp() * 1e9) - RACY_WINDOW_NS
+def _to_send(files: list[DataFile], parent: Backup) -> list[DataFile]:
+    records = parent.engine_meta.get("files", {})
+    racy_from = int(parent.start_time.timestamp() * 1e9) - RACY_WINDOW_NS
     return [f for f in files if _changed(f, records, racy_from)]
 
 
@@ -148,30 +151,42 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
         standby = Standby.of(server, conn, store.instance, system)  # None on a primary
         parent = next(reversed(fulls(catalog, system)), None)
         kind = options.kind or ("diff" if parent else "full")
-        if kind == "diff" and parent is None:
+        if kind != "full" and parent is None:
             raise PreconditionFailed(
-                f"instance {store.instance}: no full backup to base a differential on",
+                f"instance {store.instance}: no full backup to base "
+                f"{'an incremental' if kind == 'incr' else 'a differential'} on",
                 hint="take a full backup first (pitr backup --type full)",
             )
         settings = _settings(conn, store.instance)
+        block = int(settings["block_size"])
         major = major_of(int(settings["server_version_num"]))
         server.require_major(major, f"instance {store.instance}", ["pg_waldump"])
+        if kind == "incr":
+            parent = incremental_parent(catalog, system, conn, store.instance)
         archiver = server.archiver_state()
         started = utcnow()
-        backup_id = f"{compact_id_time(started)}-{'F' if kind == 'full' else 'D'}"
+        backup_id = f"{compact_id_time(started)}-{kind[0].upper()}"
         start_lsn = parse_lsn(_one(conn, "SELECT pg_backup_start(%s, true)::text", backup_id))
         timeline = int(_one(conn, "SELECT timeline_id FROM pg_control_checkpoint()"))
         standby = standby.started(timeline) if standby else None
         log.info("backup %s: started at %s", backup_id, format_lsn(start_lsn))
         try:
             files, tablespaces = scan(server.datadir)
-            send = _to_send(files, parent) if parent and kind == "diff" else files
+            send = _to_send(files, parent) if parent and kind != "full" else files
             relations = _relations(server)
             config_files = _outside_config(conn, server.datadir)
             last, send = Standby.held_back(send) if standby else ([], send)
-            parts = _upload_all(store, backup_id, send, options)
-            if last:  # a standby's pg_control after every other file (see standby.py)
-                parts += _upload_all(store, backup_id, last, options, first=len(parts))
+            if kind == "incr" and parent is not None:
+                objects, sent, paged = upload_increment(
+                    store, backup_id, send, since=parent.start_key, block=block,
+                    old_sizes={k: v[0] for k, v in parent.engine_meta["files"].items()},
+                    compression=options.compression, partitions=options.partitions, last=last,
+                )  # fmt: skip
+            else:
+                parts = _upload_all(store, backup_id, send, options)
+                if last:  # a standby's pg_control after every other file (see standby.py)
+                    parts += _upload_all(store, backup_id, last, options, first=len(parts))
+                objects, sent, paged = [o for o, _ in parts], [s for _, p in parts for s in p], []
         except BaseException:
             conn.execute("SELECT pg_backup_stop(false)")
             raise
@@ -187,17 +202,13 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
         standby.wait_for_wal(store, backup_id, (start_lsn, stop_lsn), segment_size, archiver)
     else:
         _wait_for_wal(store, server, timeline, stop_lsn, segment_size, archiver)
-    present = {f.name for f in files}
-    records: dict[str, list[Any]] = {}
-    if kind == "diff" and parent is not None:  # unchanged files: as the full recorded them
-        inherited = parent.engine_meta.get("files", {})
-        records = {name: values for name, values in inherited.items() if name in present}
-    for _obj, sent in parts:
-        records.update((s.name, [s.size, s.mtime_ns, s.crc32]) for s in sent)
+    # unchanged files (all of them, for a full: none): as the parent recorded them
+    inherited = parent.engine_meta.get("files", {}) if parent and kind != "full" else {}
+    records = records_of(inherited, {f.name for f in files}, sent, paged)
     backup = Backup(
         id=backup_id,
         type=kind,  # type: ignore[arg-type]
-        parent=parent.id if kind == "diff" and parent else None,
+        parent=parent.id if kind != "full" and parent else None,
         instance=store.instance,
         engine="postgresql",
         system=system,
@@ -208,7 +219,7 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
         start_key=start_lsn,
         end_key=stop_lsn,
         stream=stream_of(timeline),
-        objects=tuple(obj for obj, _ in parts),
+        objects=tuple(objects),
         engine_meta={
             "wal_segment_size": segment_size,
             "timeline": timeline,
@@ -220,6 +231,8 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
             "files": records,
             "relations": relations,
             "config_files": config_files,
+            "block_size": block,
+            **({"page_map": objects[-1].key} if kind == "incr" else {}),
         },
         host=socket.gethostname(),
         pitr_version=__version__,
@@ -254,7 +267,7 @@ def _settings(conn: Any, instance: str) -> dict[str, str]:
     settings = dict(
         conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('wal_segment_size', 'server_version_num', 'archive_mode')"
+            "('wal_segment_size', 'server_version_num', 'archive_mode', 'block_size')"
         ).fetchall()
     )
     if settings.get("archive_mode") == "off":

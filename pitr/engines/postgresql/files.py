@@ -156,32 +156,36 @@ class TarStream:
 
     def _produce(self, files: Iterable[DataFile]) -> Iterator[bytes]:
         for f in files:
-            info = tarfile.TarInfo(f.name)
-            info.mtime = f.mtime_ns // 1_000_000_000
-            info.mode = stat.S_IMODE(f.mode)
-            if f.is_dir:
-                info.type = tarfile.DIRTYPE
-                yield info.tobuf(format=tarfile.PAX_FORMAT)
-                continue
-            try:
-                fh = f.source.open("rb")
-            except FileNotFoundError:
-                continue  # dropped during the backup; replay does not need it
-            with fh:
-                st = os.fstat(fh.fileno())
-                info.size = st.st_size
-                yield info.tobuf(format=tarfile.PAX_FORMAT)
-                crc = 0
-                left = st.st_size
-                while left:
-                    chunk = fh.read(min(CHUNK, left)) or bytes(min(CHUNK, left))  # shrank: pad
-                    crc = zlib.crc32(chunk, crc)
-                    yield chunk
-                    left -= len(chunk)
-                if st.st_size % BLOCK:
-                    yield bytes(BLOCK - st.st_size % BLOCK)
-                self.sent.append(Sent(f.name, st.st_size, st.st_mtime_ns, crc))
+            yield from self._entry(f)
         yield bytes(2 * BLOCK)
+
+    def _entry(self, f: DataFile) -> Iterator[bytes]:
+        """One file or directory: its header, then its data padded to whole tar blocks."""
+        info = tarfile.TarInfo(f.name)
+        info.mtime = f.mtime_ns // 1_000_000_000
+        info.mode = stat.S_IMODE(f.mode)
+        if f.is_dir:
+            info.type = tarfile.DIRTYPE
+            yield info.tobuf(format=tarfile.PAX_FORMAT)
+            return
+        try:
+            fh = f.source.open("rb")
+        except FileNotFoundError:
+            return  # dropped during the backup; replay does not need it
+        with fh:
+            st = os.fstat(fh.fileno())
+            info.size = st.st_size
+            yield info.tobuf(format=tarfile.PAX_FORMAT)
+            crc = 0
+            left = st.st_size
+            while left:
+                chunk = fh.read(min(CHUNK, left)) or bytes(min(CHUNK, left))  # shrank: pad
+                crc = zlib.crc32(chunk, crc)
+                yield chunk
+                left -= len(chunk)
+            if st.st_size % BLOCK:
+                yield bytes(BLOCK - st.st_size % BLOCK)
+            self.sent.append(Sent(f.name, st.st_size, st.st_mtime_ns, crc))
 
 
 def safe_member(name: str) -> str:

@@ -11,9 +11,10 @@ from pitr.storage.transfer import verify_all
 
 
 def space_needed(plan: Plan, *, replay: bool) -> int:
-    """Bytes a restore of ``plan`` writes: the base's files (full and differential, as
-    restored) and, when it replays, the WAL held at once (prefetched and being replayed)."""
-    base = sum(b.raw_bytes for b in (plan.full, plan.differential) if b is not None)
+    """Bytes a restore of ``plan`` writes: the base's files (full, differential and
+    incrementals, as restored: an overestimate when links rewrite the same blocks) and, when
+    it replays, the WAL held at once (prefetched and being replayed)."""
+    base = sum(b.raw_bytes for b in (plan.full, plan.differential, *plan.increments) if b)
     if not replay:
         return base
     sizes = sorted((s.object.raw_size for s in plan.segments), reverse=True)

@@ -76,7 +76,7 @@ def _prepare(
     are returned as written)."""
     (dest / IN_PROGRESS).write_text(format_time(utcnow()) or "")
     restore_base(store, plan, dest, owner=owner, tablespace_locations=tablespaces)
-    last = plan.differential or plan.full
+    last = plan.last_backup
     assert last is not None
     inside = sorted(set(last.engine_meta.get("tablespaces") or {}) - set(tablespaces or {}))
     if inside:
@@ -95,7 +95,7 @@ def _config_files(plan: Plan, dest: Path, owner: Any) -> None:
     """Clusters whose configuration lives outside the data directory (Debian's
     /etc/postgresql) get the files recorded at backup time, made to point at ``dest``: a copy
     must never open the original's data directory."""
-    last = plan.differential or plan.full
+    last = plan.last_backup
     assert last is not None
     files: dict[str, str] = last.engine_meta.get("config_files", {})
     if not files or (dest / "postgresql.conf").exists():

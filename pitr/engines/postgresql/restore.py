@@ -1,7 +1,8 @@
 """Restoring a PostgreSQL cluster from a plan: base files, recovery settings, replay, checks.
 
-The base (full, then differential) is extracted and verified into an empty directory; the
-recovery settings go into postgresql.auto.conf with an explicit timeline, target, inclusive or
+The base (full, then differential, then block-level incrementals: ``reassemble``) is
+extracted and verified into an empty directory; the recovery settings go into
+postgresql.auto.conf with an explicit timeline, target, inclusive or
 exclusive, and promote; ``recovery.signal`` is written last, so a half-restored directory can
 never be started by accident. Replay is checked afterwards with SQL, never with a log line.
 """
@@ -26,6 +27,7 @@ from pitr.catalog.store import CatalogStore
 from pitr.domain.positions import format_lsn, parse_lsn
 from pitr.domain.timeutil import format_time
 from pitr.engines.postgresql.files import EMPTIED_DIRS, extract_tar
+from pitr.engines.postgresql.reassemble import reassemble
 from pitr.engines.postgresql.server import PgServer
 from pitr.errors import PitrError, ToolFailed, VerificationFailed
 from pitr.planner.plan import Plan
@@ -88,16 +90,22 @@ def restore_base(
     owner: tuple[int, int] | None,
     tablespace_locations: dict[str, Path] | None = None,
 ) -> None:
-    """Full, then differential, into ``dest``; then the backup_label of the last of them.
+    """Full, then differential and incrementals, into ``dest``; then the backup_label of the
+    last of them.
     Tablespaces go to ``tablespace_locations`` (linked from pg_tblspc) or, by default, into
     ``pg_tblspc/<oid>`` inside ``dest`` itself."""
     full, diff = plan.full, plan.differential
     assert full is not None
-    last = diff or full
+    last = plan.last_backup or full
     locations = tablespace_locations or {}
-    _extract(store, full, dest, locations, owner, skip=superseded(full, diff))
-    if diff is not None:
-        _extract(store, diff, dest, locations, owner)
+    if plan.increments:  # block-level incrementals: every block from the one link holding it
+        chain = [b for b in (full, diff, *plan.increments) if b is not None]
+        reassemble(store, chain, dest, locations, owner,
+                   lambda b, skip: _extract(store, b, dest, locations, owner, skip))  # fmt: skip
+    else:
+        _extract(store, full, dest, locations, owner, skip=superseded(full, diff))
+        if diff is not None:
+            _extract(store, diff, dest, locations, owner)
     for name in last.engine_meta.get("directories", []):
         if name.split("/")[0] in EMPTIED_DIRS or name == "pg_tblspc":
             (dest / name).mkdir(mode=0o700, parents=True, exist_ok=True)

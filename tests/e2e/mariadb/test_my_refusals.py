@@ -226,3 +226,11 @@ def cut_short(index: Path, keep: int) -> None:
     digest = hashlib.sha256(data).hexdigest()
     doc["object"].update(size=len(data), raw_size=len(data), sha256=digest, raw_sha256=digest)
     index.write_text(json.dumps(doc))
+
+
+def test_an_incremental_is_refused(story: Story) -> None:
+    """Block-level incrementals are PostgreSQL's: a usage error, nothing published."""
+    before = sorted(p.name for p in (story.repo / "backups").iterdir())
+    done = story.site.fails(2, "backup", "--type", "incr")
+    assert "--type incr is for PostgreSQL" in done.error
+    assert sorted(p.name for p in (story.repo / "backups").iterdir()) == before

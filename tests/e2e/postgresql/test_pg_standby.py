@@ -1,5 +1,6 @@
 """Backups taken on a streaming standby (docs/postgresql.md, "Backups from a standby"), on every
-PostgreSQL version: a full and a second backup (its type is the parameter) copied from the
+PostgreSQL version: a full and a second backup (a differential, or a block-level incremental:
+the parameter) copied from the
 standby while the primary only switches WAL, restored beside to a time after both and to the
 latest WAL, the data checked each time (``--xid`` and the other targets of standby backups:
 test_pg_standby_cases.py). The primary archives nothing: all the WAL comes from
@@ -32,7 +33,7 @@ def victim(pair: Pair, name: str) -> None:
     pair.primary.sql(f"ALTER TABLE {name} ADD PRIMARY KEY (id)")
 
 
-@pytest.mark.parametrize("second", ["diff"])
+@pytest.mark.parametrize("second", ["diff", "incr"])
 def test_backups_from_the_standby_restore_to_each_target(pair: Pair, second: str) -> None:
     site = pair.site
     table = f"{second}_victim"
@@ -49,7 +50,11 @@ def test_backups_from_the_standby_restore_to_each_target(pair: Pair, second: str
     pair.archive_now()
 
     with site.restore(*point.option("at")) as (doc, cluster):
-        assert (doc["recovered_from_backup"], doc["differential"]) == (full["id"], later["id"])
+        applied = (doc["recovered_from_backup"], doc["differential"], doc["increments"])
+        if second == "diff":
+            assert applied == (full["id"], later["id"], [])
+        else:
+            assert applied == (full["id"], None, [later["id"]])
         assert_at_point(cluster, point)
     with site.restore("--latest") as (doc, cluster):
         assert f"{second}-last" in markers(cluster)
