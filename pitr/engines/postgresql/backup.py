@@ -27,7 +27,12 @@ from pitr.catalog.store import CatalogStore
 from pitr.domain.positions import format_lsn, parse_lsn, parse_wal_name, segment_name, stream_of
 from pitr.domain.timeutil import compact_id_time, utcnow
 from pitr.engines.postgresql.files import CHUNK, DataFile, Sent, TarStream, partition, scan
-from pitr.engines.postgresql.incremental import incremental_parent, records_of, upload_increment
+from pitr.engines.postgresql.incremental import (
+    Paged,
+    incremental_parent,
+    records_of,
+    upload_increment,
+)
 from pitr.engines.postgresql.server import ArchiverState, PgServer
 from pitr.engines.postgresql.standby import Standby
 from pitr.engines.postgresql.versions import major_of
@@ -176,17 +181,9 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
             relations = _relations(server)
             config_files = _outside_config(conn, server.datadir)
             last, send = Standby.held_back(send) if standby else ([], send)
-            if kind == "incr" and parent is not None:
-                objects, sent, paged = upload_increment(
-                    store, backup_id, send, since=parent.start_key, block=block,
-                    old_sizes={k: v[0] for k, v in parent.engine_meta["files"].items()},
-                    compression=options.compression, partitions=options.partitions, last=last,
-                )  # fmt: skip
-            else:
-                parts = _upload_all(store, backup_id, send, options)
-                if last:  # a standby's pg_control after every other file (see standby.py)
-                    parts += _upload_all(store, backup_id, last, options, first=len(parts))
-                objects, sent, paged = [o for o, _ in parts], [s for _, p in parts for s in p], []
+            objects, sent, paged = _upload_files(
+                store, backup_id, (send, last), options, parent if kind == "incr" else None, block
+            )
         except BaseException:
             conn.execute("SELECT pg_backup_stop(false)")
             raise
@@ -241,6 +238,29 @@ def take_backup(server: PgServer, store: CatalogStore, options: BackupOptions) -
     store.publish_backup(backup)
     log.info("backup %s: published, %d bytes stored", backup_id, backup.bytes)
     return backup
+
+
+def _upload_files(
+    store: CatalogStore,
+    backup_id: str,
+    files: tuple[list[DataFile], list[DataFile]],
+    options: BackupOptions,
+    incr_parent: Backup | None,
+    block: int,
+) -> tuple[list[StoredObject], list[Sent], list[Paged]]:
+    """The files to send, then the held-back ones (a standby's pg_control, see standby.py)
+    after every other: whole, or only the changed pages of an incremental on ``incr_parent``."""
+    send, last = files
+    if incr_parent is not None:
+        return upload_increment(
+            store, backup_id, send, since=incr_parent.start_key, block=block,
+            old_sizes={k: v[0] for k, v in incr_parent.engine_meta["files"].items()},
+            compression=options.compression, partitions=options.partitions, last=last,
+        )  # fmt: skip
+    parts = _upload_all(store, backup_id, send, options)
+    if last:
+        parts += _upload_all(store, backup_id, last, options, first=len(parts))
+    return [o for o, _ in parts], [s for _, p in parts for s in p], []
 
 
 def _outside_config(conn: Any, datadir: Path) -> dict[str, str]:
