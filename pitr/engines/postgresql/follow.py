@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,7 @@ from pitr.engines.postgresql.archive import PushContext, segment_record, wal_pus
 from pitr.engines.postgresql.server import PgServer
 from pitr.engines.postgresql.waldump import index_segment
 from pitr.engines.postgresql.walfile import check_segment, read_long_header
-from pitr.errors import Interrupted, PitrError, ToolFailed
+from pitr.errors import PitrError, ToolFailed
 from pitr.storage.transfer import upload
 
 log = logging.getLogger("pitr.postgresql")
@@ -270,6 +272,21 @@ def _wait_slot_free(server: PgServer, slot: str, seconds: float = 15.0) -> None:
     )
 
 
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """SIGTERM and SIGINT only ask the follower to stop (set the event): whatever it is doing
+    then (an upload, a query) finishes, and it ships what the spool holds before it exits."""
+    stopping = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda _signum, _frame: stopping.set())
+    try:
+        yield stopping
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def follow_wal(
     server: PgServer,
     ctx: PushContext,
@@ -289,34 +306,33 @@ def follow_wal(
     _wait_slot_free(server, slot)
     child, tail = _start(server, spool_dir, slot)
     next_partial = time.monotonic() + interval
-    stop_reason = "time limit"
     down_since: float | None = None
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            spool.ship_complete()
-            heartbeat()
-            if interval and time.monotonic() >= next_partial:
-                spool.try_ship_partial()
-                next_partial = time.monotonic() + interval
-            if child.poll() is not None:
-                with contextlib.suppress(ToolFailed):
-                    tail.wait("pg_receivewal")
-                if not server.accepts_connections():
-                    down_since = down_since or time.monotonic()
-                    if time.monotonic() - down_since > GIVE_UP:
-                        raise ToolFailed(f"instance {server.settings.name} unreachable for "
-                                         f"{GIVE_UP:g} s; WAL streaming stopped")  # fmt: skip
-                    spool.try_ship_partial()  # the server is gone: what it sent is all there is
-                    time.sleep(2)
-                    continue
-                down_since = None
-                _wait_slot_free(server, slot)
-                child, tail = _start(server, spool_dir, slot)
-            time.sleep(POLL)
-    except (Interrupted, KeyboardInterrupt):
-        stop_reason = "signal"
-    finally:
-        proc.stop(child)  # pg_receivewal flushes what it has and exits
+    with _stop_signals() as stopping:
+        try:
+            while not stopping.is_set() and (deadline is None or time.monotonic() < deadline):
+                spool.ship_complete()
+                heartbeat()
+                if interval and time.monotonic() >= next_partial:
+                    spool.try_ship_partial()
+                    next_partial = time.monotonic() + interval
+                if child.poll() is not None:
+                    with contextlib.suppress(ToolFailed):
+                        tail.wait("pg_receivewal")
+                    if not server.accepts_connections():
+                        down_since = down_since or time.monotonic()
+                        if time.monotonic() - down_since > GIVE_UP:
+                            raise ToolFailed(f"instance {server.settings.name} unreachable for "
+                                             f"{GIVE_UP:g} s; WAL streaming stopped")  # fmt: skip
+                        spool.try_ship_partial()  # the server is gone: this is all it sent
+                        stopping.wait(2)
+                        continue
+                    down_since = None
+                    _wait_slot_free(server, slot)
+                    child, tail = _start(server, spool_dir, slot)
+                stopping.wait(POLL)
+        finally:
+            proc.stop(child)  # pg_receivewal flushes what it has and exits
+    stop_reason = "signal" if stopping.is_set() else "time limit"
     try:
         spool.ship_complete()
     except PitrError as exc:
