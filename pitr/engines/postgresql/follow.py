@@ -41,7 +41,7 @@ from pitr.engines.postgresql.archive import PushContext, segment_record, wal_pus
 from pitr.engines.postgresql.server import PgServer
 from pitr.engines.postgresql.waldump import index_segment
 from pitr.engines.postgresql.walfile import check_segment, read_long_header
-from pitr.errors import PitrError, ToolFailed
+from pitr.errors import PitrError, PreconditionFailed, ToolFailed
 from pitr.storage.transfer import upload
 
 log = logging.getLogger("pitr.postgresql")
@@ -57,11 +57,27 @@ def slot_name(instance: str) -> str:
     return ("pitr_" + re.sub(r"[^a-z0-9_]", "_", instance.lower()))[:63]
 
 
+#: where the server's WAL ends, on a primary or a standby
+CURRENT = ("CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() "
+           "ELSE pg_current_wal_lsn() END")  # fmt: skip
+
+
+def _query(server: PgServer, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """``server.query``, an SQL error (no privilege, say) as ``PreconditionFailed``."""
+    import psycopg
+
+    try:
+        return server.query(sql, *params)
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PreconditionFailed(f"instance {server.settings.name}: {first}") from None
+
+
 def slot_lag(server: PgServer) -> SlotLag | None:
     """The instance's slot as the server shows it; None when there is none."""
-    rows = server.query(
-        "SELECT active, wal_status, pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN "
-        "pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)::bigint "
+    rows = _query(
+        server,
+        f"SELECT active, wal_status, pg_wal_lsn_diff({CURRENT}, restart_lsn)::bigint "
         "FROM pg_replication_slots WHERE slot_name = %s",
         slot_name(server.settings.name),
     )
@@ -75,7 +91,8 @@ def slot_lag(server: PgServer) -> SlotLag | None:
 def ensure_slot(server: PgServer) -> str:
     """Create the physical slot (reserving WAL from now) unless it exists; its name."""
     name = slot_name(server.settings.name)
-    created = server.query(
+    created = _query(
+        server,
         "SELECT pg_create_physical_replication_slot(%s, true) WHERE NOT EXISTS "
         "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
         name,
@@ -207,15 +224,17 @@ class Heartbeat:
             return
         self.due = time.monotonic() + HEARTBEAT
         behind = retained = None
-        with contextlib.suppress(PitrError):
-            rows = self.server.query(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), write_lsn)::bigint "
-                "FROM pg_stat_replication WHERE application_name = %s",
+        with contextlib.suppress(PitrError):  # one connection: the receiver's place, the slot's
+            rows = _query(
+                self.server,
+                f"SELECT (SELECT pg_wal_lsn_diff({CURRENT}, write_lsn)::bigint "
+                "FROM pg_stat_replication WHERE application_name = %s LIMIT 1), "
+                f"(SELECT pg_wal_lsn_diff({CURRENT}, restart_lsn)::bigint "
+                "FROM pg_replication_slots WHERE slot_name = %s)",
                 RECEIVER,
+                slot_name(self.server.settings.name),
             )
-            behind = max(0, int(rows[0][0])) if rows and rows[0][0] is not None else None
-            lag = slot_lag(self.server)
-            retained = lag.retained_bytes if lag else None
+            behind, retained = (None if v is None else max(0, int(v)) for v in rows[0])
         now = utcnow()
         if behind == 0:
             self.caught_up = now
@@ -305,7 +324,7 @@ def follow_wal(
     spool.ship_complete()  # what an earlier run left
     _wait_slot_free(server, slot)
     child, tail = _start(server, spool_dir, slot)
-    next_partial = time.monotonic() + interval
+    next_partial = time.monotonic()  # then every interval, however long a shipment takes
     down_since: float | None = None
     with _stop_signals() as stopping:
         try:
@@ -314,7 +333,7 @@ def follow_wal(
                 heartbeat()
                 if interval and time.monotonic() >= next_partial:
                     spool.try_ship_partial()
-                    next_partial = time.monotonic() + interval
+                    next_partial = max(next_partial + interval, time.monotonic())
                 if child.poll() is not None:
                     with contextlib.suppress(ToolFailed):
                         tail.wait("pg_receivewal")

@@ -92,6 +92,9 @@ def killed_and_restarted(site: Site, repo: Path, follower: subprocess.Popen[str]
         assert len(data_objects(repo, name)) == 1, name
     site.sql("ALTER SYSTEM RESET archive_command")  # both paths from here on
     site.sql("SELECT pg_reload_conf()")
+    both = site.archive_now()  # archive_command fails should the follower's copy differ
+    wait_for(lambda: both in archived_segments(repo), 60, f"{both} archived")
+    assert len(data_objects(repo, both)) == 1
     return follower
 
 
