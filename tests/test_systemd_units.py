@@ -47,7 +47,10 @@ def _sections(name: str) -> configparser.RawConfigParser:
 
 def test_the_units_are_there() -> None:
     stems = {n.split("@")[0] for n in NAMES}
-    assert stems == {"pitr-backup", "pitr-archive", "pitr-verify", "pitr-follow", "pitr-status"}
+    assert stems == {
+        "pitr-backup", "pitr-archive", "pitr-verify", "pitr-follow", "pitr-wal-follow",
+        "pitr-status",
+    }  # fmt: skip
     for timer in (n for n in NAMES if n.endswith(".timer")):
         assert timer.replace(".timer", ".service") in NAMES
 

@@ -118,5 +118,5 @@ def remove_obsolete(storage: Storage, layout: Layout, catalog: Catalog) -> list[
             storage.delete(item.key)
         gone.append(item.key)
     if gone:
-        log.info("%d leftover open binlog object(s) removed: their files are archived", len(gone))
+        log.info("%d leftover open log object(s) removed: their files are archived", len(gone))
     return gone

@@ -283,7 +283,11 @@ def wal_fetch(run: Run, instance: str | None, spool: str | None, name: str, dest
 
 @cli.command()
 @instance_option
-@click.option("--follow", is_flag=True, help="Keep streaming (MariaDB/MySQL binlogs).")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep streaming (MariaDB/MySQL binlogs; PostgreSQL WAL through a replication slot).",
+)
 @click.option(
     "--for", "seconds", type=float, metavar="SECONDS", help="With --follow: stop after this long."
 )

@@ -21,7 +21,7 @@ from typing import get_args
 from pitr.catalog import Catalog
 from pitr.catalog.model import BackupType
 from pitr.catalog.store import open_catalog
-from pitr.commands.status import STATES, health, newest_log_time, worst
+from pitr.commands.status import STATES, health, newest_log_time, slot_check, slot_lag, worst
 from pitr.config.settings import InstanceSettings, Settings
 from pitr.domain.timeutil import from_microseconds
 from pitr.errors import PitrError, PreconditionFailed
@@ -72,8 +72,12 @@ HELP = {
     "pitr_follow_heartbeat_timestamp_seconds": "The follower's last heartbeat.",
     "pitr_follow_lag_seconds": "At the last heartbeat: seconds since the follower last held "
     "everything the server had written (0 when level).",
-    "pitr_follow_behind_bytes": "At the last heartbeat: bytes of the server's open binlog the "
-    "follower had not copied yet.",
+    "pitr_follow_behind_bytes": "At the last heartbeat: bytes of the server's open binlog (or "
+    "WAL) the follower had not copied yet.",
+    "pitr_slot_active": "1 while a receiver streams from the PostgreSQL replication slot of "
+    "archive --follow, else 0.",
+    "pitr_slot_retained_bytes": "WAL the replication slot of archive --follow holds on the "
+    "server (from its restart LSN to the current position).",
 }
 
 
@@ -119,6 +123,7 @@ def collect(settings: Settings, inst: InstanceSettings, now: datetime) -> Instan
         _backups(found, catalog)
         _archive(found, catalog, now)
         _windows(found, catalog)
+    _slot(found, settings, inst)
     found.add("pitr_status", STATES.index(found.state))
     days = settings.retention.days
     found.add("pitr_retention_window_seconds", None if days is None else days * 86400)
@@ -172,6 +177,15 @@ def _windows(found: InstanceMetrics, catalog: Catalog) -> None:
         start, end = part.window.earliest, part.window.latest
         found.at("pitr_scoped_recovery_window_start_timestamp_seconds", start, **labels)
         found.at("pitr_scoped_recovery_window_end_timestamp_seconds", end, **labels)
+
+
+def _slot(found: InstanceMetrics, settings: Settings, inst: InstanceSettings) -> None:
+    lag = slot_lag(settings, inst)
+    if lag is None:
+        return
+    found.state = max(found.state, slot_check(lag, settings.status).state, key=STATES.index)
+    found.add("pitr_slot_active", int(lag.active), slot=lag.name)
+    found.add("pitr_slot_retained_bytes", lag.retained_bytes, slot=lag.name)
 
 
 def _runs(found: InstanceMetrics, lock_dir: str) -> None:

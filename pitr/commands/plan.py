@@ -34,8 +34,8 @@ def make_plan(
     ``reading`` (restore, recover), every encrypted one also confirmed to open with the
     configured identities."""
     catalog = catalog or store.load()
-    if store.engine in ("mariadb", "mysql"):  # the open binlogs' shipped transactions
-        catalog = openlogs.with_open(store.storage, store.layout, catalog)
+    # the open binlogs' shipped transactions, the partial WAL segment archive --follow streams
+    catalog = openlogs.with_open(store.storage, store.layout, catalog)
     located = store.transactions(documents_needed(catalog, target))
     plan = build_plan(catalog, target, located=located)
     if plan.recoverable:

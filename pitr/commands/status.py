@@ -3,18 +3,24 @@ monitoring plugin (exit 0 OK, 1 WARN, 2 CRIT)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from pitr.catalog import Catalog
 from pitr.catalog.store import open_catalog
-from pitr.config.settings import Settings, StatusSettings
+from pitr.config.settings import InstanceSettings, Settings, StatusSettings
+from pitr.domain.sizes import human_bytes
 from pitr.domain.timeutil import utcnow
+from pitr.engines.base import SlotLag
+from pitr.errors import PitrError
 from pitr.planner import window
 from pitr.planner.common import without_full
 from pitr.planner.plan import Window
 
+log = logging.getLogger("pitr.status")
 STATES = ("OK", "WARN", "CRIT")
+MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,32 @@ def health(catalog: Catalog, thresholds: StatusSettings, now: datetime) -> list[
     return checks
 
 
+def slot_lag(settings: Settings, inst: InstanceSettings) -> SlotLag | None:
+    """The instance's ``archive --follow`` slot as its server shows it; None when it has
+    none or the server cannot be asked (a stopped server holds no more WAL back)."""
+    from pitr.engines import engine_for
+
+    try:
+        return engine_for(settings, inst).slot_lag()
+    except PitrError as exc:
+        log.debug("instance %s: replication slot not read: %s", inst.name, exc.message)
+        return None
+
+
+def slot_check(lag: SlotLag, thresholds: StatusSettings) -> Check:
+    """The WAL the slot holds on the server, graded (docs/monitoring.md); CRIT once WAL it
+    needed is gone (``wal_status`` lost)."""
+    held = lag.retained_bytes
+    where = f"replication slot {lag.name} ({'active' if lag.active else 'inactive'})"
+    if lag.wal_status == "lost":
+        return Check("slot", "CRIT", f"{where}: WAL it needed was removed; restart the follower "
+                     "and take a new full backup")  # fmt: skip
+    if held is None:
+        return Check("slot", "WARN", f"{where}: reserves no WAL")
+    state = _grade(held, thresholds.slot_warn_mb * MB, thresholds.slot_crit_mb * MB)
+    return Check("slot", state, f"{where}: holds {human_bytes(held)} of WAL")
+
+
 def worst(checks: list[Check]) -> str:
     return max((c.state for c in checks), key=STATES.index, default="OK")
 
@@ -107,6 +139,10 @@ class Health:
 
 
 def status(settings: Settings, instance: str | None) -> Health:
-    catalog = open_catalog(settings, settings.instance(instance)).load()
+    inst = settings.instance(instance)
+    catalog = open_catalog(settings, inst).load()
     checks = health(catalog, settings.status, utcnow())
+    lag = slot_lag(settings, inst)
+    if lag is not None:
+        checks.append(slot_check(lag, settings.status))
     return Health(worst(checks), checks, window(catalog))

@@ -81,6 +81,9 @@ class StatusSettings:
     backup_crit_hours: float = 50.0
     archive_warn_minutes: float = 15.0
     archive_crit_minutes: float = 60.0
+    #: PostgreSQL ``archive --follow``: WAL its replication slot holds on the server
+    slot_warn_mb: float = 1024.0
+    slot_crit_mb: float = 8192.0
     textfile: str | None = None  # metrics for node_exporter's textfile collector (monitoring.md)
 
 
@@ -113,9 +116,9 @@ class InstanceSettings:
     backup_method: Literal["clone", "xtrabackup"] | None = None
     #: MySQL clone backups: where the server writes the copy before it is streamed
     clone_dir: str | None = None
-    #: MariaDB/MySQL ``archive --follow``: seconds between shipments of the open binlog's
-    #: complete transactions (0: only closed binlogs are shipped)
-    follow_interval: float = 10.0
+    #: ``archive --follow``: seconds between shipments of the open binlog's complete
+    #: transactions, or of the partial WAL segment (0: only closed binlogs / complete segments)
+    follow_interval: float = 5.0
     #: PostgreSQL standby: the primary pitr asks for what must happen there (the WAL switch
     #: that completes a backup's last segment); its password comes from PGPASSFILE/PGPASSWORD
     primary_host: str | None = None
@@ -405,6 +408,9 @@ def _validate(settings: Settings, env: Mapping[str, str]) -> None:
         raise ConfigError(f"{src}: [repository] timeout: must be a positive number of seconds")
     if settings.retention.full is not None and settings.retention.full < 1:
         raise ConfigError(f"{src}: [retention] full: must keep at least one full backup")
+    if not 0 < settings.status.slot_warn_mb <= settings.status.slot_crit_mb:
+        raise ConfigError(f"{src}: [status] slot_warn_mb, slot_crit_mb: must be positive, "
+                          "warn at most crit")  # fmt: skip
     if settings.locks.stale_hours <= 0:
         raise ConfigError(f"{src}: [locks] stale_hours: must be a positive number of hours")
     for inst in settings.instances.values():

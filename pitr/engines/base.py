@@ -68,6 +68,18 @@ class Event:
         return self.timeline is None
 
 
+@dataclass(frozen=True)
+class SlotLag:
+    """The replication slot ``archive --follow`` streams from (PostgreSQL), as the server
+    shows it: whether a receiver uses it, the WAL it holds back (bytes from its restart LSN
+    to the server's current position) and ``wal_status`` (``lost``: WAL it needed is gone)."""
+
+    name: str
+    active: bool
+    retained_bytes: int | None
+    wal_status: str | None
+
+
 class Engine(ABC):
     def __init__(self, settings: Settings, instance: InstanceSettings) -> None:
         self.settings = settings
@@ -87,6 +99,10 @@ class Engine(ABC):
     ) -> Archived:
         """Ship the logs not yet in the repository; ``follow``: keep streaming (for
         ``duration`` seconds, or until SIGTERM)."""
+
+    def slot_lag(self) -> SlotLag | None:
+        """The instance's ``archive --follow`` replication slot, if it has one."""
+        return None
 
     @abstractmethod
     def restore(

@@ -9,6 +9,7 @@ log line.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import pwd
@@ -121,9 +122,12 @@ def start(
     cwd: str | Path | None = None,
     stdin: int | None = None,
     stdout: int | None = subprocess.PIPE,
+    die_with_parent: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start a streaming child (its stdout or stdin is a pipe); the caller drains its stderr
-    and checks its exit status with :class:`StderrTail`."""
+    and checks its exit status with :class:`StderrTail`. With ``die_with_parent`` (Linux), the
+    child gets SIGTERM should pitr die without stopping it (SIGKILL): a WAL receiver left
+    behind would keep its replication slot busy."""
     full = as_user(argv, user)
     log.debug("starting %s", " ".join(full))
     try:
@@ -134,9 +138,31 @@ def start(
             stdin=stdin,
             stdout=stdout,
             stderr=subprocess.PIPE,
+            preexec_fn=_terminate_with_parent if die_with_parent else None,  # noqa: PLW1509
         )
     except FileNotFoundError:
         raise PreconditionFailed(f"{argv[0]} not found") from None
+
+
+def stop(child: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM a streaming child, SIGKILL it after ``grace`` seconds; reaped either way."""
+    if child.poll() is None:
+        child.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(grace)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the parent dies (prctl)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def detach(argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:

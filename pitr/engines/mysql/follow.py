@@ -154,16 +154,6 @@ def _prepare(server: MyServer, shipper: Shipper, spool: Path) -> list[tuple[str,
     return logs
 
 
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        child.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(10)
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-
-
 def follow_binlogs(
     server: MyServer,
     shipper: Shipper,
@@ -211,7 +201,7 @@ def follow_binlogs(
         except (Interrupted, KeyboardInterrupt):
             stop_reason = "signal"
         finally:
-            _stop(child)
+            proc.stop(child)
         try:
             opener.closed(_ship_closed(spool, shipper))
         except PitrError as exc:

@@ -1,6 +1,6 @@
 """``archive --follow``: the open binlog's complete transactions, shipped before it closes.
 
-Every ``follow_interval`` seconds (default 10) and when the follower stops, the spool copy of
+Every ``follow_interval`` seconds (default 5) and when the follower stops, the spool copy of
 the binlog the server is writing is indexed when it grew (only the bytes after the last
 transaction indexed before: pitr.engines.mysql.binlog.resume); its bytes up to the end of its
 last complete

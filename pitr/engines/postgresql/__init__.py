@@ -6,7 +6,7 @@ import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pitr.engines.base import Archived, Engine
+from pitr.engines.base import Archived, Engine, SlotLag
 
 if TYPE_CHECKING:  # annotations only: wal-push imports this module once per WAL segment
     from datetime import datetime
@@ -73,10 +73,17 @@ class PostgresEngine(Engine):
         self, store: CatalogStore, *, follow: bool = False, duration: float | None = None
     ) -> Archived:
         from pitr.engines.postgresql.archive import archive_ready
-        from pitr.errors import UsageError
 
         if follow:
-            raise UsageError("--follow streams binlogs; PostgreSQL ships WAL via archive_command")
+            from functools import partial
+            from pathlib import Path
+
+            from pitr.engines.postgresql.follow import follow_wal
+            from pitr.storage.runstate import write_follow
+
+            beat = partial(write_follow, self.settings.lock_dir, self.instance.name)
+            spool = Path(self.settings.spool_dir)
+            return follow_wal(self.server, self.push_context(store), spool, duration, beat)
         pushed, already = archive_ready(
             self.push_context(store),
             self.server.datadir,
@@ -84,6 +91,11 @@ class PostgresEngine(Engine):
             on_done=lambda _name: None,
         )
         return Archived(pushed, already)
+
+    def slot_lag(self) -> SlotLag | None:
+        from pitr.engines.postgresql.follow import slot_lag
+
+        return slot_lag(self.server)
 
     def restore(
         self, store: CatalogStore, replan: Replan, dest: Path, port: int | None

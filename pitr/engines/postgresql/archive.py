@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from pitr import crypt
@@ -34,7 +35,7 @@ from pitr.engines.postgresql.versions import (
     require_tool_major,
     unknown_version,
 )
-from pitr.engines.postgresql.waldump import index_segment
+from pitr.engines.postgresql.waldump import WalIndex, index_segment
 from pitr.engines.postgresql.walfile import (
     PageHeader,
     check_segment,
@@ -142,11 +143,29 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
             return False
     else:
         stored = replace(uploaded, raw_sha256=raw_sha256)
+    segment = segment_record(wal, header, stored, index, now)
+    published = store.publish_segment(SegmentIndex(segment, index.transactions))
+    if not published and uploaded is not None:
+        _drop_duplicate(store, wal, stored.key)
+    per_id = 0x100000000 // header.segment_size
+    if published and wal.seg == per_id - 1:  # every 4 GB of WAL: fold the tail into a page
+        try:
+            compact(store.storage, store.layout, wal.stream)
+        except PitrError as exc:  # the summary is a cache: archiving has succeeded
+            log.warning("could not update the catalog summary: %s", exc.message)
+    return published
+
+
+def segment_record(
+    wal: WalName, header: PageHeader, stored: StoredObject, index: WalIndex, now: datetime
+) -> LogSegment:
+    """The catalog record of segment ``wal`` stored as ``stored``, indexed as ``index``
+    (``archive --follow`` records its streamed partial segment the same way)."""
     start = wal.start_lsn(header.segment_size)
     times = [t.time for t in index.transactions if t.time is not None]
     xids = [t.xid for t in index.transactions if t.xid is not None]
     keys = [t.key for t in index.transactions] + [p.key for p in index.restore_points]
-    segment = LogSegment(
+    return LogSegment(
         name=wal.name,
         stream=wal.stream,
         system=str(header.system_id),
@@ -171,16 +190,6 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
         },
         server_major=str(header.version),
     )
-    published = store.publish_segment(SegmentIndex(segment, index.transactions))
-    if not published and uploaded is not None:
-        _drop_duplicate(store, wal, stored.key)
-    per_id = 0x100000000 // header.segment_size
-    if published and wal.seg == per_id - 1:  # every 4 GB of WAL: fold the tail into a page
-        try:
-            compact(store.storage, store.layout, wal.stream)
-        except PitrError as exc:  # the summary is a cache: archiving has succeeded
-            log.warning("could not update the catalog summary: %s", exc.message)
-    return published
 
 
 def _header(path: Path, wal: WalName) -> PageHeader:
@@ -310,27 +319,53 @@ def wal_fetch(store: CatalogStore, name: str, dest: Path, spool: Path | None = N
         if staged.is_file():
             shutil.move(staged, dest)  # a rename, unless pg_wal is elsewhere (--waldir)
             return True
-    tmp = dest.with_name(f".{dest.name}.pitr-tmp")
     for key, compression in object_keys(store, name):
+        if _fetch_object(store, key, compression, name, dest):
+            return True
+    return _fetch_open(store, name, dest)
+
+
+def _fetch_open(store: CatalogStore, name: str, dest: Path) -> bool:
+    """The segment ``archive --follow`` is streaming, as last shipped (docs/postgresql.md,
+    "Streaming WAL"): asked for only once no complete segment of that name is archived."""
+    wal = parse_wal_name(name)
+    if wal is None or wal.kind != "segment":
+        return False
+    from pitr.catalog import openlogs
+
+    key = openlogs.index_key(store.layout, wal.stream, name)
+    for _attempt in range(3):  # a longer copy may replace the one named meanwhile
         try:
-            with tmp.open("wb") as out:
-                fetch(store.storage, key, compression, out)
-                out.flush()
-                os.fsync(out.fileno())
+            obj = SegmentIndex.from_document(read_document(store.storage, key), key).segment.object
         except ObjectNotFound:
-            tmp.unlink(missing_ok=True)
-            continue
-        except BaseException as exc:
-            tmp.unlink(missing_ok=True)  # never a partial file where PostgreSQL looks
-            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                raise PreconditionFailed(
-                    f"no space left in {dest.parent} for WAL file {name}; nothing was written",
-                    hint="free space there: PostgreSQL asks for the file again",
-                ) from None
-            raise
-        os.replace(tmp, dest)
-        return True
+            return False
+        if _fetch_object(store, obj.key, obj.codec, name, dest):
+            log.info("%s: the partial segment streamed by archive --follow", name)
+            return True
     return False
+
+
+def _fetch_object(store: CatalogStore, key: str, compression: str, name: str, dest: Path) -> bool:
+    """Object ``key`` decoded into ``dest`` (whole, or nothing there); False when absent."""
+    tmp = dest.with_name(f".{dest.name}.pitr-tmp")
+    try:
+        with tmp.open("wb") as out:
+            fetch(store.storage, key, compression, out)
+            out.flush()
+            os.fsync(out.fileno())
+    except ObjectNotFound:
+        tmp.unlink(missing_ok=True)
+        return False
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)  # never a partial file where PostgreSQL looks
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise PreconditionFailed(
+                f"no space left in {dest.parent} for WAL file {name}; nothing was written",
+                hint="free space there: PostgreSQL asks for the file again",
+            ) from None
+        raise
+    os.replace(tmp, dest)
+    return True
 
 
 def note_request(spool: Path, name: str) -> None:

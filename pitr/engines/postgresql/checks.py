@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pitr.catalog.store import CatalogStore
 from pitr.domain.checks import CheckReport
+from pitr.domain.sizes import human_bytes
 from pitr.engines.postgresql.server import PgServer
 from pitr.errors import PreconditionFailed
 
@@ -94,14 +95,42 @@ def check_instance(server: PgServer, store: CatalogStore, report: CheckReport) -
 
     if not report.step(f"instance {name}: reachable", reachable):
         return
+    steps = [("version", versions), ("wal_level", wal_level)]
+    if _has_slot(server):
+        steps.append(("replication slot", lambda: _slot_state(server, name)))
+    steps += [("archive_mode", archive_mode), ("archive_command", archive_command)]
+    if settings.get("standby"):
+        steps.append(("primary", primary))
     for label, step in (
-        ("version", versions),
-        ("wal_level", wal_level),
-        ("archive_mode", archive_mode),
-        ("archive_command", archive_command),
-        *([("primary", primary)] if settings.get("standby") else []),
+        *steps,
         ("archive round trip", round_trip),
         ("full backup of this system", full_backup),
     ):
         if not report.step(f"instance {name}: {label}", step):
             return
+
+
+def _slot_state(server: PgServer, name: str) -> str:
+    """The slot ``archive --follow`` streams from: active, the WAL it holds; lost WAL fails."""
+    from pitr.engines.postgresql.follow import slot_lag
+
+    lag = slot_lag(server)
+    assert lag is not None
+    if lag.wal_status == "lost":
+        raise PreconditionFailed(
+            f"instance {name}: replication slot {lag.name} lost WAL it needed",
+            hint="restart pitr archive --follow, then take a new full backup",
+        )
+    held = "?" if lag.retained_bytes is None else human_bytes(lag.retained_bytes)
+    state = "active" if lag.active else "inactive (no archive --follow running)"
+    return f"{lag.name}: {state}, holds {held} of WAL ({lag.wal_status})"
+
+
+def _has_slot(server: PgServer) -> bool:
+    """Does the instance have the slot of ``archive --follow`` (shown by ``check`` then)?"""
+    from pitr.engines.postgresql.follow import slot_lag
+
+    try:
+        return slot_lag(server) is not None
+    except PreconditionFailed:  # unreachable: the first step says so
+        return False

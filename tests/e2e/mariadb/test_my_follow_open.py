@@ -1,5 +1,5 @@
 """``archive --follow`` ships the open binlog's complete transactions every
-``follow_interval`` seconds (10 by default): a row committed seconds before the database host
+``follow_interval`` seconds (5 by default): a row committed seconds before the database host
 dies is recoverable from the repository alone, though the server never closed its binlog; once
 the file closes, the closed file replaces that copy."""
 
