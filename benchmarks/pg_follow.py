@@ -1,6 +1,7 @@
 """``pitr archive --follow`` (PostgreSQL) against ``archive_command`` and pgBackRest, one run.
 
     /opt/pitr/venv-follow/bin/python benchmarks/pg_follow.py [--seconds 90] [--rate 50]
+        [--interval 10] [--rpo-only | --cpu-only]
 
 Run as root: the cluster, pitr and pgBackRest run as ``postgres`` (``subprocess``'s ``user=``).
 One throwaway PostgreSQL 15 cluster on a free port under a fresh work directory
@@ -255,7 +256,10 @@ class Bench:
         return path
 
 
-def report(bench: Bench, rpo_only: bool) -> None:
+def report(bench: Bench, rpo_only: bool, cpu_only: bool) -> None:
+    if cpu_only:
+        cpu_table(bench)
+        return
     follow, follow_cpu, follow_wal = bench.rpo("follow", follow=True)
     classic, _, classic_wal = bench.rpo("classic", follow=False)
     print(f"\nRPO under pgbench -c 2 -R {bench.rate}, {bench.seconds:g} s, one sample a second")
@@ -272,6 +276,10 @@ def report(bench: Bench, rpo_only: bool) -> None:
           f"{per16:.2f} s per 16 MB: mostly the partial segment each interval)")  # fmt: skip
     if rpo_only:
         return
+    cpu_table(bench)
+
+
+def cpu_table(bench: Bench) -> None:
     costs = bench.cpu()
     print(f"\nCPU seconds per 16 MB of WAL, pgbench -c 2 bulk inserts ({costs['wal_mb']:.0f} MB; "
           f"pgBackRest and wal-push on {costs['segments']} of its segments)")  # fmt: skip
@@ -290,13 +298,15 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=50, help="pgbench transactions per second")
     parser.add_argument("--interval", type=float, default=10.0, help="follow_interval")
     parser.add_argument("--rpo-only", action="store_true", help="skip the CPU measurement")
+    parser.add_argument("--cpu-only", action="store_true", help="skip the RPO measurement")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pitr-follow-bench-"))
     bench = Bench(work, args.seconds, args.rate, args.interval)
     try:
         bench.setup()
         print(f"{datetime.now(UTC):%H:%M:%S} load {os.getloadavg()}", flush=True)
-        report(bench, args.rpo_only)
+        report(bench, args.rpo_only, args.cpu_only)
+        print(f"{datetime.now(UTC):%H:%M:%S} load {os.getloadavg()}", flush=True)
     finally:
         bench.teardown()
         shutil.rmtree(work, ignore_errors=True)
