@@ -160,7 +160,10 @@ class Spool:
         wal = parse_wal_name(name)
         assert wal is not None
         with path.open("rb") as fh:
-            header = read_long_header(fh.read(64), name)
+            head = fh.read(64)
+        if not head.strip(b"\0"):
+            return  # just created, zero-filled: nothing received yet
+        header = read_long_header(head, name)
         check_segment(header, wal)
         now = utcnow()
         index = index_segment(self._named(path, name), name, self.waldump, fallback_time=now)
@@ -171,8 +174,10 @@ class Spool:
             return
         store, compression = self.ctx.store, _cheap(self.ctx.compression)
         key = openlogs.object_key(store.layout, wal.stream, name, end, compression.suffix)
-        with path.open("rb") as fh:  # at least every record pg_waldump saw
-            stored = upload(store.storage, key, fh, compression, hash_raw=True)
+        # at least every record pg_waldump saw; no raw sha256: nothing compares a partial copy
+        # (the stored sha256, the zstd checksum and each record's CRC check it)
+        with path.open("rb") as fh:
+            stored = upload(store.storage, key, fh, compression)
         record = segment_record(wal, header, stored, index, now)
         extra = {**record.extra, "partial": True, "records_end": end}
         doc = SegmentIndex(replace(record, extra=extra), index.transactions)
