@@ -57,6 +57,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def children(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Bench:
     def __init__(self, work: Path, seconds: float, rate: int, interval: float) -> None:
         self.work, self.seconds, self.rate, self.interval = work, seconds, rate, interval
@@ -64,6 +74,7 @@ class Bench:
         self.port = free_port()
         pw = pwd.getpwnam(OS_USER)
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        self.receiver_cpu = 0.0
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -131,9 +142,14 @@ class Bench:
         return child, out
 
     def stop_follower(self, child: subprocess.Popen[str], out: Path) -> float:
-        """SIGTERM to pitr (not to ``time``); the CPU seconds of pitr and its children."""
-        kids = Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()
-        os.kill(int(kids[0]), signal.SIGTERM)
+        """SIGTERM to pitr (not to ``time``); the CPU seconds of pitr and its children
+        (``self.receiver_cpu``: those of its ``pg_receivewal`` alone, just before)."""
+        pitr = int(children(child.pid)[0])
+        comm = {k: Path(f"/proc/{k}/comm").read_text().strip() for k in children(pitr)}
+        self.receiver_cpu = sum(
+            cpu_seconds(int(k)) for k, c in comm.items() if c == "pg_receivewal"
+        )
+        os.kill(pitr, signal.SIGTERM)
         child.communicate(timeout=120)
         user, system = out.read_text().split()[-2:]
         return float(user) + float(system)
@@ -226,6 +242,7 @@ class Bench:
         return {
             "wal_mb": (end - start) / 2**20,
             "follow": follow_cpu / ((end - start) / SEGMENT),
+            "receiver": self.receiver_cpu / ((end - start) / SEGMENT),
             "pgbackrest": statistics.fmean(costs["pgbackrest"]),
             "wal-push": statistics.fmean(costs["wal-push"]),
             "pg_waldump": statistics.fmean(costs["pg_waldump"]),
@@ -286,6 +303,7 @@ def cpu_table(bench: Bench) -> None:
     print("| | CPU s / 16 MB | ratio to pgbackrest archive-push |")
     print("|---|---|---|")
     for label, key in (("pitr archive --follow (pg_receivewal + shipping)", "follow"),
+                       ("of which pg_receivewal (streaming)", "receiver"),
                        ("pitr wal-push (archive_command)", "wal-push"),
                        ("of which pg_waldump (indexing)", "pg_waldump"),
                        ("pgbackrest archive-push (zst 3)", "pgbackrest")):  # fmt: skip
