@@ -1,6 +1,7 @@
 """``pitr archive --follow`` (PostgreSQL) against ``archive_command`` and pgBackRest, one run.
 
     /opt/pitr/venv-follow/bin/python benchmarks/pg_follow.py [--seconds 90] [--rate 50]
+        [--interval 10] [--rpo-only | --cpu-only]
 
 Run as root: the cluster, pitr and pgBackRest run as ``postgres`` (``subprocess``'s ``user=``).
 One throwaway PostgreSQL 15 cluster on a free port under a fresh work directory
@@ -56,6 +57,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def children(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Bench:
     def __init__(self, work: Path, seconds: float, rate: int, interval: float) -> None:
         self.work, self.seconds, self.rate, self.interval = work, seconds, rate, interval
@@ -63,6 +74,7 @@ class Bench:
         self.port = free_port()
         pw = pwd.getpwnam(OS_USER)
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        self.receiver_cpu = 0.0
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -130,9 +142,14 @@ class Bench:
         return child, out
 
     def stop_follower(self, child: subprocess.Popen[str], out: Path) -> float:
-        """SIGTERM to pitr (not to ``time``); the CPU seconds of pitr and its children."""
-        kids = Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()
-        os.kill(int(kids[0]), signal.SIGTERM)
+        """SIGTERM to pitr (not to ``time``); the CPU seconds of pitr and its children
+        (``self.receiver_cpu``: those of its ``pg_receivewal`` alone, just before)."""
+        pitr = int(children(child.pid)[0])
+        comm = {k: Path(f"/proc/{k}/comm").read_text().strip() for k in children(pitr)}
+        self.receiver_cpu = sum(
+            cpu_seconds(int(k)) for k, c in comm.items() if c == "pg_receivewal"
+        )
+        os.kill(pitr, signal.SIGTERM)
         child.communicate(timeout=120)
         user, system = out.read_text().split()[-2:]
         return float(user) + float(system)
@@ -225,6 +242,7 @@ class Bench:
         return {
             "wal_mb": (end - start) / 2**20,
             "follow": follow_cpu / ((end - start) / SEGMENT),
+            "receiver": self.receiver_cpu / ((end - start) / SEGMENT),
             "pgbackrest": statistics.fmean(costs["pgbackrest"]),
             "wal-push": statistics.fmean(costs["wal-push"]),
             "pg_waldump": statistics.fmean(costs["pg_waldump"]),
@@ -255,7 +273,10 @@ class Bench:
         return path
 
 
-def report(bench: Bench, rpo_only: bool) -> None:
+def report(bench: Bench, rpo_only: bool, cpu_only: bool) -> None:
+    if cpu_only:
+        cpu_table(bench)
+        return
     follow, follow_cpu, follow_wal = bench.rpo("follow", follow=True)
     classic, _, classic_wal = bench.rpo("classic", follow=False)
     print(f"\nRPO under pgbench -c 2 -R {bench.rate}, {bench.seconds:g} s, one sample a second")
@@ -272,12 +293,17 @@ def report(bench: Bench, rpo_only: bool) -> None:
           f"{per16:.2f} s per 16 MB: mostly the partial segment each interval)")  # fmt: skip
     if rpo_only:
         return
+    cpu_table(bench)
+
+
+def cpu_table(bench: Bench) -> None:
     costs = bench.cpu()
     print(f"\nCPU seconds per 16 MB of WAL, pgbench -c 2 bulk inserts ({costs['wal_mb']:.0f} MB; "
           f"pgBackRest and wal-push on {costs['segments']} of its segments)")  # fmt: skip
     print("| | CPU s / 16 MB | ratio to pgbackrest archive-push |")
     print("|---|---|---|")
     for label, key in (("pitr archive --follow (pg_receivewal + shipping)", "follow"),
+                       ("of which pg_receivewal (streaming)", "receiver"),
                        ("pitr wal-push (archive_command)", "wal-push"),
                        ("of which pg_waldump (indexing)", "pg_waldump"),
                        ("pgbackrest archive-push (zst 3)", "pgbackrest")):  # fmt: skip
@@ -290,13 +316,15 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=50, help="pgbench transactions per second")
     parser.add_argument("--interval", type=float, default=10.0, help="follow_interval")
     parser.add_argument("--rpo-only", action="store_true", help="skip the CPU measurement")
+    parser.add_argument("--cpu-only", action="store_true", help="skip the RPO measurement")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pitr-follow-bench-"))
     bench = Bench(work, args.seconds, args.rate, args.interval)
     try:
         bench.setup()
         print(f"{datetime.now(UTC):%H:%M:%S} load {os.getloadavg()}", flush=True)
-        report(bench, args.rpo_only)
+        report(bench, args.rpo_only, args.cpu_only)
+        print(f"{datetime.now(UTC):%H:%M:%S} load {os.getloadavg()}", flush=True)
     finally:
         bench.teardown()
         shutil.rmtree(work, ignore_errors=True)

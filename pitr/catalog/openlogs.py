@@ -10,7 +10,9 @@ The follower uploads a longer prefix (a new object, named by its length), then r
 index document, then deletes the shorter object: a reader sees one complete pair or the one
 before. Once the closed file is archived under ``logs/``, its open pair is obsolete and
 removed. Planning (``with_open``) adds the newest open binlog of a stream as that stream's last
-segment, unless the closed file is archived already; nothing else reads ``open/``.
+segment, unless the closed file is archived already; ``list``, ``status`` and the metrics count
+it the same way (``CatalogStore.load_current``), so they show the window and the archive lag
+the follower really gives.
 """
 
 from __future__ import annotations
@@ -77,6 +79,15 @@ def with_open(storage: Storage, layout: Layout, catalog: Catalog) -> Catalog:
             continue  # archived closed (or older): obsolete
         streams[seg.stream] = SegmentRun.of(seg.stream, [*(run or ()), seg])
     return replace(catalog, streams=streams)
+
+
+def opened(layout: Layout, catalog: Catalog) -> dict[str, str]:
+    """Stream -> the open log ``with_open`` made its last segment (none: not there)."""
+    found = {}
+    for stream, run in catalog.streams.items():
+        if len(run) and is_open(layout, last := run[len(run) - 1]):
+            found[stream] = last.name
+    return found
 
 
 def publish(storage: Storage, layout: Layout, index: SegmentIndex, previous: str | None) -> None:

@@ -77,6 +77,11 @@ class CatalogStore:
                 histories=histories.result(),
             )
 
+    def load_current(self) -> Catalog:
+        """``load``, each stream's open log ``archive --follow`` ships counted as its last
+        (``openlogs.with_open``), as ``plan`` counts it: what is recoverable now."""
+        return openlogs.with_open(self.storage, self.layout, self.load())
+
     def list_backups(self) -> Listing:
         manifests: dict[str, str] = {}
         objects: dict[str, list[str]] = {}

@@ -3,7 +3,7 @@ their keys are spelled. ``tests/unit/test_json_docs*.py`` compare each with docs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pitr.domain.positions import format_lsn
@@ -40,8 +40,9 @@ def check(report: CheckReport) -> dict[str, Any]:
     return doc
 
 
-def stream_coverage(run: SegmentRun) -> dict[str, Any]:
-    """A stream's logs in one line: first and last, how many, how big, which commit times."""
+def stream_coverage(run: SegmentRun, open_log: str | None = None) -> dict[str, Any]:
+    """A stream's logs in one line: first and last, how many, how big, which commit times;
+    ``open_log``: its last is the open log ``archive --follow`` ships."""
     names = run.column("name")
     lows = [v for v in run.column("min_commit") if v is not None]
     highs = [v for v in run.column("max_commit") if v is not None]
@@ -53,12 +54,14 @@ def stream_coverage(run: SegmentRun) -> dict[str, Any]:
         "bytes": sum(run.column("object_size")),
         "first_commit": format_time(from_microseconds(min(lows) if lows else None)),
         "last_commit": format_time(from_microseconds(max(highs) if highs else None)),
+        "open": open_log,
     }
 
 
-def listing(catalog: Catalog) -> dict[str, Any]:
+def listing(catalog: Catalog, opened: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``pitr list --json``: backups, log coverage per stream, the recoverable window (and
-    the window of each timeline or GTID domain)."""
+    the window of each timeline or GTID domain); ``opened``: stream -> the open log counted
+    as its last (``openlogs.opened``)."""
     return {
         "instance": catalog.instance,
         "datastore": catalog.engine,
@@ -79,7 +82,11 @@ def listing(catalog: Catalog) -> dict[str, Any]:
             }
             for b in catalog.backups
         ],
-        "logs": [stream_coverage(run) for _, run in sorted(catalog.streams.items()) if len(run)],
+        "logs": [
+            stream_coverage(run, (opened or {}).get(stream))
+            for stream, run in sorted(catalog.streams.items())
+            if len(run)
+        ],
         "window": window(catalog).to_dict(),
         "windows": [w.to_dict() for w in windows_of(catalog)],
     }

@@ -63,10 +63,13 @@ def check(run: Run, instance: str | None) -> None:
 def list_(run: Run, instance: str | None) -> None:
     """Backups, log coverage and the recoverable window."""
     short_lived()
+    from pitr.catalog import openlogs
     from pitr.cli import documents
     from pitr.cli.render import BACKUP_COLUMNS, LOG_COLUMNS, backups_rows, logs_rows, window_lines
 
-    listing = documents.listing(catalog_store(run, instance).load())
+    store = catalog_store(run, instance)
+    catalog = store.load_current()  # with the partial segment or binlog archive --follow ships
+    listing = documents.listing(catalog, openlogs.opened(store.layout, catalog))
     out = run.output
     out.emit(listing)
     out.table(BACKUP_COLUMNS, backups_rows(listing))

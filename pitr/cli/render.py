@@ -73,7 +73,7 @@ def logs_rows(listing: dict[str, Any]) -> list[list[Any]]:
         [
             log["stream"],
             log["first"],
-            log["last"],
+            log["last"] + (" (open)" if log.get("open") else ""),
             log["logs"],
             human_bytes(log["bytes"]),
             log["last_commit"] or "",

@@ -112,7 +112,7 @@ def collect(settings: Settings, inst: InstanceSettings, now: datetime) -> Instan
     found = InstanceMetrics(inst.name)
     found.add("pitr_instance_info", 1, engine=inst.engine)
     try:
-        catalog = open_catalog(settings, inst).load()
+        catalog = open_catalog(settings, inst).load_current()  # as status and plan count
     except PitrError as exc:
         log.warning("instance %s: cannot read the catalog: %s", inst.name, exc.message)
         found.state = "CRIT"

@@ -140,7 +140,7 @@ class Health:
 
 def status(settings: Settings, instance: str | None) -> Health:
     inst = settings.instance(instance)
-    catalog = open_catalog(settings, inst).load()
+    catalog = open_catalog(settings, inst).load_current()  # the streamed partial segment too
     checks = health(catalog, settings.status, utcnow())
     lag = slot_lag(settings, inst)
     if lag is not None:

@@ -44,6 +44,32 @@ def test_corruption_is_detected(storage: Storage) -> None:
 
 
 @pytest.mark.parametrize("repo_settings", ["file"], indirect=True)
+def test_a_file_of_known_size_is_compressed_whole(storage: Storage, tmp_path: Path) -> None:
+    """A WAL segment's way (``size`` given, a file): one call from its memory map, the same
+    single checksummed frame, raw size and sha256 as streamed; a file read partly already
+    is streamed from where it stands."""
+    import zstandard
+
+    path = tmp_path / "seg"
+    path.write_bytes(TEXTISH)
+    with path.open("rb") as fh:
+        whole = upload(storage, "t/whole", fh, Compression("zstd", 3, 1), hash_raw=True,
+                       size=len(TEXTISH))  # fmt: skip
+    streamed = upload(storage, "t/stream", io.BytesIO(TEXTISH), Compression("zstd", 3, 1),
+                      hash_raw=True)  # fmt: skip
+    assert (whole.raw_size, whole.raw_sha256) == (streamed.raw_size, streamed.raw_sha256)
+    frame = storage.get_bytes("t/whole")
+    assert zstandard.get_frame_parameters(frame).has_checksum
+    assert zstandard.frame_content_size(frame) == len(TEXTISH)
+    out = io.BytesIO()
+    assert download(storage, whole, out) == len(TEXTISH) and out.getvalue() == TEXTISH
+    with path.open("rb") as fh:
+        fh.read(10)
+        rest = upload(storage, "t/rest", fh, Compression("zstd", 3, 1), size=len(TEXTISH) - 10)
+    assert rest.raw_size == len(TEXTISH) - 10
+
+
+@pytest.mark.parametrize("repo_settings", ["file"], indirect=True)
 def test_truncation_and_loss_are_detected(storage: Storage) -> None:
     stored = upload(storage, "t/obj", io.BytesIO(TEXTISH), Compression())
     data = storage.get_bytes("t/obj")

@@ -54,6 +54,8 @@ def test_an_open_binlog_is_the_newest_segment_until_its_closed_file_is_archived(
     last = list(planned.streams[stream])[-1]
     assert (last.name, last.end_key & ((1 << 40) - 1)) == ("mysql-bin.000004", end)
     assert openlogs.is_open(store.layout, last)
+    assert openlogs.opened(store.layout, planned) == {stream: "mysql-bin.000004"}
+    assert openlogs.opened(store.layout, catalog) == {}
     txs = store.transactions([last])[last.ref]
     assert len(txs) == len(index.transactions) and txs[-1].end == f"mysql-bin.000004:{end}"
     # the closed file archived: the open copy is obsolete, then removed

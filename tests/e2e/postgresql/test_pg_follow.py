@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 from subprocess import Popen
 
@@ -112,6 +113,24 @@ def slot_shown(site: Site) -> None:
     assert f"pitr_slot_active{labels} 1\n" in metrics
 
 
+def partial_counted(site: Site, target: datetime, streamed: set[str]) -> None:
+    """``list``, ``status`` and the metrics count the streamed partial segment as ``plan``
+    does: the window reaches the target inside it, the archive lag is that of its shipment."""
+    listing = site.ok("list")
+    logs = [log for log in listing["logs"] if log["stream"] == "00000001"]
+    assert logs and logs[0]["open"] in streamed and logs[0]["last"] == logs[0]["open"], listing
+    assert "(open)" in site.run("list").stdout
+    latest = datetime.fromisoformat(listing["window"]["latest"])
+    assert latest > target, listing
+    health = site.run("status", "--json").json()
+    assert health["window"]["latest"] == listing["window"]["latest"], health
+    archive = next(c for c in health["checks"] if c["name"] == "archive")
+    assert archive["age_seconds"] < 120, archive
+    metrics = site.run("status", "--format", "prometheus").stdout
+    end = re.search(r"^pitr_recovery_window_end_timestamp_seconds\S* (\S+)$", metrics, re.M)
+    assert end and float(end.group(1)) == latest.timestamp(), metrics
+
+
 def test_follow_story(site: Site, pg_major: int) -> None:
     assert site.repo_dir is not None
     with site.config.open("a") as fh:  # the instance's table is the file's last
@@ -137,6 +156,7 @@ def test_follow_story(site: Site, pg_major: int) -> None:
     assert plan["recoverable"], plan
     streamed = {str(d["name"]) for d in open_documents(site.repo_dir)}
     assert plan["steps"][-1]["logs"][-1] in streamed, plan  # the target is in the partial
+    partial_counted(site, target, streamed)
     with site.restore("--at", target.isoformat()) as (_doc, cluster):
         found = markers(cluster)
         assert {"A", "B", "streamed"} <= found
