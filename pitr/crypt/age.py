@@ -9,14 +9,14 @@ whatever the size. Files written here decrypt with ``age -d``; files written by 
 decrypt here (tests/unit/test_age.py proves both with Debian's ``age``).
 
 The primitives (X25519, ChaCha20-Poly1305) come from ``pitr.crypt.primitives``; HKDF and the
-header MAC are the standard library's HMAC-SHA256.
+header MAC are HMAC-SHA256 on ``hashlib`` and base64 is ``binascii``'s (``wal-push`` imports
+this module once per segment: ``hmac`` and ``base64`` would cost it a millisecond).
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
-import hmac
+import hashlib
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -49,13 +49,13 @@ class NoIdentity(AgeError):
 
 
 def _b64(data: bytes) -> bytes:
-    return base64.b64encode(data).rstrip(b"=")
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=")
 
 
 def _unb64(text: bytes) -> bytes:
     """Canonical unpadded base64, as age requires."""
     try:
-        data = base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
+        data = binascii.a2b_base64(text + b"=" * (-len(text) % 4), strict_mode=True)
     except binascii.Error:
         raise AgeError("invalid base64 in the header") from None
     if b"=" in text or _b64(data) != text:
@@ -63,10 +63,21 @@ def _unb64(text: bytes) -> bytes:
     return data
 
 
+_INNER = bytes(x ^ 0x36 for x in range(256))  # RFC 2104's ipad and opad, as translations
+_OUTER = bytes(x ^ 0x5C for x in range(256))
+
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 (RFC 2104) for keys of at most 64 bytes (all of age's)."""
+    key = key.ljust(64, b"\0")
+    inner = hashlib.sha256(key.translate(_INNER) + message).digest()
+    return hashlib.sha256(key.translate(_OUTER) + inner).digest()
+
+
 def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     """HKDF-SHA256 (RFC 5869) with a 32-byte output: one block of the expansion."""
-    prk = hmac.digest(salt or bytes(32), ikm, "sha256")
-    return hmac.digest(prk, info + b"\x01", "sha256")
+    prk = hmac_sha256(salt or bytes(32), ikm)
+    return hmac_sha256(prk, info + b"\x01")
 
 
 def _exchange(secret: bytes, peer: bytes) -> tuple[bytes, bytes]:
@@ -186,7 +197,7 @@ def _stanza(file_key: bytes, recipient: Recipient) -> bytes:
 
 
 def _mac(file_key: bytes, header: bytes) -> bytes:
-    return hmac.digest(_hkdf(file_key, b"", b"header"), header, "sha256")
+    return hmac_sha256(_hkdf(file_key, b"", b"header"), header)
 
 
 def header(file_key: bytes, recipients: Sequence[Recipient]) -> bytes:
@@ -378,11 +389,13 @@ def decrypting(source: Readable, identities: Sequence[Identity]) -> Readable:
     """The plaintext of the age file ``source``. The header is read and checked now
     (``NoIdentity`` when no identity opens it); each chunk is authenticated as it is read
     (``AgeError`` when a chunk, or the end of the file, was tampered with)."""
+    from hmac import compare_digest
+
     from pitr.crypt.primitives import InvalidTag
 
     head, rest = _read_header(source)
     file_key = _unwrap(head, identities)
-    if not hmac.compare_digest(_mac(file_key, head.signed), head.mac):
+    if not compare_digest(_mac(file_key, head.signed), head.mac):
         raise AgeError("header MAC mismatch")
     while len(rest) < NONCE:
         data = source.read(NONCE)
