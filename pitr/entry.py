@@ -82,8 +82,14 @@ def _run(call: _Call) -> int:
 
 
 def _answer(call: _Call) -> int:
-    """Run a fast form; errors become one line (and a HINT line) and the exit code."""
+    """Run a fast form; errors become one line (and a HINT line) and the exit code. The cyclic
+    garbage collector is off: the process lives for one segment, reference counting frees what
+    it allocates, and the collector's passes over the modules imported cost a push ~7 ms of
+    CPU, more when it encrypts (docs/encryption.md, "What it costs")."""
+    import gc
     import signal
+
+    gc.disable()
 
     from pitr.errors import failure_of, on_sigterm, report
 

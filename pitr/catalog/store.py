@@ -252,7 +252,7 @@ class CatalogStore:
         seg = index.segment
         key = self.layout.log_index(seg.stream, seg.name)
         doc = index.to_dict()
-        if crypt.encrypting():
+        if crypt.encrypting() and any(t.summary for t in index.transactions):  # (wal-push: none)
             from pitr.catalog.sealing import seal_index
 
             doc = seal_index(index, crypt.installed()).to_dict()

@@ -2,7 +2,7 @@
 
 ``age`` writes and reads age-encryption.org/v1 files (X25519 recipients, ChaCha20-Poly1305
 STREAM) as streams in bounded memory; ``keyring`` turns the configuration into the keys a
-process may use; ``bech32`` encodes the keys as age prints them.
+process may use.
 
 The repository's keyring is installed here once per process, when the repository is opened
 (``install``); the transfer pipeline and the catalog take it from here, as logging takes its

@@ -9,20 +9,19 @@ whatever the size. Files written here decrypt with ``age -d``; files written by 
 decrypt here (tests/unit/test_age.py proves both with Debian's ``age``).
 
 The primitives (X25519, ChaCha20-Poly1305) come from ``pitr.crypt.primitives``; HKDF and the
-header MAC are the standard library's HMAC-SHA256.
+header MAC are HMAC-SHA256 on ``hashlib`` and base64 is ``binascii``'s (``wal-push`` imports
+this module once per segment: ``hmac`` and ``base64`` would cost it a millisecond).
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
-import hmac
+import hashlib
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from pitr.crypt import bech32
 from pitr.domain.streams import Readable
 
 if TYPE_CHECKING:
@@ -40,6 +39,81 @@ _READ = 1 << 20
 BATCH = 16  # chunks sealed or opened in one call: 1 MiB of plaintext
 
 
+# -- Bech32 (BIP 173) as age uses it for its keys: ``age1…`` and ``AGE-SECRET-KEY-1…``. Unlike
+# BIP 173, age puts no limit on the length of a string; mixed case is refused. (Here rather than
+# in a module of its own: ``wal-push`` pays for every module it imports.)
+
+_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_VALUES = {c: i for i, c in enumerate(_CHARSET)}
+_GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+#: For each value of the 5 bits shifted out, the generators they select, XORed together: one
+#: lookup per character instead of five tests (a key is parsed by every ``wal-push``).
+_SELECTED = [0] * 32
+for _top in range(1, 32):
+    for _i, _gen in enumerate(_GENERATOR):
+        if (_top >> _i) & 1:
+            _SELECTED[_top] ^= _gen
+
+
+class Bech32Error(ValueError):
+    """Not a valid bech32 string (the message says why, never repeating the string)."""
+
+
+def _bech32_polymod(values: list[int]) -> int:
+    check = 1
+    for value in values:
+        check = (check & 0x1FFFFFF) << 5 ^ value ^ _SELECTED[check >> 25]
+    return check
+
+
+def _bech32_expand(hrp: str) -> list[int]:
+    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+
+
+def _bech32_regroup(data: bytes | list[int], source: int, dest: int, pad: bool) -> list[int]:
+    acc = bits = 0
+    out: list[int] = []
+    mask = (1 << dest) - 1
+    for value in data:
+        acc = (acc << source) | value
+        bits += source
+        while bits >= dest:
+            bits -= dest
+            out.append((acc >> bits) & mask)
+    if pad and bits:
+        out.append((acc << (dest - bits)) & mask)
+    elif not pad and (bits >= source or (acc << (dest - bits)) & mask):
+        raise Bech32Error("non-zero padding")
+    return out
+
+
+def bech32_encode(hrp: str, data: bytes) -> str:
+    """``data`` under the human-readable part ``hrp`` (lower case)."""
+    words = _bech32_regroup(data, 8, 5, pad=True)
+    check = _bech32_polymod([*_bech32_expand(hrp), *words, 0, 0, 0, 0, 0, 0]) ^ 1
+    words += [(check >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(_CHARSET[w] for w in words)
+
+
+def bech32_decode(text: str) -> tuple[str, bytes]:
+    """The human-readable part (lower case) and the data of ``text``."""
+    if text.lower() != text and text.upper() != text:
+        raise Bech32Error("mixed case")
+    text = text.lower()
+    hrp, sep, rest = text.rpartition("1")
+    if not sep or not hrp or len(rest) < 6:
+        raise Bech32Error("no separator or too short")
+    if any(not 33 <= ord(c) <= 126 for c in hrp):
+        raise Bech32Error("invalid characters")
+    try:
+        words = [_VALUES[c] for c in rest]
+    except KeyError:
+        raise Bech32Error("invalid characters") from None
+    if _bech32_polymod([*_bech32_expand(hrp), *words]) != 1:
+        raise Bech32Error("bad checksum")
+    return hrp, bytes(_bech32_regroup(words[:-6], 5, 8, pad=False))
+
+
 class AgeError(Exception):
     """A malformed or tampered age file (the message never holds key material)."""
 
@@ -49,13 +123,13 @@ class NoIdentity(AgeError):
 
 
 def _b64(data: bytes) -> bytes:
-    return base64.b64encode(data).rstrip(b"=")
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=")
 
 
 def _unb64(text: bytes) -> bytes:
     """Canonical unpadded base64, as age requires."""
     try:
-        data = base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
+        data = binascii.a2b_base64(text + b"=" * (-len(text) % 4), strict_mode=True)
     except binascii.Error:
         raise AgeError("invalid base64 in the header") from None
     if b"=" in text or _b64(data) != text:
@@ -63,10 +137,21 @@ def _unb64(text: bytes) -> bytes:
     return data
 
 
+_INNER = bytes(x ^ 0x36 for x in range(256))  # RFC 2104's ipad and opad, as translations
+_OUTER = bytes(x ^ 0x5C for x in range(256))
+
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 (RFC 2104) for keys of at most 64 bytes (all of age's)."""
+    key = key.ljust(64, b"\0")
+    inner = hashlib.sha256(key.translate(_INNER) + message).digest()
+    return hashlib.sha256(key.translate(_OUTER) + inner).digest()
+
+
 def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     """HKDF-SHA256 (RFC 5869) with a 32-byte output: one block of the expansion."""
-    prk = hmac.digest(salt or bytes(32), ikm, "sha256")
-    return hmac.digest(prk, info + b"\x01", "sha256")
+    prk = hmac_sha256(salt or bytes(32), ikm)
+    return hmac_sha256(prk, info + b"\x01")
 
 
 def _exchange(secret: bytes, peer: bytes) -> tuple[bytes, bytes]:
@@ -120,15 +205,15 @@ class Recipient(_Key):
     def parse(cls, text: str) -> Recipient:
         """``ValueError`` (saying what is wrong, not repeating ``text``) unless an age1 key."""
         try:
-            hrp, data = bech32.decode(text)
-        except bech32.Bech32Error as exc:
+            hrp, data = bech32_decode(text)
+        except Bech32Error as exc:
             raise ValueError(f"not an age recipient ({exc})") from None
         if hrp != "age" or len(data) != 32 or text != text.lower():
             raise ValueError("not an age X25519 recipient (age1…)")
         return cls(data)
 
     def __str__(self) -> str:
-        return bech32.encode("age", self.public)
+        return bech32_encode("age", self.public)
 
     def __repr__(self) -> str:
         return f"Recipient({self})"
@@ -148,8 +233,8 @@ class Identity(_Key):
     def parse(cls, text: str) -> Identity:
         """``ValueError`` (never repeating ``text``) unless an AGE-SECRET-KEY-1 key."""
         try:
-            hrp, data = bech32.decode(text)
-        except bech32.Bech32Error as exc:
+            hrp, data = bech32_decode(text)
+        except Bech32Error as exc:
             raise ValueError(f"not an age identity ({exc})") from None
         if hrp != "age-secret-key-" or len(data) != 32 or text != text.upper():
             raise ValueError("not an age X25519 identity (AGE-SECRET-KEY-1…)")
@@ -163,7 +248,7 @@ class Identity(_Key):
         return Recipient(_base_point_mult(self.secret))
 
     def __str__(self) -> str:
-        return bech32.encode("age-secret-key-", self.secret).upper()
+        return bech32_encode("age-secret-key-", self.secret).upper()
 
     def __repr__(self) -> str:
         return f"Identity(recipient={self.recipient()})"
@@ -186,7 +271,7 @@ def _stanza(file_key: bytes, recipient: Recipient) -> bytes:
 
 
 def _mac(file_key: bytes, header: bytes) -> bytes:
-    return hmac.digest(_hkdf(file_key, b"", b"header"), header, "sha256")
+    return hmac_sha256(_hkdf(file_key, b"", b"header"), header)
 
 
 def header(file_key: bytes, recipients: Sequence[Recipient]) -> bytes:
@@ -378,11 +463,13 @@ def decrypting(source: Readable, identities: Sequence[Identity]) -> Readable:
     """The plaintext of the age file ``source``. The header is read and checked now
     (``NoIdentity`` when no identity opens it); each chunk is authenticated as it is read
     (``AgeError`` when a chunk, or the end of the file, was tampered with)."""
+    from hmac import compare_digest
+
     from pitr.crypt.primitives import InvalidTag
 
     head, rest = _read_header(source)
     file_key = _unwrap(head, identities)
-    if not hmac.compare_digest(_mac(file_key, head.signed), head.mac):
+    if not compare_digest(_mac(file_key, head.signed), head.mac):
         raise AgeError("header MAC mismatch")
     while len(rest) < NONCE:
         data = source.read(NONCE)

@@ -9,7 +9,6 @@ The keyring in use is installed with ``pitr.crypt.install``.
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 from collections.abc import Sequence
@@ -98,12 +97,14 @@ class Keyring:
 
     def seal(self, value: Any) -> str:
         """``value`` as JSON, encrypted to the recipients, in base64: for documents."""
+        import base64
         import io
 
         stream = self.encrypt(io.BytesIO(json.dumps(value, separators=(",", ":")).encode()))
         return base64.b64encode(_read_all(stream)).decode()
 
     def unseal(self, text: str, where: str) -> Any:
+        import base64
         import io
 
         plain = _read_all(self.decrypt(io.BytesIO(base64.b64decode(text)), where))

@@ -3,6 +3,8 @@ recipients, the empty file), streaming in bounded pieces, and tampering refused.
 
 from __future__ import annotations
 
+import ctypes
+import hmac
 import io
 import os
 import subprocess
@@ -10,16 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from pitr.crypt import bech32, primitives
+from pitr.crypt import primitives
 from pitr.crypt.age import (
     BATCH,
     CHUNK,
     AgeError,
+    Bech32Error,
     Identity,
     NoIdentity,
     Recipient,
+    bech32_decode,
     decrypting,
     encrypting,
+    hmac_sha256,
 )
 from pitr.domain.streams import Readable
 
@@ -79,8 +84,8 @@ def test_a_recipient_with_a_bad_checksum_is_refused(keypair: tuple[Path, Identit
     flipped = public[:-1] + ("q" if public[-1] != "q" else "p")
     with pytest.raises(ValueError, match="checksum"):
         Recipient.parse(flipped)
-    with pytest.raises(bech32.Bech32Error):
-        bech32.decode(public[:10] + public[10:].upper())
+    with pytest.raises(Bech32Error):
+        bech32_decode(public[:10] + public[10:].upper())
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -168,6 +173,33 @@ def test_both_primitive_backends_agree(openssl: bool) -> None:
         aead = primitives.chacha20_poly1305(key, openssl=backend)
         with pytest.raises(primitives.InvalidTag):
             aead.decrypt(nonce, sealed[:-1] + bytes([sealed[-1] ^ 1]))
+
+
+def test_the_public_ctypes_module_serves_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ctypes' C core cannot be used as ``c_types`` uses it, the public module's types
+    give the same results (only a slower import)."""
+    key, nonce = os.urandom(32), os.urandom(12)
+    expected = primitives.chacha20_poly1305(key).encrypt(nonce, b"data" * 999)
+    secret, peer = os.urandom(32), primitives.x25519(os.urandom(32), None)
+    shared = primitives.exchange(secret, peer)
+
+    def unusable() -> None:
+        raise AttributeError("_SimpleCData")
+
+    monkeypatch.setattr(primitives, "_private", unusable)
+    primitives.libcrypto.cache_clear()
+    try:
+        assert primitives.c_types().c_int is ctypes.c_int
+        assert primitives.chacha20_poly1305(key).encrypt(nonce, b"data" * 999) == expected
+        assert primitives.exchange(secret, peer) == shared
+    finally:
+        primitives.libcrypto.cache_clear()
+
+
+def test_hmac_sha256_is_the_standard_one() -> None:
+    for size in (0, 1, 16, 32, 64):
+        key, message = os.urandom(size), os.urandom(100)
+        assert hmac_sha256(key, message) == hmac.digest(key, message, "sha256")
 
 
 @pytest.mark.parametrize("openssl", [True, False], ids=["libcrypto", "cryptography"])
