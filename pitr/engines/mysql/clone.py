@@ -145,14 +145,15 @@ def copy_position(server: MyServer, work: Path) -> BinlogPosition:
     plain = replace(server.settings, start_command=None, stop_command=None, datadir=str(data))
     copy = MyServer(plain, datadir=data, socket=sock)
     try:
-        wait_for(lambda: _up(child, copy, work), 300, f"a server on the clone in {data}")
+        wait_for(lambda: _up(child, copy, work), 300, f"a server on the clone in {data}",
+                 longest=0.05)  # fmt: skip
         rows = copy.query("SELECT BINLOG_FILE, BINLOG_POSITION, GTID_EXECUTED "
                           "FROM performance_schema.clone_status")  # fmt: skip
     finally:
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
         wait_for(lambda: child.poll() is not None and not alive(child.pid), 600,
-                 f"the server on the clone in {data} to stop")  # fmt: skip
+                 f"the server on the clone in {data} to stop", longest=0.05)  # fmt: skip
     if not rows or not rows[0][0]:
         raise ToolFailed(f"the clone in {data} has no binlog position in "
                          "performance_schema.clone_status (binary log off?)")  # fmt: skip
