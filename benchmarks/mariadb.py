@@ -1,4 +1,5 @@
-"""pitr against the same work done by hand on a throwaway MariaDB 10.11, side by side:
+"""pitr against the same work done by hand on a throwaway MariaDB (the host's 10.11, or with
+``--root`` the 11.8 of the test suite's Debian trixie root), side by side:
 
 1. full backup of ~1.5 GB: ``pitr backup --type full`` (into a file repository) vs
    ``mariadb-backup --backup --stream=xbstream | zstd -3 -T2 > file``;
@@ -12,6 +13,10 @@
     python benchmarks/mariadb.py                   # ~1.5 GB of data, ~200 MB of binlog
     python benchmarks/mariadb.py --data-mb 300 --binlog-mb 50 --runs 1   # a quick look
 
+    python benchmarks/mariadb.py --root            # MariaDB 11.8, as the tests start it
+
+With ``--root`` the server, the by-hand tools and pitr (the root's virtualenv, see
+``tests/servers/roots.py``) all run inside the root, each command entering it.
 Runs as root on 127.0.0.1 (free ports, private sockets) in a directory under /tmp that is
 removed afterwards (``--keep`` keeps it). pitr and the by-hand steps interleaved, the median of
 ``--runs`` runs each (the binlog indexing rows: the best), with the load average.
@@ -41,6 +46,19 @@ import binlog_index  # noqa: E402
 from pitr.engines.mysql.binlog import index_binlog_file  # noqa: E402
 
 PITR = Path(sys.executable).parent / "pitr"
+#: the Debian root the server and its tools run in (--root), None: the host's
+ROOT: list[Path] = []
+
+
+def here(argv: list[str]) -> list[str]:
+    """``argv`` where the server's programs are (the host, or the root)."""
+    if not ROOT:
+        return argv
+    from servers.roots import in_root
+
+    return in_root(ROOT[0], argv)
+
+
 ROW_BYTES = 1024  # payload per row of the data table
 
 
@@ -60,17 +78,18 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.binlogs.mkdir(parents=True, exist_ok=True)
         if init:
-            subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}",
-                            "--user=root", "--auth-root-authentication-method=normal",
-                            "--skip-test-db"], check=True, capture_output=True)  # fmt: skip
+            subprocess.run(here(["mariadb-install-db", "--no-defaults",
+                                 f"--datadir={self.datadir}", "--user=root",
+                                 "--auth-root-authentication-method=normal", "--skip-test-db"]),
+                           check=True, capture_output=True)  # fmt: skip
 
     def start(self, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            ["mariadbd", "--no-defaults", "--user=root", f"--datadir={self.datadir}",
+            here(["mariadbd", "--no-defaults", "--user=root", f"--datadir={self.datadir}",
              f"--socket={self.socket}", f"--pid-file={self.base / 'pid'}",
              f"--port={self.port}", "--bind-address=127.0.0.1",
              f"--log-bin={self.binlogs / 'mysql-bin'}", "--server-id=1", "--binlog-format=ROW",
-             f"--log-error={self.base / 'error.log'}", *extra],
+             f"--log-error={self.base / 'error.log'}", *extra]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         for _ in range(600):
@@ -83,7 +102,7 @@ class Server:
         return ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot"]
 
     def sql(self, query: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.client(), "-N", "-e", query], check=check,
+        return subprocess.run(here([*self.client(), "-N", "-e", query]), check=check,
                               capture_output=True, text=True)  # fmt: skip
 
     def stop(self) -> None:
@@ -96,8 +115,13 @@ class Server:
 Row = tuple[str, float, float, str]
 
 
-def run(argv: list[str]) -> None:
-    subprocess.run(argv, check=True)
+def run(argv: list[str], log: Path | None = None) -> None:
+    """``argv``; with ``log``, its standard error (pitr's log lines) is kept there."""
+    if log is None:
+        subprocess.run(argv, check=True)
+        return
+    with log.open("w") as err:
+        subprocess.run(argv, check=True, stderr=err)
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -107,7 +131,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def sh(command: str) -> None:
-    subprocess.run(["/bin/sh", "-c", command], check=True, stderr=subprocess.DEVNULL)
+    subprocess.run(here(["/bin/sh", "-c", command]), check=True, stderr=subprocess.DEVNULL)
 
 
 def load(server: Server, data_mb: int) -> None:
@@ -179,7 +203,11 @@ def config_for(work: Path, server: Server) -> list[str]:
         f'engine = "mariadb"\ndatadir = "{server.datadir}"\nsocket = "{server.socket}"\n'
         'user = "root"\n'
     )
-    return [str(PITR), "--config", str(config)]
+    if not ROOT:
+        return [str(PITR), "--config", str(config)]
+    from servers.roots import install_pitr
+
+    return here([install_pitr(ROOT[0]), "--config", str(config)])
 
 
 def hand_backup(work: Path, server: Server, out: Path, lsndir: bool = False) -> None:
@@ -191,12 +219,25 @@ def hand_backup(work: Path, server: Server, out: Path, lsndir: bool = False) -> 
        f"| zstd -3 -T2 -q -f -o {out} && sync {out}")  # fmt: skip
 
 
+def settle(server: Server) -> None:
+    """Wait until InnoDB has written every page the load dirtied: the first backup timed
+    would otherwise compete with that flushing (pitr's, which runs first)."""
+    server.sql("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+    for _ in range(1200):
+        dirty = server.sql("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'").stdout
+        if int(dirty.split()[-1]) == 0:
+            return
+        time.sleep(0.1)
+
+
 def bench_backup(work: Path, server: Server, pitr: list[str], runs: int) -> Row:
     hand = work / "hand.xbstream.zst"
+    settle(server)
     data_bytes = sum(p.stat().st_size for p in server.datadir.rglob("*") if p.is_file())
     ours, theirs = [], []
     for _ in range(runs):
-        ours.append(timed(lambda: run([*pitr, "backup", "--type", "full", "--quiet"])))
+        ours.append(timed(lambda: run([*pitr, "backup", "--type", "full"],
+                                      log=work / "pitr-backup.log")))  # fmt: skip
         theirs.append(timed(lambda: hand_backup(work, server, hand)))
     stored = sum(p.stat().st_size for p in (work / "repo").rglob("backup.xbstream.zst")) / runs
     return (f"full backup ({data_bytes / 1e9:.2f} GB datadir)", median(ours), median(theirs),
@@ -238,7 +279,15 @@ def main() -> None:
     parser.add_argument("--small-mb", type=int, default=60, help="small-event binlog size")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--root", action="store_true", help="MariaDB 11.8 in the test root")
+    parser.add_argument("--backup-only", action="store_true", help="the backup row only")
+    parser.add_argument("--show-logs", action="store_true", help="pitr's log of its last backup")
     args = parser.parse_args()
+    if args.root:
+        sys.path.insert(0, str(HERE.parent / "tests"))
+        from servers.roots import MARIADB_ROOT, ensure_root
+
+        ROOT.append(ensure_root(MARIADB_ROOT))
     work = Path(tempfile.mkdtemp(prefix="pitr-bench-my-", dir="/tmp"))
     server = Server(work / "instance")
     results: list[Row] = []
@@ -248,6 +297,10 @@ def main() -> None:
         load(server, args.data_mb)
         pitr = config_for(work, server)
         results.append(bench_backup(work, server, pitr, args.runs))
+        if args.show_logs:
+            print((work / "pitr-backup.log").read_text())
+        if args.backup_only:
+            return report(results)
         results.append(bench_restore(work, server, pitr, args))
         big = max(server.binlogs.glob("mysql-bin.0*"), key=lambda p: p.stat().st_size)
         results.append(index_row(big, "binlog index, large row events", args.runs))
@@ -258,7 +311,14 @@ def main() -> None:
         server.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"\nload average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    report(results)
+
+
+def report(results: list[Row]) -> None:
+    version = subprocess.run(here(["mariadbd", "--version"]), capture_output=True, text=True,
+                             check=False)  # fmt: skip
+    print(f"\n{version.stdout.strip()}")
+    print(f"load average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"| {'measure':<46} | {'pitr s':>7} | {'by hand s':>9} | {'ratio':>5} | notes")
     print(f"|{'-' * 48}|{'-' * 9}|{'-' * 11}|{'-' * 7}|------")
     for what, ours, theirs, notes in results:
@@ -277,8 +337,8 @@ def index_row(path: Path, what: str, runs: int) -> tuple[str, float, float, str]
     size = path.stat().st_size
     ours = binlog_index.best_of(runs, lambda: index_binlog_file(path))
     with open(os.devnull, "wb") as null:
-        theirs = binlog_index.best_of(runs, lambda: subprocess.run(
-            ["mariadb-binlog", "--no-defaults", str(path)], stdout=null, check=True))  # fmt: skip
+        argv = here(["mariadb-binlog", "--no-defaults", str(path)])
+        theirs = binlog_index.best_of(runs, lambda: subprocess.run(argv, stdout=null, check=True))
     return (f"{what} ({size / 1e6:.0f} MB)", ours, theirs, "vs mariadb-binlog > /dev/null")
 
 

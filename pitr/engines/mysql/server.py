@@ -326,12 +326,13 @@ def _cmdline(pid: int) -> list[str] | None:
     return [a.decode(errors="surrogateescape") for a in raw.split(b"\0") if a] or None
 
 
-def wait_for(ready: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``ready`` until true; ``ToolFailed`` naming ``what`` after ``timeout`` seconds."""
+def wait_for(ready: Callable[[], bool], timeout: float, what: str, longest: float = 0.2) -> None:
+    """Poll ``ready`` until true, every 0.05 s growing to ``longest``; ``ToolFailed`` naming
+    ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     delay = 0.05
     while not ready():
         if time.monotonic() > deadline:
             raise ToolFailed(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.2)
+        delay = min(delay * 1.5, longest)
