@@ -3,8 +3,10 @@
 - ``changed_blocks`` finds exactly the pages whose LSN is at or after the threshold, zero
   pages, and every page past the parent's length, from the raw bytes of pages;
 - ``resolve`` over generated histories of one file (rewritten whole, patched, truncated,
-  extended) reproduces the file's final blocks exactly, each from one link, and refuses a
-  chain from which a block cannot come (naming file and block).
+  extended) reproduces the file's final blocks exactly, each from one link and written once
+  (the other links read past it), and refuses a chain from which a block cannot come (naming
+  file and block);
+- the range arithmetic behind that plan (``subtract``, ``union``, ``runs``) agrees with sets.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from pitr.engines.postgresql.pagemap import (
     changed_blocks,
     is_relation,
     resolve,
+    runs,
+    subtract,
     to_ranges,
+    union,
 )
 from pitr.errors import FormatError
 
@@ -78,29 +83,52 @@ def histories(draw: st.DrawFn) -> tuple[list[Link], list[Snapshot]]:
 
 
 def restored(links: list[Link], snapshots: list[Snapshot]) -> list[object]:
-    """Written as the restore writes: a link's whole file, its pages at their offsets, the
-    file cut (or grown with zeros) to the length it recorded."""
+    """Written as the restore writes: a link's whole file, its pages at their offsets, each
+    but the blocks it skips, the file cut (or grown with zeros) to the length it recorded.
+    Every block that is written is written once and stays: no link writes over another."""
     out: list[object] = []
+    written: list[int] = []
     for n, source in enumerate(resolve(links, BLOCK)):
+        skip = blocks_of(source.skip.get("f", []))
         if "f" in source.whole:
-            out = list(snapshots[n])
+            out = [None if b in skip else page for b, page in enumerate(snapshots[n])]
+            written += [b for b in range(len(out)) if b not in skip]
         for first, count in source.pages.get("f", []):
-            for b in range(first, first + count):
+            for b in set(range(first, first + count)) - skip:
                 out += [None] * (b + 1 - len(out))
                 out[b] = snapshots[n][b]
+                written.append(b)
         if "f" in source.lengths:
             size = source.lengths["f"] // BLOCK
             out = out[:size] + [None] * (size - len(out))
+    assert sorted(written) == list(range(len(snapshots[-1])))  # each block of the result once
     return out
+
+
+def blocks_of(ranges: list[list[int]]) -> set[int]:
+    return {b for first, count in ranges for b in range(first, first + count)}
 
 
 @settings(max_examples=150, deadline=None)
 @given(histories())
-def test_resolve_rebuilds_the_file_from_one_link_per_block(
+def test_resolve_rebuilds_the_file_writing_each_block_once(
     history: tuple[list[Link], list[Snapshot]],
 ) -> None:
     links, snapshots = history
     assert restored(links, snapshots) == snapshots[-1]
+
+
+sets_of_blocks = st.sets(st.integers(0, 60), max_size=30)
+
+
+@given(sets_of_blocks, sets_of_blocks)
+def test_range_arithmetic_agrees_with_sets(a: set[int], b: set[int]) -> None:
+    ra, rb = to_ranges(sorted(a)), to_ranges(sorted(b))
+    assert subtract(ra, rb) == to_ranges(sorted(a - b))
+    assert union(ra, rb) == to_ranges(sorted(a | b))
+    pieces = runs(ra, rb)
+    assert [b for f, c, _ in pieces for b in range(f, f + c)] == sorted(a)  # the entry's order
+    assert {b for f, c, w in pieces if w for b in range(f, f + c)} == a - b
 
 
 def test_a_block_from_no_link_is_refused() -> None:

@@ -1,6 +1,7 @@
 """The backup's tar stream, made as it is read: a real tar archive, whatever the read sizes,
 with each file's size, mtime and CRC-32 recorded, a file that vanished left out and a file
-that shrank padded to the size it had when opened."""
+that shrank padded to the size it had when opened; extracted with blocks left out (a later
+backup has them), the rest is written at its offsets, the file at its exact length."""
 
 from __future__ import annotations
 
@@ -70,3 +71,24 @@ def test_vanished_and_shrunk_files(tmp_path: Path) -> None:
     restored = (dest / "base/1/1259").read_bytes()
     assert len(restored) == len(original)  # the size it had when opened, zero-padded
     assert restored == original[:1000] + bytes(len(original) - 1000)
+
+
+def test_extract_leaves_holes_where_told(tmp_path: Path) -> None:
+    body = os.urandom(5 * 8192 + 100)  # a last, partial block
+    info = tarfile.TarInfo("base/1/16384")
+    info.size = len(body)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.addfile(info, io.BytesIO(body))
+    for holes in ([[1, 2]], [[4, 2]], [[0, 6]]):
+        dest = tmp_path / str(holes)
+        archive.seek(0)
+        extract_tar(archive, dest, tablespaces={}, owner=None,
+                    expected={"base/1/16384": (len(body), zlib.crc32(body))},  # all of it read
+                    holes={"base/1/16384": holes}, block=8192)  # fmt: skip
+        got = (dest / "base/1/16384").read_bytes()
+        first, count = holes[0]
+        gap = slice(first * 8192, (first + count) * 8192)
+        kept = bytearray(body)
+        kept[gap] = bytes(len(kept[gap]))
+        assert got == bytes(kept)  # exact length, the holes zero (sparse), the rest in place

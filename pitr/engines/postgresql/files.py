@@ -13,11 +13,12 @@ import os
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
+from pitr.engines.postgresql.pagemap import Ranges, runs
 from pitr.errors import FormatError
 
 EMPTIED_DIRS = frozenset(
@@ -204,10 +205,13 @@ def extract_tar(
     owner: tuple[int, int] | None,
     expected: dict[str, tuple[int, int]] | None = None,
     skip: frozenset[str] = frozenset(),
+    holes: Mapping[str, Ranges] | None = None,
+    block: int = 8192,
 ) -> list[str]:
     """Extract a tar stream under ``dest`` (tablespace entries under their own location),
     checking each file's size and CRC-32 when ``expected`` has them, and leaving out the
-    files named in ``skip`` (a later backup has them). Returns the file names written."""
+    files named in ``skip`` and the blocks named in ``holes`` (a later backup has them).
+    Returns the file names written."""
     names: list[str] = []
     with tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK) as archive:  # not 10 KB reads
         for member in archive:
@@ -223,19 +227,68 @@ def extract_tar(
                 continue  # the stream moves past its data without writing it
             reader = archive.extractfile(member)
             assert reader is not None
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            crc = 0
-            with target.open("wb") as out:
-                while chunk := reader.read(CHUNK):
-                    crc = zlib.crc32(chunk, crc)
-                    out.write(chunk)
-            os.chmod(target, member.mode & 0o7777 or 0o600)
-            os.utime(target, (member.mtime, member.mtime))
-            _own(target, owner)
+            gaps = (holes or {}).get(name, [])
+            crc = write_whole(reader, target, member, owner, gaps, block)
             if expected is not None and name in expected and expected[name] != (member.size, crc):
                 raise FormatError(f"{name}: restored file does not match its recorded checksum")
             names.append(name)
     return names
+
+
+def write_whole(
+    reader: IO[bytes],
+    target: Path,
+    member: tarfile.TarInfo,
+    owner: tuple[int, int] | None,
+    holes: Ranges,
+    block: int,
+) -> int:
+    """One file from its archive entry, all but the blocks in ``holes`` (passed over: left
+    sparse for a later backup to fill), at its exact length. Returns the entry's CRC-32."""
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        whole = [[0, -(-member.size // block)]] if member.size else []
+        crc = copy_runs(reader, fd, runs(whole, holes), block, member.size, target)
+        if holes:
+            os.ftruncate(fd, member.size)
+    finally:
+        os.close(fd)
+    os.chmod(target, member.mode & 0o7777 or 0o600)
+    os.utime(target, (member.mtime, member.mtime))
+    _own(target, owner)
+    return crc
+
+
+def copy_runs(
+    reader: IO[bytes],
+    fd: int,
+    pieces: Iterable[tuple[int, int, bool]],
+    block: int,
+    end: int,
+    target: Path,
+) -> int:
+    """Copy an entry into ``fd``, read in big pieces (not a read per page): ``pieces`` (first
+    block, count, write?) say, in the entry's order, where each run of blocks goes (never
+    past ``end``) and which are read past without being written. Returns the CRC-32 of all
+    that was read."""
+    crc = 0
+    pending = memoryview(b"")
+    for first, number, write in pieces:
+        offset = first * block
+        left = min(number * block, end - offset)
+        while left > 0:
+            if not pending:
+                data = reader.read(CHUNK)
+                if not data:
+                    raise FormatError(f"{target}: backup entry shorter than recorded")
+                crc = zlib.crc32(data, crc)
+                pending = memoryview(data)
+            n = min(left, len(pending))
+            if write:
+                os.pwrite(fd, pending[:n], offset)
+            pending, offset, left = pending[n:], offset + n, left - n
+    return crc
 
 
 def _target(name: str, dest: Path, tablespaces: dict[str, Path]) -> Path:

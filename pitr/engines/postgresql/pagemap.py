@@ -3,9 +3,10 @@
 Which blocks a link of a chain carries, pure: finding the pages of a relation file whose LSN
 moved (``changed_blocks``: the 8-byte ``pd_lsn`` at the start of each page, read from big
 buffers with a strided ``memoryview``, no per-page ``struct`` call), block lists kept as
-ranges, and the proof a restore makes before it writes anything (``resolve``): every block of
-every file of the final data directory comes from exactly one link — the newest that carries
-it and is not older than a truncation of the file — or the chain is refused.
+ranges, and the proof and plan a restore makes before it writes anything (``resolve``): every
+block of every file of the final data directory comes from exactly one link — the newest that
+carries it and is not older than a truncation of the file — and is written once, by that link
+(the others read past it), or the chain is refused.
 """
 
 from __future__ import annotations
@@ -78,20 +79,25 @@ class Link:
 
 @dataclass(frozen=True)
 class Source:
-    """Where one link's data goes in the result: the files it writes whole, the pages it writes
-    (name -> ranges) and the length each of those files is truncated to afterwards."""
+    """Where one link's data goes in the result: the files it writes whole, the pages it
+    carries (name -> ranges, as its entry holds them), the length each of those files is cut
+    to afterwards, and ``skip``: the blocks of those files it reads past without writing (a
+    newer link's copy is the one that stays, or a truncation since drops them)."""
 
     whole: frozenset[str]
     pages: Mapping[str, Ranges]
     lengths: Mapping[str, int]
+    skip: Mapping[str, Ranges] = field(default_factory=dict)
+    block: int = 8192
 
 
 def resolve(chain: Sequence[Link], block: int) -> list[Source]:
     """What each link writes, oldest first, so that every block of every file of the last link
-    comes from the newest link carrying it: a file is written whole by the newest link that
-    has it whole (older links leave it alone) and patched by the page maps after that one.
-    Raises ``FormatError`` naming the file and block when some block comes from no link (a
-    corrupt or incomplete chain: nothing should be written then)."""
+    is written once, by the newest link carrying it: a file is written whole by the newest
+    link that has it whole (older links leave it alone) and patched by the page maps after
+    that one, each leaving out the blocks a newer link brings. Raises ``FormatError`` naming
+    the file and block when some block comes from no link (a corrupt or incomplete chain:
+    nothing should be written then)."""
     final = chain[-1].present
     newest_whole: dict[str, int] = {}
     for n, link in enumerate(chain):
@@ -111,8 +117,9 @@ def resolve(chain: Sequence[Link], block: int) -> list[Source]:
             if name in link.pages:
                 sources[n].pages[name] = link.pages[name]
                 sources[n].lengths[name] = link.present[name]
-        _prove(chain, base, name, block)
-    return [Source(frozenset(s.whole), s.pages, s.lengths) for s in sources]
+        for n, passed in _once(chain, base, name, block):
+            sources[n].skip[name] = passed
+    return [Source(frozenset(s.whole), s.pages, s.lengths, s.skip, block) for s in sources]
 
 
 @dataclass
@@ -120,28 +127,72 @@ class _Writes:
     whole: set[str] = field(default_factory=set)
     pages: dict[str, Ranges] = field(default_factory=dict)
     lengths: dict[str, int] = field(default_factory=dict)
+    skip: dict[str, Ranges] = field(default_factory=dict)
 
 
-def _prove(chain: Sequence[Link], base: int, name: str, block: int) -> None:
-    """Every block of the final file has a source: newest first, a link may supply a block
-    only below the smallest length seen since (a file truncated in between lost what was past
-    its end then: those pages must come from a newer link)."""
+def _once(chain: Sequence[Link], base: int, name: str, block: int) -> list[tuple[int, Ranges]]:
+    """The proof and the plan of one file: newest first, a link supplies the blocks it carries
+    below the smallest length seen since (a file truncated in between lost what was past its
+    end then: those pages must come from a newer link) that no newer link supplied; what it
+    carries beyond that it skips. Returns (link, blocks skipped) where there are any; raises
+    when a block of the final file has no source."""
     blocks = -(-chain[-1].present[name] // block)
-    covered = bytearray(blocks)  # 1: a source was found
+    covered: Ranges = []
     limit = blocks
+    skips = []
     for n in range(len(chain) - 1, base - 1, -1):
-        link = chain[n]
-        limit = min(limit, -(-link.present[name] // block))
-        if n == base:
-            covered[:limit] = b"\x01" * limit
-            break
-        for first, number in link.pages.get(name, ()):
-            end = min(first + number, limit)
-            if end > first:
-                covered[first:end] = b"\x01" * (end - first)
-    if 0 in covered:
-        hole = covered.index(0)
-        raise FormatError(f"{name}: block {hole} comes from no backup of the chain (broken chain)")
+        size = -(-chain[n].present[name] // block)
+        limit = min(limit, size)
+        carried = [[0, size]] if n == base and size else chain[n].pages.get(name, [])
+        below = [[f, min(f + c, limit) - f] for f, c in carried if f < limit]
+        supplied = subtract(below, covered)
+        covered = union(covered, supplied)
+        if passed := subtract(carried, supplied):
+            skips.append((n, passed))
+    hole = subtract([[0, blocks]] if blocks else [], covered)
+    if hole:
+        raise FormatError(
+            f"{name}: block {hole[0][0]} comes from no backup of the chain (broken chain)"
+        )
+    return skips
+
+
+def subtract(ranges: Ranges, away: Ranges) -> Ranges:
+    """The blocks of ``ranges`` not in ``away`` (both ascending runs), as runs."""
+    out: Ranges = []
+    i = 0
+    for first, number in ranges:
+        start, end = first, first + number
+        while i < len(away) and away[i][0] + away[i][1] <= start:
+            i += 1
+        j = i
+        while start < end and j < len(away) and away[j][0] < end:
+            if away[j][0] > start:
+                out.append([start, away[j][0] - start])
+            start = max(start, away[j][0] + away[j][1])
+            j += 1
+        if start < end:
+            out.append([start, end - start])
+    return out
+
+
+def union(a: Ranges, b: Ranges) -> Ranges:
+    """The blocks in either (ascending runs), as ascending runs, adjacent ones joined."""
+    out: Ranges = []
+    for first, number in sorted(a + b):
+        if out and first <= out[-1][0] + out[-1][1]:
+            out[-1][1] = max(out[-1][1], first + number - out[-1][0])
+        elif number:
+            out.append([first, number])
+    return out
+
+
+def runs(carried: Ranges, skip: Ranges) -> list[tuple[int, int, bool]]:
+    """``carried`` (the blocks of an entry, in its order) split into (first, count, write?)
+    pieces, those in ``skip`` not to be written."""
+    pieces = [(f, c, True) for f, c in subtract(carried, skip)]
+    pieces += [(f, c, False) for f, c in subtract(carried, subtract(carried, skip))]
+    return sorted(pieces)
 
 
 def link_of_document(backup_id: str, present: Mapping[str, int], doc: Mapping[str, Any]) -> Link:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,13 +22,14 @@ from typing import Any, BinaryIO
 
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
-from pitr.engines.postgresql.files import CHUNK, _own, _target, safe_member
-from pitr.engines.postgresql.pagemap import Link, Source, link_of_document, resolve
+from pitr.engines.postgresql.files import CHUNK, _own, _target, copy_runs, safe_member, write_whole
+from pitr.engines.postgresql.pagemap import Link, Source, link_of_document, resolve, runs
 from pitr.errors import FormatError, PitrError, VerificationFailed
 from pitr.storage.transfer import StoredObject, VerifiedReader
 
-#: ``restore._extract``: one full or differential into the directory, leaving out ``skip``
-Extract = Callable[[Backup, frozenset[str]], None]
+#: ``restore._extract``: one full or differential into the directory, leaving out the files
+#: named and the blocks of ``Source.skip``
+Extract = Callable[[Backup, frozenset[str], Source], None]
 
 
 def page_map_of(backup: Backup) -> StoredObject:
@@ -91,7 +91,7 @@ def reassemble(
     sources = resolve(links_of(chain, maps), block)  # refused here: nothing written yet
     for backup, source in zip(chain, sources, strict=True):
         if backup.type != "incr":
-            extract(backup, frozenset(backup.engine_meta.get("files", {})) - source.whole)
+            extract(backup, frozenset(backup.engine_meta.get("files", {})) - source.whole, source)
         else:
             _apply(store, backup, source, maps[backup.id], dest, tablespaces, owner)
     _check_lengths(chain[-1], dest, tablespaces)
@@ -150,55 +150,33 @@ def _apply_stream(
                 raise FormatError(f"unexpected entry type in a backup: {name!r}")
             reader = archive.extractfile(member)
             assert reader is not None
+            skip = source.skip.get(name, [])
             if name in source.whole:
-                crc = _write_whole(reader, target, member, owner)
+                crc = write_whole(reader, target, member, owner, skip, block)
                 expected = records.get(name, [None, None, None])[2]
                 if (member.size, crc) != (records.get(name, [None])[0], expected):
                     raise FormatError(f"{name}: restored file does not match its recorded checksum")
             elif name in source.pages:
-                _write_pages(
-                    reader, target, source.pages[name], source.lengths[name], crcs[name], block
-                )
-
-
-def _write_whole(
-    reader: Any, target: Path, member: tarfile.TarInfo, owner: tuple[int, int] | None
-) -> int:
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    crc = 0
-    with target.open("wb") as out:
-        while chunk := reader.read(CHUNK):
-            crc = zlib.crc32(chunk, crc)
-            out.write(chunk)
-    os.chmod(target, member.mode & 0o7777 or 0o600)
-    os.utime(target, (member.mtime, member.mtime))
-    _own(target, owner)
-    return crc
+                ranges, length = source.pages[name], source.lengths[name]
+                _write_pages(reader, target, ranges, skip, length, crcs[name], block)
 
 
 def _write_pages(
-    reader: Any, target: Path, ranges: list[list[int]], length: int, want: int, block: int
+    reader: Any,
+    target: Path,
+    ranges: list[list[int]],
+    skip: list[list[int]],
+    length: int,
+    want: int,
+    block: int,
 ) -> None:
-    """The pages of one entry at their offsets, then the file cut to ``length``. The entry
-    is read in big pieces (not a read per page) and each run written where it belongs."""
+    """The pages of one entry at their offsets but those in ``skip`` (read past: a newer
+    link's copy stays), then the file cut to ``length``."""
     if not target.is_file():
         raise FormatError(f"{target}: pages of an incremental for a file no older link wrote")
-    crc = 0
-    pending = memoryview(b"")
     fd = os.open(target, os.O_WRONLY)
     try:
-        for first, number in ranges:
-            offset, left = first * block, number * block
-            while left:
-                if not pending:
-                    data = reader.read(CHUNK)
-                    if not data:
-                        raise FormatError(f"{target}: incremental entry shorter than its page map")
-                    crc = zlib.crc32(data, crc)
-                    pending = memoryview(data)
-                n = min(left, len(pending))
-                os.pwrite(fd, pending[:n], offset)
-                pending, offset, left = pending[n:], offset + n, left - n
+        crc = copy_runs(reader, fd, runs(ranges, skip), block, 1 << 62, target)
         os.ftruncate(fd, length)
     finally:
         os.close(fd)

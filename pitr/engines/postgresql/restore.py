@@ -27,6 +27,7 @@ from pitr.catalog.store import CatalogStore
 from pitr.domain.positions import format_lsn, parse_lsn
 from pitr.domain.timeutil import format_time
 from pitr.engines.postgresql.files import EMPTIED_DIRS, extract_tar
+from pitr.engines.postgresql.pagemap import Source
 from pitr.engines.postgresql.reassemble import reassemble
 from pitr.engines.postgresql.server import PgServer
 from pitr.errors import PitrError, ToolFailed, VerificationFailed
@@ -53,6 +54,7 @@ def _extract(
     tablespaces: dict[str, Path],
     owner: tuple[int, int] | None,
     skip: frozenset[str] = frozenset(),
+    holes: Source | None = None,
 ) -> None:
     expected = {
         name: (values[0], values[2]) for name, values in backup.engine_meta.get("files", {}).items()
@@ -68,6 +70,8 @@ def _extract(
                     owner=owner,
                     expected=expected,
                     skip=skip,
+                    holes=holes.skip if holes else None,
+                    block=holes.block if holes else 8192,
                 )
             except VerificationFailed:
                 raise
@@ -100,8 +104,11 @@ def restore_base(
     locations = tablespace_locations or {}
     if plan.increments:  # block-level incrementals: every block from the one link holding it
         chain = [b for b in (full, diff, *plan.increments) if b is not None]
-        reassemble(store, chain, dest, locations, owner,
-                   lambda b, skip: _extract(store, b, dest, locations, owner, skip))  # fmt: skip
+
+        def extract(backup: Backup, skip: frozenset[str], source: Source) -> None:
+            _extract(store, backup, dest, locations, owner, skip, source)
+
+        reassemble(store, chain, dest, locations, owner, extract)
     else:
         _extract(store, full, dest, locations, owner, skip=superseded(full, diff))
         if diff is not None:
