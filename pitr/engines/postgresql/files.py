@@ -213,26 +213,36 @@ def extract_tar(
     files named in ``skip`` and the blocks named in ``holes`` (a later backup has them).
     Returns the file names written."""
     names: list[str] = []
+    for name, target, member, reader in file_entries(source, dest, tablespaces, owner):
+        if name in skip:
+            continue  # the stream moves past its data without writing it
+        gaps = (holes or {}).get(name, [])
+        crc = write_whole(reader, target, member, owner, gaps, block)
+        if expected is not None and name in expected and expected[name] != (member.size, crc):
+            raise FormatError(f"{name}: restored file does not match its recorded checksum")
+        names.append(name)
+    return names
+
+
+def file_entries(
+    source: BinaryIO, dest: Path, tablespaces: dict[str, Path], owner: tuple[int, int] | None
+) -> Iterator[tuple[str, Path, tarfile.TarInfo, IO[bytes]]]:
+    """The files of a backup's tar stream, each with where it goes and a reader of its data
+    (read it, or leave it: the stream moves past it); directories are made on the way, and
+    any other entry type is refused."""
     with tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK) as archive:  # not 10 KB reads
         for member in archive:
             name = safe_member(member.name)
-            target = _target(name, dest, tablespaces)
+            target = destination(name, dest, tablespaces)
             if member.isdir():
                 target.mkdir(mode=0o700, parents=True, exist_ok=True)
                 _own(target, owner)
                 continue
             if not member.isfile():
                 raise FormatError(f"unexpected entry type in a backup: {name!r}")
-            if name in skip:
-                continue  # the stream moves past its data without writing it
             reader = archive.extractfile(member)
             assert reader is not None
-            gaps = (holes or {}).get(name, [])
-            crc = write_whole(reader, target, member, owner, gaps, block)
-            if expected is not None and name in expected and expected[name] != (member.size, crc):
-                raise FormatError(f"{name}: restored file does not match its recorded checksum")
-            names.append(name)
-    return names
+            yield name, target, member, reader
 
 
 def write_whole(
@@ -291,7 +301,8 @@ def copy_runs(
     return crc
 
 
-def _target(name: str, dest: Path, tablespaces: dict[str, Path]) -> Path:
+def destination(name: str, dest: Path, tablespaces: dict[str, Path]) -> Path:
+    """Where a backup entry goes: under its tablespace's location, else under ``dest``."""
     parts = name.split("/")
     if len(parts) >= 2 and parts[0] == "pg_tblspc" and parts[1] in tablespaces:
         return tablespaces[parts[1]].joinpath(*parts[2:])

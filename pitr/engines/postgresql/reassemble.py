@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 from pitr.catalog.model import Backup
 from pitr.catalog.store import CatalogStore
-from pitr.engines.postgresql.files import CHUNK, _own, _target, copy_runs, safe_member, write_whole
+from pitr.engines.postgresql.files import copy_runs, destination, file_entries, write_whole
 from pitr.engines.postgresql.pagemap import Link, Source, link_of_document, resolve, runs
 from pitr.errors import FormatError, PitrError, VerificationFailed
 from pitr.storage.transfer import StoredObject, VerifiedReader
@@ -138,27 +138,16 @@ def _apply_stream(
     owner: tuple[int, int] | None,
     block: int,
 ) -> None:
-    with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as archive:
-        for member in archive:
-            name = safe_member(member.name)
-            target = _target(name, dest, tablespaces)
-            if member.isdir():
-                target.mkdir(mode=0o700, parents=True, exist_ok=True)
-                _own(target, owner)
-                continue
-            if not member.isfile():
-                raise FormatError(f"unexpected entry type in a backup: {name!r}")
-            reader = archive.extractfile(member)
-            assert reader is not None
-            skip = source.skip.get(name, [])
-            if name in source.whole:
-                crc = write_whole(reader, target, member, owner, skip, block)
-                expected = records.get(name, [None, None, None])[2]
-                if (member.size, crc) != (records.get(name, [None])[0], expected):
-                    raise FormatError(f"{name}: restored file does not match its recorded checksum")
-            elif name in source.pages:
-                ranges, length = source.pages[name], source.lengths[name]
-                _write_pages(reader, target, ranges, skip, length, crcs[name], block)
+    for name, target, member, reader in file_entries(stream, dest, tablespaces, owner):
+        skip = source.skip.get(name, [])
+        if name in source.whole:
+            crc = write_whole(reader, target, member, owner, skip, block)
+            expected = records.get(name, [None, None, None])[2]
+            if (member.size, crc) != (records.get(name, [None])[0], expected):
+                raise FormatError(f"{name}: restored file does not match its recorded checksum")
+        elif name in source.pages:
+            ranges, length = source.pages[name], source.lengths[name]
+            _write_pages(reader, target, ranges, skip, length, crcs[name], block)
 
 
 def _write_pages(
@@ -187,7 +176,7 @@ def _write_pages(
 def _check_lengths(last: Backup, dest: Path, tablespaces: dict[str, Path]) -> None:
     """Every file of the newest link is there, with the length it recorded."""
     for name, size in _sizes(last).items():
-        path = _target(name, dest, tablespaces)
+        path = destination(name, dest, tablespaces)
         try:
             got = path.stat().st_size
         except FileNotFoundError:
