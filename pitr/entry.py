@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 _FAST_COMMANDS = {"wal-push": 1, "wal-fetch": 2}  # command: its number of arguments
 
@@ -100,10 +101,28 @@ def _answer(call: _Call) -> int:
         return report(*failure_of(exc))
 
 
+def _leave(code: int) -> NoReturn:
+    """Exit as soon as the output is out. The interpreter's own exit would tear down every
+    module imported, ~13 ms of a push's CPU, and a fast form leaves nothing to clean up; only a
+    thread still running (none should be) gets the ordinary exit, which waits for it."""
+    import threading
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if "logging" in sys.modules:
+            sys.modules["logging"].shutdown()
+    except (OSError, ValueError):  # a closed or broken pipe: let the ordinary exit say so
+        sys.exit(code)
+    if threading.active_count() == 1:
+        os._exit(code)
+    sys.exit(code)
+
+
 def main() -> None:
     call = _parse(sys.argv[1:])
     if call is not None:
-        sys.exit(_answer(call))
+        _leave(_answer(call))
     from pitr.cli.main import main as cli_main
 
     cli_main()

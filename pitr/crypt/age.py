@@ -48,11 +48,11 @@ _VALUES = {c: i for i, c in enumerate(_CHARSET)}
 _GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
 #: For each value of the 5 bits shifted out, the generators they select, XORed together: one
 #: lookup per character instead of five tests (a key is parsed by every ``wal-push``).
-_SELECTED = [0] * 32
+#: (Each from the one with its lowest set bit cleared: a module-level loop per ``wal-push``.)
+_SELECTED = [0]
 for _top in range(1, 32):
-    for _i, _gen in enumerate(_GENERATOR):
-        if (_top >> _i) & 1:
-            _SELECTED[_top] ^= _gen
+    _low = _top & -_top
+    _SELECTED.append(_SELECTED[_top ^ _low] ^ _GENERATOR[_low.bit_length() - 1])
 
 
 class Bech32Error(ValueError):
@@ -137,8 +137,11 @@ def _unb64(text: bytes) -> bytes:
     return data
 
 
-_INNER = bytes(x ^ 0x36 for x in range(256))  # RFC 2104's ipad and opad, as translations
-_OUTER = bytes(x ^ 0x5C for x in range(256))
+#: RFC 2104's ipad and opad as translation tables (``x ^ 0x36`` for every byte value ``x``),
+#: each computed as one XOR of 2048-bit integers rather than a loop.
+_BYTES = int.from_bytes(bytes(range(256)))
+_INNER = (_BYTES ^ int.from_bytes(b"\x36" * 256)).to_bytes(256)
+_OUTER = (_BYTES ^ int.from_bytes(b"\x5c" * 256)).to_bytes(256)
 
 
 def hmac_sha256(key: bytes, message: bytes) -> bytes:

@@ -97,17 +97,17 @@ class Keyring:
 
     def seal(self, value: Any) -> str:
         """``value`` as JSON, encrypted to the recipients, in base64: for documents."""
-        import base64
+        import binascii
         import io
 
         stream = self.encrypt(io.BytesIO(json.dumps(value, separators=(",", ":")).encode()))
-        return base64.b64encode(_read_all(stream)).decode()
+        return binascii.b2a_base64(_read_all(stream), newline=False).decode()
 
     def unseal(self, text: str, where: str) -> Any:
-        import base64
+        import binascii
         import io
 
-        plain = _read_all(self.decrypt(io.BytesIO(base64.b64decode(text)), where))
+        plain = _read_all(self.decrypt(io.BytesIO(binascii.a2b_base64(text)), where))
         return json.loads(plain)
 
 

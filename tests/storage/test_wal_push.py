@@ -187,11 +187,11 @@ def test_plain_forms_never_load_the_command_line(repo: Repo, tmp_path: Path) -> 
     wal = segment(tmp_path / "pg_wal")
     dest = tmp_path / "fetched"
     code = (
-        "import sys\nfrom pitr.entry import main\n"
+        "from pitr.entry import _answer, _parse\n"  # (main() would leave the process)
         "codes = []\n"
         f"for argv in (['wal-push', {str(wal)!r}], ['wal-fetch', {SEGMENT!r}, {str(dest)!r}]):\n"
-        f"    sys.argv = ['pitr', '--config', {str(repo.config)!r}, *argv]\n"
-        "    try:\n        main()\n    except SystemExit as exc:\n        codes.append(exc.code)\n"
+        f"    codes.append(_answer(_parse(['--config', {str(repo.config)!r}, *argv])))\n"
+        "import sys\n"
         "heavy = ('click', 'rich', 'pitr.cli', 'pitr.crypt.keyring', 'cryptography')\n"
         "print(codes, [m for m in heavy if m in sys.modules])"
     )
@@ -207,3 +207,21 @@ def test_plain_forms_never_load_the_command_line(repo: Repo, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[0, 0] []"
     assert dest.read_bytes() == wal.read_bytes()
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["alone", "a-thread-still-runs"])
+def test_fast_forms_leave_with_their_output_and_code(tmp_path: Path, thread: bool) -> None:
+    """The fast forms skip the interpreter's teardown (``entry._leave``): what they wrote is out
+    and the exit code is theirs; a thread still running gets the ordinary exit, which waits."""
+    marker = tmp_path / "thread-done"
+    late = f"(time.sleep(0.3), open({str(marker)!r}, 'w').close())"
+    code = (
+        "import sys, threading, time\nfrom pitr.entry import _leave\n"
+        + (f"threading.Thread(target=lambda: {late}).start()\n" if thread else "")
+        + "print('archived', end='')\nsys.stderr.write('warning')\n_leave(3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (3, "archived", "warning")
+    assert marker.exists() == thread

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pitr.crypt import primitives
+from pitr.crypt import native, openssl, primitives
 from pitr.crypt.age import (
     BATCH,
     CHUNK,
@@ -152,32 +152,52 @@ def test_short_reads_both_ways() -> None:
     assert drain(decrypting(_Trickle(sealed, 333), [identity]), 4096) == data
 
 
-@pytest.mark.parametrize("openssl", [True, False], ids=["libcrypto", "cryptography"])
-def test_both_primitive_backends_agree(openssl: bool) -> None:
-    """libcrypto through ctypes (what runs here) and the ``cryptography`` fallback."""
-    assert primitives.libcrypto() is not None
+def test_libsodium_is_the_backend_in_use_here() -> None:
+    """scripts/bootstrap installs libsodium23, the preferred backend; libcrypto is always there
+    (the one ``hashlib`` uses), ready to serve where libsodium is not."""
+    assert primitives.backend() == primitives.LIBSODIUM
+    assert native.libsodium() is not None
+    assert openssl.libcrypto() is not None
+
+
+def _others(backend: str) -> list[str]:
+    return [other for other in primitives.BACKENDS if other != backend]
+
+
+@pytest.mark.parametrize("backend", primitives.BACKENDS)
+def test_the_primitive_backends_agree(backend: str) -> None:
+    """Each backend against RFC 7748's vector and against the two others, both ways."""
     scalar = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
     point = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
     expected = "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"
-    assert primitives.x25519(scalar, point, openssl=openssl).hex() == expected  # RFC 7748
+    assert primitives.x25519(scalar, point, backend=backend).hex() == expected  # RFC 7748
     a, b = os.urandom(32), os.urandom(32)
-    pa, pb = primitives.x25519(a, None, openssl=openssl), primitives.x25519(b, None)
-    assert primitives.x25519(a, pb, openssl=openssl) == primitives.x25519(b, pa, openssl=False)
-    with pytest.raises(ValueError):
-        primitives.x25519(a, bytes(32), openssl=openssl)  # a low-order point
+    pa, pb = (primitives.x25519(s, None, backend=backend) for s in (a, b))
+    shared = primitives.exchange(a, pb, backend=backend)
+    assert shared[0] == pa
+    for other in _others(backend):
+        assert primitives.x25519(b, pa, backend=other) == shared[1]
+        assert primitives.exchange(a, pb, backend=other) == shared
+    for low_order in (bytes(32), b"\x01" + bytes(31)):
+        with pytest.raises(ValueError):
+            primitives.x25519(a, low_order, backend=backend)
     key, nonce = os.urandom(32), os.urandom(12)
-    sealed = primitives.chacha20_poly1305(key, openssl=openssl).encrypt(nonce, b"data" * 999)
-    other = primitives.chacha20_poly1305(key, openssl=not openssl)
-    assert other.decrypt(nonce, sealed) == b"data" * 999
-    for backend in (openssl, not openssl):
-        aead = primitives.chacha20_poly1305(key, openssl=backend)
+    sealed = primitives.chacha20_poly1305(key, backend=backend).encrypt(nonce, b"data" * 999)
+    for other in _others(backend):
+        assert primitives.chacha20_poly1305(key, backend=other).decrypt(nonce, sealed) == (
+            b"data" * 999
+        )
+    for any_backend in primitives.BACKENDS:
+        aead = primitives.chacha20_poly1305(key, backend=any_backend)
         with pytest.raises(primitives.InvalidTag):
             aead.decrypt(nonce, sealed[:-1] + bytes([sealed[-1] ^ 1]))
+        with pytest.raises(primitives.InvalidTag):
+            aead.decrypt(nonce, sealed[: primitives.TAG - 1])
 
 
 def test_the_public_ctypes_module_serves_alike(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where ctypes' C core cannot be used as ``c_types`` uses it, the public module's types
-    give the same results (only a slower import)."""
+    give both native backends the same results (only a slower import)."""
     key, nonce = os.urandom(32), os.urandom(12)
     expected = primitives.chacha20_poly1305(key).encrypt(nonce, b"data" * 999)
     secret, peer = os.urandom(32), primitives.x25519(os.urandom(32), None)
@@ -186,14 +206,19 @@ def test_the_public_ctypes_module_serves_alike(monkeypatch: pytest.MonkeyPatch) 
     def unusable() -> None:
         raise AttributeError("_SimpleCData")
 
-    monkeypatch.setattr(primitives, "_private", unusable)
-    primitives.libcrypto.cache_clear()
+    loaders = (native.c_types, openssl.libcrypto, native.libsodium)
+    monkeypatch.setattr(native, "_private", unusable)
+    for loader in loaders:
+        loader.cache_clear()
     try:
-        assert primitives.c_types().c_int is ctypes.c_int
-        assert primitives.chacha20_poly1305(key).encrypt(nonce, b"data" * 999) == expected
-        assert primitives.exchange(secret, peer) == shared
+        assert native.c_types().c_int is ctypes.c_int
+        for backend in (primitives.LIBSODIUM, primitives.LIBCRYPTO):
+            aead = primitives.chacha20_poly1305(key, backend=backend)
+            assert aead.encrypt(nonce, b"data" * 999) == expected
+            assert primitives.exchange(secret, peer, backend=backend) == shared
     finally:
-        primitives.libcrypto.cache_clear()
+        for loader in loaders:
+            loader.cache_clear()
 
 
 def test_hmac_sha256_is_the_standard_one() -> None:
@@ -202,17 +227,17 @@ def test_hmac_sha256_is_the_standard_one() -> None:
         assert hmac_sha256(key, message) == hmac.digest(key, message, "sha256")
 
 
-@pytest.mark.parametrize("openssl", [True, False], ids=["libcrypto", "cryptography"])
-def test_many_messages_at_once_where_they_lie(openssl: bool) -> None:
-    """Pieces of one buffer sealed in one call (one context, a nonce each) open one by one with
-    the other backend; a damaged piece is named by its index."""
+@pytest.mark.parametrize("backend", primitives.BACKENDS)
+def test_many_messages_at_once_where_they_lie(backend: str) -> None:
+    """Pieces of one buffer sealed in one call (a nonce each) open one by one with another
+    backend; a damaged piece is named by its index, by every backend."""
     key, data = os.urandom(32), os.urandom(1000)
     cuts = [(0, 0), (0, 10), (10, 500), (500, 1000)]
     nonces = [os.urandom(12) for _ in cuts]
-    sealed = primitives.chacha20_poly1305(key, openssl=openssl).seal(
+    sealed = primitives.chacha20_poly1305(key, backend=backend).seal(
         [(data, s, e) for s, e in cuts], nonces
     )
-    other = primitives.chacha20_poly1305(key, openssl=not openssl)
+    other = primitives.chacha20_poly1305(key, backend=_others(backend)[0])
     pieces, at = [], 0
     for (start, end), nonce in zip(cuts, nonces, strict=True):
         size = end - start + primitives.TAG
@@ -222,6 +247,8 @@ def test_many_messages_at_once_where_they_lie(openssl: bool) -> None:
     assert other.open(pieces, nonces) == data
     damaged = bytearray(sealed)
     damaged[pieces[2][1] + 3] ^= 1
-    with pytest.raises(primitives.InvalidTag) as caught:
-        other.open([(bytes(damaged), s, e) for _, s, e in pieces], nonces)
-    assert caught.value.index == 2
+    for any_backend in primitives.BACKENDS:
+        aead = primitives.chacha20_poly1305(key, backend=any_backend)
+        with pytest.raises(primitives.InvalidTag) as caught:
+            aead.open([(bytes(damaged), s, e) for _, s, e in pieces], nonces)
+        assert caught.value.index == 2
