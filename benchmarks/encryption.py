@@ -164,8 +164,9 @@ def _quartiles(differences: list[float]) -> str:
 
 
 #: What ``wal-push`` does more when it encrypts, in a fresh interpreter that has imported what
-#: the fast path imports anyway: the crypt modules (the keyring, the primitives' library), one
-#: age stream of the compressed segment, and the sealed summaries of its index document.
+#: the fast path imports anyway: the crypt modules and the keyring, one age stream of the
+#: compressed segment (the primitives' library loaded for it), and the sealed summaries of
+#: its index document.
 _OWN_SHARE = """
 import io, json, sys, time, zstandard, hashlib, hmac
 import pitr.config.settings, pitr.storage.transfer, pitr.catalog.store
@@ -177,7 +178,6 @@ from pitr import crypt
 from pitr.crypt.age import Recipient
 from pitr.crypt.keyring import Keyring
 crypt.install(Keyring((Recipient.parse(sys.argv[2]),)))
-crypt.ready()
 stream = crypt.installed().encrypt(io.BytesIO(data))
 while stream.read(1 << 20):
     pass

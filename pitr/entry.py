@@ -68,7 +68,7 @@ def _run(call: _Call) -> int:
     from pitr.logs import configure_logging, redact_secrets
 
     configure_logging(debug=False, quiet=call.quiet)
-    settings = load_settings(call.config)
+    settings = load_settings(call.config, parse_keys=False)  # (open_postgres parses them)
     redact_secrets(settings.secrets())
     if call.command == "wal-fetch":
         name, dest = call.args

@@ -38,7 +38,9 @@ def open_postgres(
         raise UsageError(f"{command} is for PostgreSQL instances; {inst.name} is {inst.engine}")
     repo = replace(settings.repository, timeout=max(settings.repository.timeout, STORAGE_PATIENCE))
     if repo.encryption != "none" or repo.identity_file is not None:
-        crypt.install_lazily(repo, settings.source)  # (wal-push: beside the compressor)
+        from pitr.crypt.keyring import keyring_for
+
+        crypt.install(keyring_for(repo, settings.source))
     store = CatalogStore(open_storage(repo), inst.name, inst.engine)
     return PostgresEngine(settings, inst), store
 

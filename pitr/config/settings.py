@@ -192,18 +192,22 @@ def candidate_paths(explicit: str | None, env: Mapping[str, str]) -> list[Path]:
     ]
 
 
-def load_settings(explicit: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Find, parse and validate the configuration; apply ``PITR_*`` overrides."""
+def load_settings(
+    explicit: str | None = None, env: Mapping[str, str] | None = None, *, parse_keys: bool = True
+) -> Settings:
+    """Find, parse and validate the configuration; apply ``PITR_*`` overrides. Without
+    ``parse_keys`` the recipients are left for the keyring to parse when it is built, with the
+    same errors: ``wal-push`` and ``wal-fetch`` build it next, and parse them once."""
     env = os.environ if env is None else env
     paths = candidate_paths(explicit, env)
     explicit_path = explicit or env.get("PITR_CONFIG")
     for path in paths:
         if path.is_file():
-            return _from_document(str(path), _read_toml(path), env)
+            return _from_document(str(path), _read_toml(path), env, parse_keys)
         if explicit_path:
             raise ConfigError(f"{path}: configuration file not found")
     if env.get("PITR_REPOSITORY_URL"):
-        return _from_document("environment", {}, env)
+        return _from_document("environment", {}, env, parse_keys)
     looked = ", ".join(str(p) for p in paths)
     raise ConfigError(
         f"no configuration file found (looked for {looked})",
@@ -230,7 +234,9 @@ _TABLES: dict[str, type[Any]] = {
 }
 
 
-def _from_document(source: str, doc: dict[str, Any], env: Mapping[str, str]) -> Settings:
+def _from_document(
+    source: str, doc: dict[str, Any], env: Mapping[str, str], parse_keys: bool = True
+) -> Settings:
     unknown = set(doc) - _TOP_LEVEL - set(_TABLES) - {"instances"}
     if unknown:
         raise ConfigError(f"{source}: unknown key(s): {', '.join(sorted(unknown))}")
@@ -251,7 +257,7 @@ def _from_document(source: str, doc: dict[str, Any], env: Mapping[str, str]) -> 
             raise ConfigError(f"{source}: {key}: expected a string")
     instances = _instances(source, doc.get("instances", {}), env)
     settings = Settings(source=source, instances=instances, **tables, **top)
-    _validate(settings, env)
+    _validate(settings, env, parse_keys)
     return settings
 
 
@@ -382,7 +388,7 @@ def swift_credential(repo: RepositorySettings, key: str, env: Mapping[str, str])
     return value
 
 
-def _validate(settings: Settings, env: Mapping[str, str]) -> None:
+def _validate(settings: Settings, env: Mapping[str, str], parse_keys: bool) -> None:
     repo = settings.repository
     src = settings.source
     try:
@@ -399,7 +405,7 @@ def _validate(settings: Settings, env: Mapping[str, str]) -> None:
                 hint="set them in the file or through ST_AUTH/ST_USER/ST_KEY "
                 "(or OS_AUTH_URL/OS_USERNAME/OS_PASSWORD)",
             )
-    _validate_encryption(repo, location.scheme, src)
+    _validate_encryption(repo, location.scheme, src, parse_keys)
     if not 1 <= repo.compression_level <= 22:
         raise ConfigError(f"{src}: [repository] compression_level: must be between 1 and 22")
     if repo.compression_threads < 0 or repo.concurrency < 1:
@@ -451,9 +457,9 @@ def _validate_primary(inst: InstanceSettings, src: str) -> None:
         raise ConfigError(f"{where} archive_wait: must be a positive number of seconds")
 
 
-def _validate_encryption(repo: RepositorySettings, scheme: str, src: str) -> None:
+def _validate_encryption(repo: RepositorySettings, scheme: str, src: str, parse_keys: bool) -> None:
     """Recipients parse (key files are named with their line on error); SSE is S3's."""
-    if repo.encryption == "age":
+    if repo.encryption == "age" and parse_keys:
         from pitr.crypt.keyring import keyring_of
 
         keyring_of(repo, src)

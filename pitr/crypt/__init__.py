@@ -13,69 +13,34 @@ this package than this module (``wal-push`` runs once per WAL segment).
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pitr.crypt.keyring import Keyring, KeySettings
+    from pitr.crypt.keyring import Keyring
 
 _installed: Keyring | None = None
-_pending: tuple[KeySettings, str] | None = None  # what to build it from at its first use
-_building = threading.Lock()
 
 
 def install(keyring: Keyring | None) -> None:
     """Make ``keyring`` the one this process uses."""
-    global _installed, _pending
-    _installed, _pending = keyring, None
-
-
-def install_lazily(repo: KeySettings, source: str) -> None:
-    """Make the keyring of ``repo`` the one this process uses, built (its modules imported, its
-    keys read) at its first use, or ahead of it by ``ready``."""
-    global _installed, _pending
-    _installed, _pending = None, (repo, source)
-
-
-def ready() -> None:
-    """Build the keyring if it is pending, and load the primitives' library. ``wal-push`` runs
-    this in a thread while zstd compresses the segment outside the GIL, so that PostgreSQL
-    does not wait for it (docs/encryption.md, "What it costs")."""
-    keyring = _current()
-    if keyring is not None:
-        from pitr.crypt.primitives import load
-
-        load()
-
-
-def _current() -> Keyring | None:
-    global _installed, _pending
-    if _pending is not None:
-        with _building:
-            if _pending is not None:
-                from pitr.crypt.keyring import keyring_for
-
-                _installed, _pending = keyring_for(*_pending), None
-    return _installed
+    global _installed
+    _installed = keyring
 
 
 def encrypting() -> bool:
     """Whether new objects and documents are encrypted."""
-    keyring = _current()
-    return keyring is not None and keyring.encrypts
+    return _installed is not None and _installed.encrypts
 
 
 def can_decrypt() -> bool:
     """Whether an identity is configured to read encrypted contents."""
-    keyring = _current()
-    return keyring is not None and keyring.can_decrypt
+    return _installed is not None and _installed.can_decrypt
 
 
 def installed() -> Keyring:
     """The installed keyring (an empty one when none is: no recipients, no identity)."""
-    keyring = _current()
-    if keyring is not None:
-        return keyring
+    if _installed is not None:
+        return _installed
     from pitr.crypt.keyring import Keyring
 
     return Keyring()

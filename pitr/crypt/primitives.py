@@ -77,16 +77,6 @@ def backend() -> str:
     return _backend(None)[0]
 
 
-def load() -> None:
-    """Load the backend now (its library; OpenSSL's cipher table), so that a caller can pay
-    for it beside other work rather than at the first message it seals."""
-    name, lib = _backend(None)
-    if name == LIBCRYPTO:
-        from pitr.crypt.openssl import cipher
-
-        cipher(lib)
-
-
 class _CryptographyAead:
     def __init__(self, key: bytes) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305

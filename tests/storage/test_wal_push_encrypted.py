@@ -68,3 +68,20 @@ def test_plaintext_segments_stay_fetchable_once_encryption_is_on(tmp_path: Path)
     fetched = repo.pitr("wal-fetch", SEGMENT, str(tmp_path / "out"))
     assert fetched.returncode == 0, fetched.stderr
     assert (tmp_path / "out").read_bytes() == wal.read_bytes()
+
+
+def test_a_malformed_recipient_fails_the_push_and_stores_nothing(tmp_path: Path) -> None:
+    """The fast form leaves the recipients to the keyring it builds (``parse_keys=False``, so
+    that they are parsed once): the error is the one every other command gives, exit 2, and
+    nothing reaches the repository."""
+    recipient = str(Identity.generate().recipient())
+    damaged = recipient[:-1] + ("q" if recipient[-1] != "q" else "p")
+    repo = Repo(tmp_path, f'url = "file://{tmp_path}/repo"', {})
+    configure(repo, tmp_path, damaged, None)
+    wal = segment(tmp_path / "pg_wal")
+    for args in (["wal-push", str(wal)], ["wal-push", "--json", str(wal)]):  # fast, full CLI
+        done = repo.pitr(*args)
+        assert done.returncode == 2, done.stderr
+        assert "[repository] recipients[0]: not an age recipient" in done.stderr
+        assert damaged not in done.stderr
+    assert not [p for p in (tmp_path / "repo").rglob("*") if p.is_file()]

@@ -124,12 +124,10 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
     key = store.layout.log_object(wal.stream, wal.name, ctx.compression.suffix)
     waldump = find_tool("pg_waldump", ctx.bindir)
     require_tool_major(waldump, header.version, f"WAL segment {wal.name}", ctx.bindir)
-    # pg_waldump, the raw sha256 and the making ready of the encryption run beside the
-    # compressor, which releases the GIL: PostgreSQL waits for every segment.
-    with ThreadPoolExecutor(3, thread_name_prefix="wal-push") as pool:
+    # pg_waldump and the raw sha256 run beside the compressor (each releases the GIL).
+    with ThreadPoolExecutor(2, thread_name_prefix="wal-push") as pool:
         indexing = pool.submit(index_segment, path, wal.name, waldump, fallback_time=now)
         hashing = pool.submit(_sha256, path)
-        readying = pool.submit(_ready_to_seal) if ctx.compression.encrypt else None
         try:
             with path.open("rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
@@ -139,8 +137,6 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
         except ObjectExists:
             uploaded = None
         index, raw_sha256 = indexing.result(), hashing.result()
-        if readying is not None:
-            readying.result()
     if uploaded is None:
         stored = _already_there(ctx, path, key, raw_sha256, wal)
         if stored is None:
@@ -158,13 +154,6 @@ def _push_segment(ctx: PushContext, path: Path, wal: WalName) -> bool:
         except PitrError as exc:  # the summary is a cache: archiving has succeeded
             log.warning("could not update the catalog summary: %s", exc.message)
     return published
-
-
-def _ready_to_seal() -> None:
-    """Load what sealing the segment and its index document needs: the keyring, the
-    primitives' library, the catalog's sealing (imported when the index is published)."""
-    crypt.ready()
-    import pitr.catalog.sealing  # noqa: F401
 
 
 def segment_record(
