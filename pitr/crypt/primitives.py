@@ -5,10 +5,12 @@ that is usable here (``BACKENDS``):
   0.2 ms to load;
 - ``libcrypto``, the OpenSSL Python's ``hashlib`` has loaded (``pitr.crypt.openssl``): as
   fast on bulk data, about 1.5 ms more to start;
-- ``cryptography``, which implements them on OpenSSL too: tens of milliseconds to import
-  (``wal-push`` runs once per WAL segment, and PostgreSQL waits for each), always there.
+- ``cryptography`` (``pitr.crypt.fallback``), which implements them on OpenSSL too: always
+  there, but tens of milliseconds to import, and ``wal-push`` runs once per WAL segment with
+  PostgreSQL waiting for each.
 
-The first two are called through ctypes' C core (``pitr.crypt.native``).
+The first two are called through ctypes' C core (``pitr.crypt.native``); only the backend in
+use is imported.
 
 tests/unit/test_age.py checks the three against each other, RFC 7748 and Debian's ``age``.
 """
@@ -23,7 +25,6 @@ from pitr.crypt.native import (
     TAG,
     InvalidTag,
     Piece,
-    checked,
     libsodium,
     sodium_aead,
     sodium_exchange,
@@ -77,37 +78,6 @@ def backend() -> str:
     return _backend(None)[0]
 
 
-class _CryptographyAead:
-    def __init__(self, key: bytes) -> None:
-        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
-        self._aead = ChaCha20Poly1305(key)
-
-    def encrypt(self, nonce: bytes, data: bytes) -> bytes:
-        return self._aead.encrypt(nonce, data, None)
-
-    def decrypt(self, nonce: bytes, data: bytes) -> bytes:
-        from cryptography.exceptions import InvalidTag as Invalid
-
-        try:
-            return self._aead.decrypt(nonce, data, None)
-        except Invalid:
-            raise InvalidTag() from None
-
-    def seal(self, pieces: Sequence[Piece], nonces: Sequence[bytes]) -> bytes:
-        pairs = zip(pieces, nonces, strict=True)
-        return b"".join(self.encrypt(nonce, data[s:e]) for (data, s, e), nonce in pairs)
-
-    def open(self, pieces: Sequence[Piece], nonces: Sequence[bytes]) -> bytes:
-        opened = []
-        for i, ((data, start, end), nonce) in enumerate(zip(pieces, nonces, strict=True)):
-            try:
-                opened.append(self.decrypt(nonce, data[start:end]))
-            except InvalidTag:
-                raise InvalidTag(i) from None
-        return b"".join(opened)
-
-
 def chacha20_poly1305(key: bytes, *, backend: str | None = None) -> Aead:
     """The AEAD under ``key``, from ``backend`` (by default the first usable here)."""
     name, lib = _backend(backend)
@@ -117,20 +87,9 @@ def chacha20_poly1305(key: bytes, *, backend: str | None = None) -> Aead:
         from pitr.crypt.openssl import openssl_aead
 
         return openssl_aead(lib, key)
-    return _CryptographyAead(key)
+    from pitr.crypt import fallback
 
-
-def _cryptography_exchange(secret: bytes, peer: bytes | None) -> tuple[bytes, bytes]:
-    from cryptography.hazmat.primitives.asymmetric.x25519 import (
-        X25519PrivateKey,
-        X25519PublicKey,
-    )
-
-    mine = X25519PrivateKey.from_private_bytes(secret)
-    own = mine.public_key().public_bytes_raw()
-    if peer is None:
-        return own, b""
-    return own, checked(True, mine.exchange(X25519PublicKey.from_public_bytes(peer)))
+    return fallback.aead(key)
 
 
 def exchange(
@@ -146,10 +105,9 @@ def exchange(
         from pitr.crypt import openssl
 
         return openssl.exchange(lib, secret, peer)
-    try:
-        return _cryptography_exchange(secret, peer)
-    except ValueError:  # (cryptography's own error for a low-order point)
-        raise ValueError("X25519 failed (a low-order point?)") from None
+    from pitr.crypt import fallback
+
+    return fallback.exchange(secret, peer)
 
 
 def x25519(secret: bytes, public: bytes | None, *, backend: str | None = None) -> bytes:
