@@ -112,6 +112,26 @@ def test_age_output_decrypts_here(size: int, keypair: tuple[Path, Identity, str]
     assert drain(decrypting(io.BytesIO(done.stdout), [Identity.generate(), identity])) == data
 
 
+@pytest.mark.parametrize("backend", primitives.BACKENDS)
+def test_each_backend_writes_and_reads_what_age_does(
+    backend: str, keypair: tuple[Path, Identity, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The format on each backend alone, as on a host that has only that one (no libsodium,
+    or neither library), against the ``age`` CLI both ways, across a batch boundary."""
+    monkeypatch.setattr(primitives, "BACKENDS", (backend,))
+    assert primitives.backend() == backend
+    path, identity, public = keypair
+    data = os.urandom(BATCH * CHUNK + 1)
+    sealed = drain(encrypting(io.BytesIO(data), [identity.recipient()]))
+    done = subprocess.run(
+        ["age", "-d", "-i", str(path)], input=sealed, capture_output=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == data
+    theirs = subprocess.run(["age", "-r", public], input=data, capture_output=True, check=True)
+    assert drain(decrypting(io.BytesIO(theirs.stdout), [identity])) == data
+
+
 def test_a_file_for_other_recipients_is_no_identity(keypair: tuple[Path, Identity, str]) -> None:
     sealed = drain(encrypting(io.BytesIO(b"x"), [Identity.generate().recipient()]))
     with pytest.raises(NoIdentity):
