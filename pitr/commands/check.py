@@ -78,7 +78,10 @@ def check_encryption(storage: Storage, settings: Settings, report: CheckReport) 
     payload = os.urandom(4096)
 
     def recipients() -> str:
-        return f"{len(keyring.recipients)} recipient(s): {', '.join(map(str, keyring.recipients))}"
+        from pitr.crypt.primitives import backend
+
+        listed = ", ".join(map(str, keyring.recipients))
+        return f"{len(keyring.recipients)} recipient(s): {listed}; primitives from {backend()}"
 
     def round_trip() -> str:
         written = storage.put(key, keyring.encrypt(io.BytesIO(payload)))

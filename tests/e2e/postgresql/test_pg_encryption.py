@@ -98,6 +98,7 @@ def test_nothing_readable_in_the_repository_and_the_story_passes(
     assert any(MARKER in e["summary"] for e in events)  # with the identity: readable
     checks = {c["name"]: c for c in site.ok("check")["checks"]}
     assert "probe decrypted" in checks["encryption probe"]["detail"], checks
+    assert "primitives from libsodium" in checks["encryption recipients"]["detail"], checks
     found = [str(p) for p, data in contents(repo) if MARKER.encode() in data]
     assert not found, f"the marker is readable in {found}"
 
