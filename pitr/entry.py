@@ -103,7 +103,7 @@ def _answer(call: _Call) -> int:
 
 def _leave(code: int) -> NoReturn:
     """Exit as soon as the output is out. The interpreter's own exit would tear down every
-    module imported, ~13 ms of a push's CPU, and a fast form leaves nothing to clean up; only a
+    module imported, ~14 ms of a push's CPU, and a fast form leaves nothing to clean up; only a
     thread still running (none should be) gets the ordinary exit, which waits for it."""
     import threading
 
