@@ -300,10 +300,9 @@ def test_async_wal_push_answers_without_loading_the_command_line(tmp_path: Path)
     status.mkdir(parents=True)
     (status / "000000010000000000000007.ok").touch()
     code = (
-        "import sys\nfrom pitr.entry import main\n"
-        f"sys.argv = ['pitr', '--config', {str(tmp_path / 'pitr.toml')!r}, 'wal-push', "
-        "'--async', 'pg_wal/000000010000000000000007']\n"
-        "try:\n    main()\nexcept SystemExit as exc:\n    rc = exc.code\n"
+        "import sys\nfrom pitr.entry import _answer, _parse\n"  # (main() would leave)
+        f"rc = _answer(_parse(['--config', {str(tmp_path / 'pitr.toml')!r}, 'wal-push', "
+        "'--async', 'pg_wal/000000010000000000000007']))\n"
         "heavy = [m for m in ('click', 'boto3', 'swiftclient', 'psycopg', 'zstandard') "
         "if m in sys.modules]\n"
         "print(rc, heavy)"
