@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -145,23 +146,13 @@ class IncrementalBench(base.Bench):
             raise RuntimeError(f"{label}: restored {got}, expected {expected}")
         self.stop(dest, "immediate")
         self.started.remove(dest)
-        base.shutil.rmtree(dest)
+        shutil.rmtree(dest)
         base.say(f"  {label}: {phases['total']:.2f} s (base {phases['base']:.2f} s)")
         return phases["total"]
 
     def main(self) -> None:
         args = self.args
-        self.prepare_workdir()
-        self.write_configs()
-        self.compile_pitr()
-        self.init_cluster()
-        self.run(self.pgbr("stanza-create"))
-        base.say(f"pgbench -i -s {args.scale}")
-        self.finish(self.pgbench("-i", "-s", str(args.scale), "-q"), "pgbench -i")
-        self.sql("CHECKPOINT")
-        self.sync_archive()
-        size = int(self.sql("SELECT pg_database_size('postgres')")[0][0])
-        self.results.notes.append(f"pgbench -i -s {args.scale}: database {size / MB:.0f} MB")
+        self.load_database()
 
         p_full, p_full_size, full_id = self.one_backup("pitr", "full")
         g_full, g_full_size, _ = self.one_backup("pgbr", "full")

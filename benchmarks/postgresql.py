@@ -884,7 +884,9 @@ class Bench:
 
     # -- the whole run -------------------------------------------------------------------
 
-    def main(self) -> None:
+    def load_database(self) -> None:
+        """The work directory, both repositories, a fresh cluster archiving into them, and
+        ``pgbench -i -s SCALE`` checkpointed and archived (shared with incremental.py)."""
         args = self.args
         self.prepare_workdir()
         self.write_configs()
@@ -900,6 +902,10 @@ class Bench:
         size = int(self.sql("SELECT pg_database_size('postgres')")[0][0])
         say(f"  {time.perf_counter() - started:.0f} s, database {size / MB:.0f} MB")
         self.results.notes.append(f"pgbench -i -s {args.scale}: database {size / MB:.0f} MB")
+
+    def main(self) -> None:
+        args = self.args
+        self.load_database()
         if args.archive_only:
             segments = self.copy_segments(args.segments)
             self.archive_cost(segments)

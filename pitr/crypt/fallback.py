@@ -46,7 +46,8 @@ def aead(key: bytes) -> _Aead:
     return _Aead(key)
 
 
-def _exchange(secret: bytes, peer: bytes | None) -> tuple[bytes, bytes]:
+def exchange(secret: bytes, peer: bytes | None) -> tuple[bytes, bytes]:
+    """(the public key of ``secret``, its shared secret with ``peer`` or b"")."""
     from cryptography.hazmat.primitives.asymmetric.x25519 import (
         X25519PrivateKey,
         X25519PublicKey,
@@ -56,12 +57,8 @@ def _exchange(secret: bytes, peer: bytes | None) -> tuple[bytes, bytes]:
     own = mine.public_key().public_bytes_raw()
     if peer is None:
         return own, b""
-    return own, checked(True, mine.exchange(X25519PublicKey.from_public_bytes(peer)))
-
-
-def exchange(secret: bytes, peer: bytes | None) -> tuple[bytes, bytes]:
-    """(the public key of ``secret``, its shared secret with ``peer`` or b"")."""
     try:
-        return _exchange(secret, peer)
+        shared = mine.exchange(X25519PublicKey.from_public_bytes(peer))
     except ValueError:  # (cryptography's own error for a low-order point)
-        raise ValueError("X25519 failed (a low-order point?)") from None
+        shared = b""
+    return own, checked(bool(shared), shared)
