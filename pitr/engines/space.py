@@ -52,12 +52,12 @@ def ran_out_of_space(exc: BaseException) -> bool:
     return isinstance(exc, PitrError) and NO_SPACE in exc.message
 
 
-def nearly_full(directory: Path) -> bool:
-    """Is the file system of ``directory`` (nearly) full? What a failure there most likely
-    came from when the server, not pitr, hit it (PostgreSQL's restore_command failing in a
-    full pg_wal ends replay early)."""
+def nearly_full(directory: Path, below: int = LOW_SPACE) -> bool:
+    """Has the file system of ``directory`` less than ``below`` bytes free? What a failure there
+    most likely came from when the server, not pitr, hit it (PostgreSQL's restore_command
+    failing in a full pg_wal ends replay early); ``below`` is what the failed step needed."""
     try:
-        return shutil.disk_usage(_existing(directory)).free < LOW_SPACE
+        return shutil.disk_usage(_existing(directory)).free < below
     except OSError:
         return False
 

@@ -33,7 +33,7 @@ from pitr.engines import proc
 from pitr.engines.mysql import applier
 from pitr.engines.mysql.relay import relay_replay, server_options
 from pitr.engines.mysql.server import MyServer, wait_for
-from pitr.engines.space import NO_SPACE
+from pitr.engines.space import NO_SPACE, nearly_full
 from pitr.errors import ToolFailed
 from pitr.planner.binlog import key_in
 from pitr.planner.plan import Plan
@@ -286,7 +286,7 @@ def start_own(base: MyServer, datadir: Path, port: int | None, server_id: int) -
         if child.poll() is not None:
             log_path = datadir / SERVER_LOG
             raise ToolFailed(f"the restored server exited {child.returncode} while starting: "
-                             f"{_tail(log_path)}{_no_space(log_path)}")  # fmt: skip
+                             f"{_tail(log_path)}{_no_space(log_path, datadir)}")  # fmt: skip
         return server.accepts_connections()
 
     wait_for(up, 300, f"the restored server in {datadir}")
@@ -294,15 +294,18 @@ def start_own(base: MyServer, datadir: Path, port: int | None, server_id: int) -
     return server
 
 
-def _no_space(log_path: Path) -> str:
-    """`` (No space left on device)`` when the server's log says it ran out of space (InnoDB
-    says "failed with error 28" or "Errcode: 28"; the last lines often do not)."""
+def _no_space(log_path: Path, datadir: Path) -> str:
+    """`` (No space left on device)`` when the server that failed to start ran out of space:
+    its log says so (InnoDB says "failed with error 28" or "Errcode: 28"; the last lines often
+    do not), or ``datadir``'s file system has no room for the redo log it creates first. A
+    full disk can leave the log empty, and the server frees what it had allocated on its way
+    out: how much is free afterwards is no sign that there was room."""
     try:
         text = log_path.read_text(errors="replace")
     except OSError:
-        return ""
+        text = ""
     said = re.search(r"\berror (?:number )?28\b|Errcode: 28\b", text) or NO_SPACE in text
-    return f" ({NO_SPACE})" if said else ""
+    return f" ({NO_SPACE})" if said or nearly_full(datadir, below=REDO_LOG) else ""
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -310,4 +313,4 @@ def _tail(path: Path, lines: int = 3) -> str:
         text = path.read_text(errors="replace").strip().splitlines()
     except OSError:
         return "no log"
-    return " | ".join(text[-lines:])
+    return " | ".join(text[-lines:]) or "its log is empty"
