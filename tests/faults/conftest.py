@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-for suite in ("postgresql", "mariadb"):
+for suite in ("postgresql", "mariadb", "mysql"):
     path = str(HERE.parent / "e2e" / suite)
     if path not in sys.path:
         sys.path.append(path)

@@ -2,11 +2,13 @@
 exits 0, as documented for a service) or killed with its whole job (left unreaped: the next
 follower takes its lock over); a bit flipped in a stored binlog: ``verify`` exit 8 naming it,
 ``restore`` and ``recover`` refuse before the instance is touched; ``restore --to`` a file
-system too small: refused up front, or one line when it fills up anyway."""
+system too small: refused up front, or one line when it fills up anyway, during replay too
+(where the server would wait for space for ever)."""
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from faultkit import (
     tmpfs,
 )
 from my_e2e import Site, file_site, mark, public_dir, seed
+from my_faults import fill_up_during_replay
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +113,10 @@ def test_restore_to_a_file_system_too_small(site: Site) -> None:
         assert not dest.exists() and not list(mount.glob(".restored*"))
         restored = site.ok("restore", "--latest", "--to", str(dest))["recovery"]  # the next run
         assert restored["status"] == "RESTORED" and (dest / "ibdata1").is_file()
+
+
+def test_the_file_system_fills_up_during_replay(site: Site) -> None:
+    """The restored server waits for space when its binlog cannot be written (retrying every
+    minute, for ever): pitr sees it waiting and kills it (its own, thrown away)."""
+    done = fill_up_during_replay(site, "REPEAT(MD5(RAND()), 32768)", 800 * MiB)
+    assert re.search(r"INFO mariadb at /\S+/restored killed$", done.stderr, re.M), done.stderr

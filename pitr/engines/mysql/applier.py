@@ -33,9 +33,11 @@ from typing import Any
 
 from pitr.engines.mysql.relay import (
     RELAY_BASE,
+    give_up_when_full,
     place_relay_logs,
     read_all,
     replica_status,
+    undoing,
     unused_server_id,
     watching,
 )
@@ -95,6 +97,13 @@ def _error(cursor: Any, status: dict[str, Any]) -> str | None:
     return None if row is None else f"error {row[0]}: {row[1]}"
 
 
+def _states(cursor: Any) -> list[str]:
+    """What each thread of the server is doing (SHOW PROCESSLIST's State)."""
+    cursor.execute("SHOW PROCESSLIST")
+    column = [d[0] for d in cursor.description].index("State")
+    return [str(row[column] or "") for row in cursor.fetchall()]
+
+
 def _wait(server: MyServer, names: Sequence[Path], end: int, gtids: str) -> None:
     """Until ``gtids`` are executed, the applier has read everything, or it failed."""
     with watching(server) as cur:
@@ -103,6 +112,7 @@ def _wait(server: MyServer, names: Sequence[Path], end: int, gtids: str) -> None
             reached = cur.fetchone()[0] == 0
             status = replica_status(cur, STATUS)
             state = str(status.get("Replica_SQL_Running_State") or "")
+            give_up_when_full(server, _states(cur))  # its workers write the binlog
             where, pos = str(status["Relay_Log_File"]), int(status["Relay_Log_Pos"])
             if (
                 reached
@@ -135,7 +145,7 @@ def applier_replay(
     server.query(f"SET GLOBAL server_id = {unused_server_id(frozenset(taken | {own}))}")
     server.query(f"SET GLOBAL replica_parallel_workers = {WORKERS}")
     connected = False
-    try:
+    with undoing(lambda: _forget(server, own, connected, [*names, index]), "replication"):
         server.query(
             "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '127.0.0.1', SOURCE_PORT = 1, "
             f"RELAY_LOG_FILE = '{names[0]}', RELAY_LOG_POS = {start} FOR CHANNEL '{CHANNEL}'"
@@ -145,13 +155,16 @@ def applier_replay(
         server.query(f"START REPLICA SQL_THREAD FOR CHANNEL '{CHANNEL}'")
         _wait(server, names, end, gtids)
         log.info("applier replay took %.1f s", time.monotonic() - began)
+
+
+def _forget(server: MyServer, own: int, connected: bool, placed: list[Path]) -> None:
+    """No replication state left: the channel and its relay logs; the server's own id back."""
+    try:
+        if connected:
+            server.query(f"STOP REPLICA FOR CHANNEL '{CHANNEL}'")
+            server.query(f"RESET REPLICA ALL FOR CHANNEL '{CHANNEL}'")
+        else:
+            for path in placed:
+                path.unlink(missing_ok=True)
     finally:
-        try:
-            if connected:
-                server.query(f"STOP REPLICA FOR CHANNEL '{CHANNEL}'")
-                server.query(f"RESET REPLICA ALL FOR CHANNEL '{CHANNEL}'")
-            else:
-                for path in (*names, index):
-                    path.unlink(missing_ok=True)
-        finally:
-            server.query(f"SET GLOBAL server_id = {own}")
+        server.query(f"SET GLOBAL server_id = {own}")

@@ -30,16 +30,20 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from pitr.catalog.store import CatalogStore
 from pitr.engines.mysql.server import MyServer
-from pitr.errors import ToolFailed
+from pitr.engines.space import NO_SPACE
+from pitr.errors import PitrError, ToolFailed
 from pitr.planner.plan import Plan
 
 log = logging.getLogger("pitr.mysql")
+#: a thread's state while the server waits for a full disk (MariaDB's, MySQL's): a binlog write
+#: there is retried every minute, for ever, rather than failed
+NO_ROOM = ("Waiting for someone to free space", "Waiting for disk space")
 CONNECTION = "pitr"
 RELAY_BASE = "pitr-relay"  # --relay-log of a server pitr starts: <datadir>/pitr-relay
 MAX_SERVER_ID = (1 << 32) - 1
@@ -51,6 +55,37 @@ WAITING = ("Slave has read all relay log", "Replica has read all relay log")
 def server_options(datadir: Path) -> list[str]:
     """Options of a server pitr starts so that it can replay through its SQL thread."""
     return ["--log-slave-updates", f"--relay-log={datadir / RELAY_BASE}"]
+
+
+class OutOfSpace(ToolFailed):
+    """The restored server waited for disk space during replay, and pitr killed it."""
+
+
+def give_up_when_full(server: MyServer, states: Iterable[str]) -> None:
+    """Kill ``server`` (pitr's own, its directory thrown away) and raise OutOfSpace when one
+    of its threads is in one of ``states`` waiting for disk space: replay would never end."""
+    if any(state.startswith(NO_ROOM) for state in states):
+        server.kill()
+        raise OutOfSpace(f"the restored server waited for disk space in {server.datadir} and "
+                         f"was stopped ({NO_SPACE})")  # fmt: skip
+
+
+@contextlib.contextmanager
+def undoing(undo: Callable[[], None], what: str) -> Iterator[None]:
+    """Run ``undo`` after the block however it ends, but not after OutOfSpace (the server is
+    gone, nothing is left to undo in it). When the block failed, its error is the one raised:
+    an ``undo`` failing too (a server that died answers nothing) is only logged."""
+    try:
+        yield
+    except OutOfSpace:
+        raise
+    except BaseException:
+        try:
+            undo()
+        except PitrError as also:
+            log.warning("%s not undone: %s", what, also.message)
+        raise
+    undo()
 
 
 def writers(store: CatalogStore, plan: Plan) -> frozenset[int]:
@@ -140,6 +175,7 @@ def _wait(server: MyServer, names: Sequence[Path], end: int) -> dict[str, Any]:
             if status["Slave_SQL_Running"] != "Yes":
                 return status
             state = str(status.get("Slave_SQL_Running_State") or "")
+            give_up_when_full(server, [state])  # its one SQL thread writes the binlog
             where, pos = str(status["Relay_Log_File"]), int(status["Relay_Log_Pos"])
             if read_all(state, where, pos, names, end):
                 cur.execute(f"STOP SLAVE '{CONNECTION}' SQL_THREAD")
@@ -161,7 +197,7 @@ def relay_replay(
         f" UNTIL RELAY_LOG_FILE = '{names[-1].name}', RELAY_LOG_POS = {stop}")  # fmt: skip
     server.query(f"SET GLOBAL server_id = {unused_server_id(taken | {int(before[0])})}")
     connected = False
-    try:
+    with undoing(lambda: _forget(server, before, connected, [*names, index]), "replication"):
         server.query(
             f"CHANGE MASTER '{CONNECTION}' TO MASTER_HOST = '127.0.0.1', MASTER_PORT = 1, "
             f"MASTER_USE_GTID = no, RELAY_LOG_FILE = '{names[0].name}', RELAY_LOG_POS = {start}"
@@ -172,8 +208,6 @@ def relay_replay(
         if status["Last_SQL_Errno"]:
             raise ToolFailed(f"replay stopped: error {status['Last_SQL_Errno']}: "
                              f"{status['Last_SQL_Error']}")  # fmt: skip
-    finally:
-        _forget(server, before, connected, [*names, index])
 
 
 def _forget(server: MyServer, before: tuple[Any, ...], connected: bool,

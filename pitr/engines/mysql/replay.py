@@ -31,7 +31,7 @@ from pitr.domain.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidS
 from pitr.domain.positions import offset_of
 from pitr.engines import proc
 from pitr.engines.mysql import applier
-from pitr.engines.mysql.relay import relay_replay, server_options
+from pitr.engines.mysql.relay import relay_replay, server_options, undoing
 from pitr.engines.mysql.server import MyServer, wait_for
 from pitr.engines.space import NO_SPACE, nearly_full
 from pitr.errors import ToolFailed
@@ -209,7 +209,7 @@ def replay_plan(
     saved = server.variables(*REPLAY_SETTINGS)
     for name, value in REPLAY_SETTINGS.items():  # replay is redone after a crash: no fsyncs
         server.query(f"SET GLOBAL {name} = {value}")
-    try:
+    with undoing(lambda: _set_back(server, saved), f"replay settings {sorted(saved)}"):
         log.info("replaying %d binlog(s) from %s to %s", len(files), last_backup.end,
                  stop.position or "their end")  # fmt: skip
         if writers is None or (server.flavor == "mysql" and not expected.gtids):
@@ -218,11 +218,14 @@ def replay_plan(
             applier.applier_replay(server, files, start, end, str(expected.gtids))
         else:
             relay_replay(server, files, start, end, writers)
-    finally:
-        for name, before in saved.items():
-            if before.isdigit():
-                server.query(f"SET GLOBAL {name} = {int(before)}")
     return check_reached(server, expected)
+
+
+def _set_back(server: MyServer, saved: dict[str, str]) -> None:
+    """The global settings replay changed, as they were."""
+    for name, before in saved.items():
+        if before.isdigit():
+            server.query(f"SET GLOBAL {name} = {int(before)}")
 
 
 # -- a server pitr starts itself ---------------------------------------------------------------

@@ -272,6 +272,16 @@ class MyServer:
         log.info("%s at %s stopped", self.flavor, self.datadir)
         return argv
 
+    def kill(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGKILL the server and wait until it is gone: only for one pitr started and whose
+        directory is thrown away (one waiting for disk space answers no shutdown for a
+        minute)."""
+        pid = self.pid()
+        if pid is not None and _may_signal(pid):
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: not alive(pid), timeout, f"{self.flavor} at {self.datadir} to die")
+            log.info("%s at %s killed", self.flavor, self.datadir)
+
     def start(self, argv: list[str] | None = None, timeout: float = START_TIMEOUT) -> None:
         """Start with ``start_command`` (else ``argv``, the command line it ran with before)
         and wait until it accepts connections."""
