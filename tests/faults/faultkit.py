@@ -25,15 +25,25 @@ MiB = 1 << 20
 def tmpfs(size: int, prefix: str = "pitr-tmpfs-") -> Iterator[Path]:
     """A file system of ``size`` bytes (mode 0777), unmounted afterwards whatever happens."""
     mount = make_base_dir(prefix)
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "tmpfs", str(mount)],
-        check=True,
-    )
+    mount_tmpfs(mount, size)
     try:
         yield mount
     finally:
-        mounted(mount) and subprocess.run(["umount", "-l", str(mount)], check=False)
+        unmount(mount)
         remove_dir(mount)
+
+
+def mount_tmpfs(directory: Path, size: int) -> None:
+    """Mount a file system of ``size`` bytes (mode 0777) on the empty ``directory``."""
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "tmpfs", str(directory)],
+        check=True,
+    )
+
+
+def unmount(directory: Path) -> None:
+    if mounted(directory):
+        subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
 def mounted(path: Path) -> bool:

@@ -16,11 +16,7 @@ def fill_up_during_replay(site: Site, pad: str, size: int) -> Done:
     tmpfs of ``size`` bytes left 8 MiB free once the relay logs are placed: one line and exit 6
     within seconds (not the server's minute between two tries of a write), nothing left
     behind; the next run, with room, restores it all. Returns the failed run."""
-    site.sql("CREATE TABLE shop.bulk (id INT AUTO_INCREMENT PRIMARY KEY, pad LONGTEXT)")
-    for _ in range(BULK):
-        site.sql(f"INSERT INTO shop.bulk (pad) VALUES ({pad})")
-    site.flush()
-    site.archive()
+    write_bulk(site, pad)
     with tmpfs(size) as mount:
         dest = mount / "restored"
         replaying = lambda: any(dest.glob("pitr-relay*"))  # noqa: E731  the relay logs placed
@@ -36,3 +32,12 @@ def fill_up_during_replay(site: Site, pad: str, size: int) -> Done:
         assert restored["status"] == "RESTORED"
         assert (dest / "shop" / "bulk.ibd").stat().st_size > BULK * MiB
     return done
+
+
+def write_bulk(site: Site, pad: str) -> None:
+    """``BULK`` rows of 1 MiB (``pad``: the SQL for one) after the backup, archived."""
+    site.sql("CREATE TABLE shop.bulk (id INT AUTO_INCREMENT PRIMARY KEY, pad LONGTEXT)")
+    for _ in range(BULK):
+        site.sql(f"INSERT INTO shop.bulk (pad) VALUES ({pad})")
+    site.flush()
+    site.archive()

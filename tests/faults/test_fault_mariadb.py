@@ -3,15 +3,18 @@ exits 0, as documented for a service) or killed with its whole job (left unreape
 follower takes its lock over); a bit flipped in a stored binlog: ``verify`` exit 8 naming it,
 ``restore`` and ``recover`` refuse before the instance is touched; ``restore --to`` a file
 system too small: refused up front, or one line when it fills up anyway, during replay too
-(where the server would wait for space for ever)."""
+(where the server would wait for space for ever); ``recover`` whose replay fills the
+instance's binlog file system: one line, the instance runs, and recover again completes."""
 
 from __future__ import annotations
 
 import json
 import re
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clirun import wait_for
@@ -23,11 +26,14 @@ from faultkit import (
     kill_job_unreaped,
     launch,
     lock_object,
+    mount_tmpfs,
     reap,
     tmpfs,
+    unmount,
 )
 from my_e2e import Site, file_site, mark, public_dir, seed
-from my_faults import fill_up_during_replay
+from my_faults import BULK, fill_up_during_replay, write_bulk
+from servers.mariadb import MariaDBServer
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +126,53 @@ def test_the_file_system_fills_up_during_replay(site: Site) -> None:
     minute, for ever): pitr sees it waiting and kills it (its own, thrown away)."""
     done = fill_up_during_replay(site, "REPEAT(MD5(RAND()), 32768)", 800 * MiB)
     assert re.search(r"INFO mariadb at /\S+/restored killed$", done.stderr, re.M), done.stderr
+
+
+class SmallBinlogFs(MariaDBServer):
+    """A server whose binlog directory is a file system of its own, of 256 MiB."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        mount_tmpfs(self.binlog_dir, 256 * MiB)
+
+    def destroy(self) -> None:
+        try:
+            self.stop(timeout=30)
+        finally:
+            unmount(self.binlog_dir)
+            super().destroy()
+
+
+class SmallBinlogSite(Site):
+    server_class = SmallBinlogFs
+
+
+def test_the_binlog_file_system_fills_up_during_recover() -> None:
+    """``recover`` replays through the instance's own server, which waits for space when its
+    binlog cannot be written: pitr stops the replay (one line, exit 6, within seconds, naming
+    the file system), the instance runs on, the replaced data directory is kept; with room,
+    recover again completes."""
+    base = public_dir()
+    (base / "repo").mkdir()
+    site = SmallBinlogSite(base, f'url = "file://{base / "repo"}"', managed=True)
+    try:
+        seed(site, ("victim",))
+        site.backup("full")
+        write_bulk(site, "REPEAT(MD5(RAND()), 32768)")
+        binlogs = site.server.binlog_dir
+        keep = ballast(binlogs, leave=16 * MiB)  # less than the replay writes there
+        began = time.monotonic()
+        done = site.fails(6, "recover", "--latest", "--yes", timeout=120)
+        took = time.monotonic() - began
+        assert f"the file system of {binlogs} ran out of space during the replay" in done.stderr
+        assert "mariadb runs on what was replayed so far: recover again" in done.stderr
+        assert "the replaced data directory is kept at " in done.stderr
+        assert f"the replaced server's binlogs are in {binlogs}/pitr-" in done.stderr
+        assert took < 45, took
+        assert site.server_pid() is not None and site.one("SELECT 1") == 1  # it runs
+        keep.unlink()
+        doc = site.ok("recover", "--latest", "--yes", timeout=300)["recovery"]
+        assert doc["status"] == "ACTIVE"
+        assert site.one("SELECT COUNT(*) FROM shop.bulk") == BULK
+    finally:
+        site.destroy()

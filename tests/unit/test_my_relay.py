@@ -15,6 +15,7 @@ from pitr.engines.mysql.relay import (
     server_options,
     undoing,
     unused_server_id,
+    waiting_for_space,
 )
 from pitr.errors import PreconditionFailed, ToolFailed
 
@@ -61,3 +62,10 @@ def test_nothing_to_undo_in_a_server_killed_for_want_of_space() -> None:
     with pytest.raises(OutOfSpace), undoing(lambda: undone.append("settings"), "settings"):
         raise OutOfSpace("the restored server waited for disk space")
     assert undone == []
+
+
+def test_a_thread_waiting_for_disk_space_in_either_flavour() -> None:
+    assert waiting_for_space(["", "Waiting for someone to free space"])  # MariaDB
+    assert waiting_for_space(["Waiting for disk space", "starting"])  # MySQL
+    assert not waiting_for_space(["Slave has read all relay log; waiting for more updates"])
+    assert not waiting_for_space([])

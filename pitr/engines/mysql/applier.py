@@ -37,6 +37,7 @@ from pitr.engines.mysql.relay import (
     place_relay_logs,
     read_all,
     replica_status,
+    thread_states,
     undoing,
     unused_server_id,
     watching,
@@ -97,13 +98,6 @@ def _error(cursor: Any, status: dict[str, Any]) -> str | None:
     return None if row is None else f"error {row[0]}: {row[1]}"
 
 
-def _states(cursor: Any) -> list[str]:
-    """What each thread of the server is doing (SHOW PROCESSLIST's State)."""
-    cursor.execute("SHOW PROCESSLIST")
-    column = [d[0] for d in cursor.description].index("State")
-    return [str(row[column] or "") for row in cursor.fetchall()]
-
-
 def _wait(server: MyServer, names: Sequence[Path], end: int, gtids: str) -> None:
     """Until ``gtids`` are executed, the applier has read everything, or it failed."""
     with watching(server) as cur:
@@ -112,7 +106,7 @@ def _wait(server: MyServer, names: Sequence[Path], end: int, gtids: str) -> None
             reached = cur.fetchone()[0] == 0
             status = replica_status(cur, STATUS)
             state = str(status.get("Replica_SQL_Running_State") or "")
-            give_up_when_full(server, _states(cur))  # its workers write the binlog
+            give_up_when_full(server, thread_states(cur))  # its workers write the binlog
             where, pos = str(status["Relay_Log_File"]), int(status["Relay_Log_Pos"])
             if (
                 reached

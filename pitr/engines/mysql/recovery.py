@@ -315,6 +315,11 @@ def recover_in_place(
         reached = replay_plan(restored, plan, files, expected)
     except PitrError as exc:
         kept = f"; the replaced data directory is kept at {aside}" if aside else ""
+        kept += f"; the replaced server's binlogs are in {binlogs_aside}" if binlogs_aside else ""
+        if ran_out_of_space(exc):
+            full = next((d for d in (binlog_dir, datadir) if d and nearly_full(d)), datadir)
+            outcome = f"{server.flavor} runs on what was replayed so far: recover again{kept}"
+            raise space_error(full, "the replay", outcome) from exc
         raise ToolFailed(f"recovery failed: {exc.message}{kept}", hint=exc.hint) from exc
     finally:
         fetch.close()

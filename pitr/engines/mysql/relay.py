@@ -61,10 +61,21 @@ class OutOfSpace(ToolFailed):
     """The restored server waited for disk space during replay, and pitr killed it."""
 
 
+def thread_states(cursor: Any) -> list[str]:
+    """What each thread of the server is doing (SHOW PROCESSLIST's State)."""
+    cursor.execute("SHOW PROCESSLIST")
+    column = [d[0] for d in cursor.description].index("State")
+    return [str(row[column] or "") for row in cursor.fetchall()]
+
+
+def waiting_for_space(states: Iterable[str]) -> bool:
+    return any(state.startswith(NO_ROOM) for state in states)
+
+
 def give_up_when_full(server: MyServer, states: Iterable[str]) -> None:
     """Kill ``server`` (pitr's own, its directory thrown away) and raise OutOfSpace when one
     of its threads is in one of ``states`` waiting for disk space: replay would never end."""
-    if any(state.startswith(NO_ROOM) for state in states):
+    if waiting_for_space(states):
         server.kill()
         raise OutOfSpace(f"the restored server waited for disk space in {server.datadir} and "
                          f"was stopped ({NO_SPACE})")  # fmt: skip

@@ -31,10 +31,17 @@ from pitr.domain.gtid import MariaGtid, MariaGtidPosition, MysqlGtid, MysqlGtidS
 from pitr.domain.positions import offset_of
 from pitr.engines import proc
 from pitr.engines.mysql import applier
-from pitr.engines.mysql.relay import relay_replay, server_options, undoing
+from pitr.engines.mysql.relay import (
+    relay_replay,
+    server_options,
+    thread_states,
+    undoing,
+    waiting_for_space,
+    watching,
+)
 from pitr.engines.mysql.server import MyServer, wait_for
 from pitr.engines.space import NO_SPACE, nearly_full
-from pitr.errors import ToolFailed
+from pitr.errors import PitrError, ToolFailed
 from pitr.planner.binlog import key_in
 from pitr.planner.plan import Plan
 
@@ -48,6 +55,7 @@ REPLAY_SETTINGS = {"max_allowed_packet": MAX_PACKET, "innodb_flush_log_at_trx_co
 INNODB_KEEP = ("innodb_page_size", "innodb_data_file_path", "innodb_undo_tablespaces",
                "innodb_checksum_algorithm")  # fmt: skip
 FRESH_EVENTS = 16  # a binlog with fewer events, none a transaction's, is a fresh one
+WATCH = 1.0  # seconds between two looks at the server a client replays into
 REDO_LOG = 256 << 20  # replay writes a lot: fewer checkpoints than with the default 96 MiB
 
 
@@ -165,12 +173,35 @@ def replay(server: MyServer, files: Sequence[Path], start: int, stop: int | None
         reader.stdout.close()  # the client holds the pipe now
         writer_err = proc.StderrTail(writer)
         try:
+            _until_exit(server, writer)
             writer_err.wait(Path(client[0]).name)
         except ToolFailed:
             reader.kill()
             reader.wait()
             raise
         reader_err.wait(Path(binlog[0]).name)
+
+
+def _until_exit(server: MyServer, client: subprocess.Popen[bytes]) -> None:
+    """Wait for ``client`` to exit, looking every ``WATCH`` seconds whether a thread of
+    ``server`` waits for disk space (it would retry its write every minute, for ever): then the
+    client is stopped and ToolFailed raised; the server, the instance's own, runs on."""
+    while True:
+        try:
+            client.wait(WATCH)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            with watching(server) as cursor:
+                full = waiting_for_space(thread_states(cursor))
+        except PitrError:
+            continue  # no look this time: the client's exit tells how replay went
+        if full:
+            client.kill()
+            client.wait()
+            raise ToolFailed(f"{server.flavor} at {server.datadir} waited for disk space, and "
+                             f"replay was stopped ({NO_SPACE})")  # fmt: skip
 
 
 def check_reached(server: MyServer, expected: Expected) -> str:
