@@ -235,7 +235,7 @@ _TABLES: dict[str, type[Any]] = {
 
 
 def _from_document(
-    source: str, doc: dict[str, Any], env: Mapping[str, str], parse_keys: bool = True
+    source: str, doc: dict[str, Any], env: Mapping[str, str], parse_keys: bool
 ) -> Settings:
     unknown = set(doc) - _TOP_LEVEL - set(_TABLES) - {"instances"}
     if unknown:

@@ -21,6 +21,9 @@ What this needs of the server, and what it leaves behind:
   ``slave_parallel_threads`` > 0 (measured here).
 * afterwards ``RESET SLAVE 'pitr' ALL`` removes the connection, its info files and the relay
   logs, and ``gtid_slave_pos`` (which the SQL thread advances) is set back to what it was.
+
+Every replay (MySQL's applier, the client pipeline) shares from here how it watches the server
+(a thread waiting for disk space would wait for ever) and undoes what it changed.
 """
 
 from __future__ import annotations

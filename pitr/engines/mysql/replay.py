@@ -318,9 +318,8 @@ def start_own(base: MyServer, datadir: Path, port: int | None, server_id: int) -
 
     def up() -> bool:
         if child.poll() is not None:
-            log_path = datadir / SERVER_LOG
             raise ToolFailed(f"the restored server exited {child.returncode} while starting: "
-                             f"{_tail(log_path)}{_no_space(log_path, datadir)}")  # fmt: skip
+                             f"{_why_not_started(datadir / SERVER_LOG, datadir)}")  # fmt: skip
         return server.accepts_connections()
 
     wait_for(up, 300, f"the restored server in {datadir}")
@@ -328,23 +327,16 @@ def start_own(base: MyServer, datadir: Path, port: int | None, server_id: int) -
     return server
 
 
-def _no_space(log_path: Path, datadir: Path) -> str:
-    """`` (No space left on device)`` when the server that failed to start ran out of space:
-    its log says so (InnoDB says "failed with error 28" or "Errcode: 28"; the last lines often
-    do not), or ``datadir``'s file system has no room for the redo log it creates first. A
-    full disk can leave the log empty, and the server frees what it had allocated on its way
-    out: how much is free afterwards is no sign that there was room."""
+def _why_not_started(log_path: Path, datadir: Path, lines: int = 3) -> str:
+    """The last ``lines`` of the server's log, and `` (No space left on device)`` when it ran
+    out of space: its log says so (InnoDB says "failed with error 28" or "Errcode: 28"; the
+    last lines often do not), or ``datadir``'s file system has no room for the redo log the
+    server creates first. A full disk can leave the log empty, and the server frees what it
+    had allocated on its way out: how much is free afterwards is no sign that there was room."""
     try:
         text = log_path.read_text(errors="replace")
+        tail = " | ".join(text.strip().splitlines()[-lines:]) or "its log is empty"
     except OSError:
-        text = ""
+        text, tail = "", "no log"
     said = re.search(r"\berror (?:number )?28\b|Errcode: 28\b", text) or NO_SPACE in text
-    return f" ({NO_SPACE})" if said or nearly_full(datadir, below=REDO_LOG) else ""
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "no log"
-    return " | ".join(text[-lines:]) or "its log is empty"
+    return f"{tail} ({NO_SPACE})" if said or nearly_full(datadir, below=REDO_LOG) else tail
